@@ -1,0 +1,3 @@
+from onestage.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Data: synthetic generation, dataset formats, torch datasets."""

@@ -1,0 +1,67 @@
+"""Safe image reading: size checks against decompression bombs, clear errors for bad files."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from onestage.errors import DataError
+from onestage.fileio import atomic_write_with
+
+# Refuse images with more pixels than this (Pillow's own bomb limit is 89M; we check first).
+DEFAULT_MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def read_image_size(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding pixels."""
+    with _open(path) as image:
+        _check_pixels(path, image.size, max_pixels)
+        return image.size
+
+
+def load_image_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image fully into an (H, W, 3) uint8 RGB array; truncated files are errors."""
+    with _open(path) as image:
+        _check_pixels(path, image.size, max_pixels)
+        try:
+            image.load()
+            return np.asarray(image.convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as error:
+            raise DataError(path, f"image is corrupt or truncated ({error})") from None
+
+
+def _open(path: Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "image file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombError:
+        raise DataError(path, "image exceeds the pixel limit (decompression bomb?)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(path, f"not a readable image ({error})") from None
+
+
+def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise DataError(path, f"image has invalid size {width}x{height}")
+    if width * height > max_pixels:
+        raise DataError(
+            path,
+            f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (decompression bomb?)",
+        )
+
+
+def save_image(image: np.ndarray, path: Path) -> None:
+    """Save an (H, W, 3) uint8 image (format from the suffix) via a temp file and rename."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    image_format = {"jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF"}.get(suffix, suffix.upper())
+    atomic_write_with(path, lambda handle: Image.fromarray(image).save(handle, image_format))

@@ -24,8 +24,8 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-console = Console()
-error_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+error_console = Console(stderr=True, soft_wrap=True)
 
 FORMAT_HELP = "Dataset format: yolo, voc or coco."
 
@@ -147,9 +147,10 @@ def data_synth(
 ) -> None:
     """Write a synthetic detection dataset (icons pasted on backgrounds)."""
     from onestage.data.synthesize import synthesize_dataset
+    from onestage.data.synthetic import SyntheticGenerator
 
-    config = _synthetic_config(
-        size, objects, size_range, max_overlap, classes, icons, backgrounds, seed
+    generator = SyntheticGenerator(
+        _synthetic_config(size, objects, size_range, max_overlap, classes, icons, backgrounds, seed)
     )
     split_sizes = _parse_splits(split or ["train:1000", "val:200"])
     if image_format not in ("png", "jpg"):
@@ -157,7 +158,7 @@ def data_synth(
     with _progress() as progress:
         task = progress.add_task("synthesising", total=sum(split_sizes.values()))
         dataset = synthesize_dataset(
-            config,
+            generator,
             out,
             _check_format(fmt),
             split_sizes,
@@ -223,7 +224,10 @@ def data_convert(
     from onestage.data.formats import read_dataset, write_dataset
 
     dataset, problems = read_dataset(
-        src, _check_format(src_format) if src_format else None, skip_invalid=skip_invalid
+        src,
+        _check_format(src_format) if src_format else None,
+        skip_invalid=skip_invalid,
+        verify_images=True,
     )
     for problem in problems:
         error_console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
@@ -276,14 +280,14 @@ def demo(
     from onestage.data.images import save_image
     from onestage.data.preview import dataset_grid
     from onestage.data.synthesize import synthesize_dataset
-    from onestage.data.synthetic import SyntheticConfig
+    from onestage.data.synthetic import SyntheticGenerator
 
     data_dir = out / "data"
     split_sizes = {"train": 256, "val": 64}
     with _progress() as progress:
         task = progress.add_task("synthesising", total=sum(split_sizes.values()))
         synthesize_dataset(
-            SyntheticConfig(),
+            SyntheticGenerator(),
             data_dir,
             "yolo",
             split_sizes,

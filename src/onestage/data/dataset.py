@@ -6,7 +6,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from onestage.data.images import load_image_rgb
+from onestage.data.records import ImageRecord
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
+from onestage.data.transforms import fit_image
 
 # Class id used to pad the per-image box lists of a batch to one length.
 PAD_CLASS_ID = -1
@@ -20,10 +23,13 @@ class SyntheticDataset(Dataset):
     Items are (image (3, H, W) uint8, boxes (N, 4) float32 xyxy normalised to [0, 1], ids (N,)).
     """
 
-    def __init__(self, config: SyntheticConfig, length: int, epoch: int = 0) -> None:
+    def __init__(
+        self, config: SyntheticConfig, length: int, epoch: int = 0, fresh: bool = True
+    ) -> None:
         self.config = config
         self.length = length
         self.epoch = epoch
+        self.fresh = fresh  # False: the same `length` images every epoch (a fixed set)
         self._generator: SyntheticGenerator | None = None
 
     @property
@@ -44,7 +50,7 @@ class SyntheticDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        sample = self.generator.sample(index, stream=self.epoch)
+        sample = self.generator.sample(index, stream=self.epoch if self.fresh else 0)
         scale = np.array([self.config.width, self.config.height] * 2, dtype=np.float32)
         image = torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1)))
         boxes = torch.from_numpy(sample.boxes_xyxy.astype(np.float32) / scale)
@@ -54,6 +60,36 @@ class SyntheticDataset(Dataset):
         state = self.__dict__.copy()
         state["_generator"] = None
         return state
+
+
+class RecordDataset(Dataset):
+    """Images and labels from dataset records, fitted to a square input of `size` pixels.
+
+    Items are (image (3, size, size) uint8, boxes (N, 4) float32 xyxy normalised to the input,
+    class ids (N,) int64).
+    """
+
+    def __init__(self, records: list[ImageRecord], size: int, letterbox: bool = False) -> None:
+        self.records = records
+        self.size = size
+        self.letterbox = letterbox
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Records are fixed; kept for the same interface as SyntheticDataset."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        record = self.records[index]
+        fitted, transform = fit_image(load_image_rgb(record.image_path), self.size, self.letterbox)
+        boxes = transform.to_input(record.boxes_xyxy) / self.size
+        image = torch.from_numpy(np.ascontiguousarray(fitted.transpose(2, 0, 1)))
+        return (
+            image,
+            torch.from_numpy(boxes.astype(np.float32)).clamp_(0.0, 1.0),
+            torch.from_numpy(record.class_ids.copy()),
+        )
 
 
 def collate_detections(

@@ -8,23 +8,23 @@ from pathlib import Path
 from onestage.data.formats import image_dir, write_dataset
 from onestage.data.images import save_image
 from onestage.data.records import DetectionDataset, ImageRecord
-from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_stream
+from onestage.data.synthetic import SyntheticGenerator, split_stream
 
 
 def synthesize_dataset(
-    config: SyntheticConfig,
+    generator: SyntheticGenerator,
     out_dir: Path,
     fmt: str,
     split_sizes: dict[str, int],
     image_suffix: str = ".png",
     on_image: Callable[[], None] | None = None,
 ) -> DetectionDataset:
-    """Generate `split_sizes[split]` images per split into `out_dir` in format `fmt`.
+    """Write `split_sizes[split]` images per split from `generator` to `out_dir` as `fmt`.
 
     Images are saved straight into the format's image folders, then the labels are written.
     Each split draws from its own stream, so a split's images do not depend on other splits.
     """
-    generator = SyntheticGenerator(config)
+    config = generator.config
     splits: dict[str, list[ImageRecord]] = {}
     for split, count in split_sizes.items():
         folder = image_dir(out_dir, fmt, split)

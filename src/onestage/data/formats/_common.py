@@ -1,0 +1,71 @@
+"""Pieces every format shares: problem collection, image checks, image copies, box clipping."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from onestage.data.images import load_image_rgb, read_image_size
+from onestage.data.records import ImageRecord
+from onestage.errors import DataError
+
+
+class Problems:
+    """Where readers report bad input: strict mode raises the first error, lenient keeps all."""
+
+    def __init__(self, skip_invalid: bool) -> None:
+        self.skip_invalid = skip_invalid
+        self.errors: list[DataError] = []
+
+    def add(self, error: DataError) -> None:
+        """Raise `error`, or keep it when invalid input is being skipped."""
+        if not self.skip_invalid:
+            raise error
+        self.errors.append(error)
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+
+def image_size(path: Path, *, verify: bool, max_pixels: int) -> tuple[int, int]:
+    """(width, height) of an image: from the header, or from a full decode when `verify` is set."""
+    if verify:
+        height, width = load_image_rgb(path, max_pixels).shape[:2]
+        return width, height
+    return read_image_size(path, max_pixels)
+
+
+def claim(claimed: dict[Path, Path], target: Path, image_path: Path) -> None:
+    """Reserve the output file `target` for `image_path`; two different images may not share it."""
+    other = claimed.setdefault(target, image_path)
+    if other != image_path:
+        raise DataError(target, f"both {other} and {image_path} would be written here; rename one")
+
+
+def place_image(source: Path, dest: Path) -> None:
+    """Copy `source` to `dest` (temporary file, then rename) unless it already is that file."""
+    if dest.exists() and dest.resolve() == source.resolve():
+        return
+    if not source.is_file():
+        raise DataError(source, "image file not found")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copy2(source, temp_name)
+        os.replace(temp_name, dest)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def clipped_boxes_xyxy(record: ImageRecord) -> np.ndarray:
+    """Absolute-pixel xyxy boxes of `record` clipped to the image (reading allows 1e-3 px over)."""
+    boxes = record.boxes_xyxy.copy()
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, record.width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, record.height)
+    return boxes

@@ -1,0 +1,144 @@
+"""Anchor boxes: the seed's multibox prior, one set of boxes per feature-map cell.
+
+All anchors are normalised xyxy boxes (fractions of the image's width and height). A size s is
+a fraction of both sides, so a ratio-1 anchor is square on a square image; onestage's models
+take square inputs, so the d2l-style width correction for non-square inputs is left out.
+Anchors are not clipped to the image (the seed does not clip them).
+
+Order: levels in the given order; within a level, cells row-major (row i, then column j); within
+a cell, the k anchors of `cell_anchors`. This is the order of a head output of shape
+(B, H, W, k * 4) reshaped to (B, H * W * k, 4), concatenated over levels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from onestage.errors import OnestageError
+
+
+@dataclass(frozen=True)
+class AnchorLevel:
+    """Anchor sizes (fractions of the image side) and aspect ratios (width / height) of a level.
+
+    Each cell gets len(sizes) + len(ratios) - 1 anchors: every size at ratios[0], then
+    sizes[0] at each of the other ratios.
+    """
+
+    sizes: tuple[float, ...]
+    ratios: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.sizes or not self.ratios:
+            raise OnestageError(f"an anchor level needs sizes and ratios, got {self}")
+        if min(self.sizes) <= 0 or min(self.ratios) <= 0:
+            raise OnestageError(f"anchor sizes and ratios must be positive, got {self}")
+
+
+_SEED_LEVEL_0 = AnchorLevel(sizes=(0.2, 0.272), ratios=(0.5, 1.0, 2.0))
+_SEED_RATIOS = (1.0, 2.0, 0.5)
+
+ANCHOR_CONFIGS: dict[str, tuple[AnchorLevel, ...]] = {
+    # The seed as it runs: levels 1-4 (10x10, 5x5, 3x3, 1x1) all use sizes (0.75, 0.5).
+    "seed": (_SEED_LEVEL_0, *[AnchorLevel((0.75, 0.5), _SEED_RATIOS)] * 4),
+    # The per-level sizes the seed's notebook defines but never uses.
+    "seed-intended": (
+        _SEED_LEVEL_0,
+        AnchorLevel((0.37, 0.447), _SEED_RATIOS),
+        AnchorLevel((0.54, 0.619), _SEED_RATIOS),
+        AnchorLevel((0.71, 0.79), _SEED_RATIOS),
+        AnchorLevel((0.88, 0.961), _SEED_RATIOS),
+    ),
+}
+
+
+def anchors_per_cell(level: AnchorLevel) -> int:
+    """Number of anchors in each cell of a level: len(sizes) + len(ratios) - 1."""
+    return len(level.sizes) + len(level.ratios) - 1
+
+
+def resolve_anchor_config(config: str | tuple[AnchorLevel, ...]) -> tuple[AnchorLevel, ...]:
+    """The levels of a named config (see ANCHOR_CONFIGS), or the given levels unchanged."""
+    if not isinstance(config, str):
+        return tuple(config)
+    if config not in ANCHOR_CONFIGS:
+        raise OnestageError(
+            f"unknown anchor config {config!r}; valid names: {', '.join(sorted(ANCHOR_CONFIGS))}"
+        )
+    return ANCHOR_CONFIGS[config]
+
+
+def cell_anchors(
+    level: AnchorLevel,
+    fmap_h: int,
+    fmap_w: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Anchors of one fmap_h x fmap_w level -> (fmap_h * fmap_w * k, 4) normalised xyxy.
+
+    Cell (i, j) is centred at ((j + 0.5) / fmap_w, (i + 0.5) / fmap_h); its k anchors have
+    w = [s_1..s_m] * sqrt(r_1) ++ s_1 * sqrt(r_2..r_k) and h = [s_1..s_m] / sqrt(r_1) ++
+    s_1 / sqrt(r_2..r_k). Computed in float64, returned in `dtype`.
+    """
+    first_ratio = math.sqrt(level.ratios[0])
+    other_ratios = [math.sqrt(r) for r in level.ratios[1:]]
+    widths = [s * first_ratio for s in level.sizes] + [level.sizes[0] * r for r in other_ratios]
+    heights = [s / first_ratio for s in level.sizes] + [level.sizes[0] / r for r in other_ratios]
+    half_sizes = torch.tensor([widths, heights], dtype=torch.float64).T / 2  # (k, 2)
+
+    centre_y = (torch.arange(fmap_h, dtype=torch.float64) + 0.5) / fmap_h
+    centre_x = (torch.arange(fmap_w, dtype=torch.float64) + 0.5) / fmap_w
+    grid_y, grid_x = torch.meshgrid(centre_y, centre_x, indexing="ij")  # (H, W) each
+    centres = torch.stack((grid_x, grid_y), dim=-1)[:, :, None, :]  # (H, W, 1, 2)
+    boxes = torch.cat((centres - half_sizes, centres + half_sizes), dim=-1)  # (H, W, k, 4)
+    return boxes.reshape(-1, 4).to(dtype=dtype, device=device)  # (H * W * k, 4)
+
+
+def _check_feature_sizes(
+    levels: tuple[AnchorLevel, ...], feature_sizes: tuple[int | tuple[int, int], ...]
+) -> list[tuple[int, int]]:
+    """Feature sizes as (h, w) pairs (an int n means n x n), one per level."""
+    if len(feature_sizes) != len(levels):
+        raise OnestageError(
+            f"{len(feature_sizes)} feature sizes for {len(levels)} anchor levels: need one each"
+        )
+    return [(size, size) if isinstance(size, int) else tuple(size) for size in feature_sizes]
+
+
+def anchor_counts_per_level(
+    config: str | tuple[AnchorLevel, ...], feature_sizes: tuple[int | tuple[int, int], ...]
+) -> tuple[int, ...]:
+    """Number of anchors of each level: h * w * anchors_per_cell, in level order."""
+    levels = resolve_anchor_config(config)
+    sizes = _check_feature_sizes(levels, feature_sizes)
+    return tuple(
+        h * w * anchors_per_cell(level) for level, (h, w) in zip(levels, sizes, strict=True)
+    )
+
+
+def generate_anchors(
+    config: str | tuple[AnchorLevel, ...],
+    feature_sizes: tuple[int | tuple[int, int], ...],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """All anchors of a config -> (A, 4) normalised xyxy, concatenated over levels in order.
+
+    `feature_sizes` gives each level's (fmap_h, fmap_w), or n for an n x n map; the seed's are
+    (20, 10, 5, 3, 1), which give 2140 anchors.
+    """
+    levels = resolve_anchor_config(config)
+    sizes = _check_feature_sizes(levels, feature_sizes)
+    return torch.cat(
+        [
+            cell_anchors(level, h, w, dtype=dtype, device=device)
+            for level, (h, w) in zip(levels, sizes, strict=True)
+        ]
+    )  # (A, 4)

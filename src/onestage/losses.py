@@ -1,0 +1,242 @@
+"""Detection losses by name: `build_loss("ssd", neg_pos_ratio=3.0)(pred, ...targets)`.
+
+Every loss takes the model output and the assigner's per-anchor targets:
+
+- `pred` (B, A, 4 + K): 4 box offsets, then K = num_classes + 1 class logits, background LAST;
+- `class_targets` (B, A) int64 in [0, K), background = K - 1;
+- `box_targets` (B, A, 4) encoded offsets (see `boxes.encode_offsets`), zeros on background;
+- `positive` (B, A) bool, the anchors matched to an object;
+- `anchors_xyxy` (A, 4) normalised xyxy anchors, needed only by losses that decode boxes (GIoU);
+
+and returns a dict of scalar tensors: "loss" (what to minimise) = "cls" + "box", so a trainer
+can log the parts. All losses compute in float32, whatever dtype the model ran in; none uses
+boolean indexing, so they run without host synchronisation and with static shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from onestage.boxes import DEFAULT_VARIANCES, decode_offsets, elementwise_generalized_box_iou
+from onestage.errors import OnestageError
+
+BOX_LOSSES = ("smooth_l1", "giou")
+
+
+class DetectionLoss(Protocol):
+    """What the trainer calls: per-anchor predictions and targets -> named scalar parts."""
+
+    def __call__(
+        self,
+        pred: Tensor,
+        class_targets: Tensor,
+        box_targets: Tensor,
+        positive: Tensor,
+        anchors_xyxy: Tensor | None = None,
+    ) -> dict[str, Tensor]: ...
+
+
+LOSSES: dict[str, type] = {}
+
+
+def register_loss(name: str) -> Callable[[type], type]:
+    """Class decorator: make the loss buildable as `build_loss(name, **options)`."""
+
+    def register(cls: type) -> type:
+        if name in LOSSES:
+            raise ValueError(f"loss {name!r} is already registered")
+        LOSSES[name] = cls
+        return cls
+
+    return register
+
+
+def loss_names() -> list[str]:
+    """Registered loss names, sorted."""
+    return sorted(LOSSES)
+
+
+def build_loss(name: str, **options: Any) -> DetectionLoss:
+    """The loss `name` configured with `options` (its dataclass fields)."""
+    if name not in LOSSES:
+        raise OnestageError(f"unknown loss {name!r}; valid names: {', '.join(loss_names())}")
+    cls = LOSSES[name]
+    valid = [field.name for field in dataclasses.fields(cls)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise OnestageError(
+            f"unknown option(s) {', '.join(unknown)} for loss {name!r}; "
+            f"valid options: {', '.join(valid) or 'none'}"
+        )
+    return cls(**options)
+
+
+def _split(pred: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, A, 4 + K) -> float32 offsets (B, A, 4) and logits (B, A, K)."""
+    pred = pred.float()
+    return pred[..., :4], pred[..., 4:]
+
+
+def _per_anchor_cross_entropy(logits: Tensor, class_targets: Tensor) -> Tensor:
+    """Softmax cross-entropy per anchor: (B, A, K) logits, (B, A) targets -> (B, A)."""
+    return F.cross_entropy(logits.transpose(1, 2), class_targets, reduction="none")
+
+
+@dataclass(frozen=True)
+class _BoxTerm:
+    """Options shared by the losses that offer two box terms, and that term.
+
+    "smooth_l1": smooth-L1 (`beta`) of the offsets, summed over the 4 values of each anchor.
+    "giou": 1 - GIoU of the boxes decoded (with `variances`) from prediction and target.
+    """
+
+    beta: float = 1.0
+    box_loss: str = "smooth_l1"
+    variances: tuple[float, float] = DEFAULT_VARIANCES
+
+    def __post_init__(self) -> None:
+        if self.box_loss not in BOX_LOSSES:
+            raise OnestageError(
+                f"unknown box loss {self.box_loss!r}; valid: {', '.join(BOX_LOSSES)}"
+            )
+
+    def box_sum(
+        self, offsets: Tensor, box_targets: Tensor, positive: Tensor, anchors_xyxy: Tensor | None
+    ) -> Tensor:
+        """Box loss summed over the positive anchors: offsets, targets (B, A, 4) -> scalar."""
+        box_targets = box_targets.float()
+        if self.box_loss == "smooth_l1":
+            per_anchor = F.smooth_l1_loss(offsets, box_targets, beta=self.beta, reduction="none")
+            per_anchor = per_anchor.sum(-1)  # (B, A)
+        else:
+            if anchors_xyxy is None:
+                raise ValueError("the GIoU box loss needs anchors_xyxy to decode the offsets")
+            anchors = anchors_xyxy.to(offsets)  # (A, 4), broadcast over the batch
+            predicted = decode_offsets(offsets, anchors, self.variances)  # (B, A, 4) xyxy
+            target = decode_offsets(box_targets, anchors, self.variances)  # (B, A, 4) xyxy
+            per_anchor = 1.0 - elementwise_generalized_box_iou(predicted, target)  # (B, A)
+        return torch.where(positive, per_anchor, 0.0).sum()
+
+
+@register_loss("seed")
+@dataclass(frozen=True)
+class SeedLoss:
+    """The seed's loss, exactly: no mining, no normalisation by the number of positives.
+
+    cls = softmax cross-entropy averaged over all B * A anchors, background included.
+    box = squared offset error on positive anchors, averaged over all B * A * 4 values
+    (background entries count as zero error, as in the seed's masked Keras MSE).
+    """
+
+    def __call__(
+        self,
+        pred: Tensor,
+        class_targets: Tensor,
+        box_targets: Tensor,
+        positive: Tensor,
+        anchors_xyxy: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        offsets, logits = _split(pred)
+        cls = _per_anchor_cross_entropy(logits, class_targets).mean()
+        squared = (offsets - box_targets.float()).square()  # (B, A, 4)
+        box = torch.where(positive[..., None], squared, 0.0).mean()
+        return {"loss": cls + box, "cls": cls, "box": box}
+
+
+@register_loss("ssd")
+@dataclass(frozen=True)
+class SSDLoss(_BoxTerm):
+    """SSD's MultiBox loss: softmax cross-entropy with hard-negative mining, plus a box loss.
+
+    Per image the classification term takes all positive anchors and the background anchors
+    with the highest cross-entropy, `neg_pos_ratio` times as many as the positives but at least
+    `min_negatives` (and at most all of them). The floor matters for images without objects:
+    with 3 x 0 negatives (torchvision's choice) they would never teach "background"; 8 is about
+    what an image with a single small object (2-3 positive anchors) gets. Both terms are summed
+    and divided by the number of positive anchors in the batch (at least 1). The box term is
+    smooth-L1 on the offsets (`beta`) or, with `box_loss="giou"`, 1 - GIoU of decoded boxes.
+    """
+
+    neg_pos_ratio: float = 3.0
+    min_negatives: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.neg_pos_ratio < 0 or self.min_negatives < 0:
+            raise OnestageError("neg_pos_ratio and min_negatives must not be negative")
+
+    def hard_negatives(self, cross_entropy: Tensor, positive: Tensor) -> Tensor:
+        """(B, A) bool: the background anchors kept for classification, per image."""
+        num_positive = positive.sum(dim=1)  # (B,)
+        num_negative = (num_positive * self.neg_pos_ratio).long().clamp(min=self.min_negatives)
+        num_negative = torch.minimum(num_negative, positive.shape[1] - num_positive)
+        # Rank the background anchors by loss, highest first; positives rank last.
+        candidates = cross_entropy.detach().masked_fill(positive, float("-inf"))
+        order = candidates.argsort(dim=1, descending=True, stable=True)
+        rank = order.argsort(dim=1)  # (B, A): each anchor's place in `order`
+        return rank < num_negative[:, None]
+
+    def __call__(
+        self,
+        pred: Tensor,
+        class_targets: Tensor,
+        box_targets: Tensor,
+        positive: Tensor,
+        anchors_xyxy: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        offsets, logits = _split(pred)
+        normaliser = positive.sum().clamp(min=1)
+        cross_entropy = _per_anchor_cross_entropy(logits, class_targets)  # (B, A)
+        kept = positive | self.hard_negatives(cross_entropy, positive)
+        cls = torch.where(kept, cross_entropy, 0.0).sum() / normaliser
+        box = self.box_sum(offsets, box_targets, positive, anchors_xyxy) / normaliser
+        return {"loss": cls + box, "cls": cls, "box": box}
+
+
+@register_loss("focal")
+@dataclass(frozen=True)
+class FocalLoss(_BoxTerm):
+    """RetinaNet's loss: sigmoid focal loss over the object classes, plus a box loss.
+
+    Each of the first K - 1 logits is a separate sigmoid classifier with a one-hot target
+    (background anchors: all zeros; the background logit is unused). Per logit:
+    alpha_t * (1 - p_t) ** gamma * BCE, with p_t = p for target 1 and 1 - p for target 0, and
+    alpha_t = alpha for target 1, 1 - alpha for 0. Summed over all anchors and classes, so empty
+    images still count, and divided by the number of positive anchors in the batch (at least 1),
+    like the box term: smooth-L1 on the offsets (`beta`) or 1 - GIoU of decoded boxes ("giou").
+    """
+
+    alpha: float = 0.25
+    gamma: float = 2.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.alpha <= 1.0 or self.gamma < 0:
+            raise OnestageError("focal loss needs 0 <= alpha <= 1 and gamma >= 0")
+
+    def __call__(
+        self,
+        pred: Tensor,
+        class_targets: Tensor,
+        box_targets: Tensor,
+        positive: Tensor,
+        anchors_xyxy: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        offsets, logits = _split(pred)
+        normaliser = positive.sum().clamp(min=1)
+        object_logits = logits[..., :-1]  # (B, A, K - 1)
+        targets = F.one_hot(class_targets, logits.shape[-1])[..., :-1].float()  # (B, A, K - 1)
+        probability = object_logits.sigmoid()
+        bce = F.binary_cross_entropy_with_logits(object_logits, targets, reduction="none")
+        p_t = probability * targets + (1 - probability) * (1 - targets)
+        alpha_t = self.alpha * targets + (1 - self.alpha) * (1 - targets)
+        cls = (alpha_t * (1 - p_t) ** self.gamma * bce).sum() / normaliser
+        box = self.box_sum(offsets, box_targets, positive, anchors_xyxy) / normaliser
+        return {"loss": cls + box, "cls": cls, "box": box}

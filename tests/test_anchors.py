@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from onestage.anchors import (
+    ANCHOR_CONFIGS,
+    AnchorLevel,
+    anchor_counts_per_level,
+    anchors_per_cell,
+    cell_anchors,
+    generate_anchors,
+)
+from onestage.errors import OnestageError
+
+SEED_FEATURE_SIZES = (20, 10, 5, 3, 1)
+
+
+def test_seed_2x2_example() -> None:
+    level = AnchorLevel(sizes=(0.2, 0.272), ratios=(0.5, 1.0, 2.0))
+    anchors = cell_anchors(level, 2, 2)
+    assert anchors.shape == (2 * 2 * 4, 4)
+    expected_first_cell = torch.tensor(
+        [
+            [0.17929, 0.10858, 0.32071, 0.39142],
+            [0.15383, 0.05767, 0.34617, 0.44233],
+            [0.15, 0.15, 0.35, 0.35],
+            [0.10858, 0.17929, 0.39142, 0.32071],
+        ]
+    )
+    torch.testing.assert_close(anchors[:4], expected_first_cell, atol=1e-5, rtol=0)
+
+
+def test_cells_are_row_major_with_anchors_minor() -> None:
+    level = AnchorLevel(sizes=(0.2,), ratios=(1.0, 2.0))
+    anchors = cell_anchors(level, 2, 3).reshape(2, 3, 2, 4)  # (H, W, k, 4), like a head output
+    centres = (anchors[..., :2] + anchors[..., 2:]) / 2
+    # the second anchor group is cell (row 0, column 1); both anchors of a cell share a centre
+    torch.testing.assert_close(centres[0, 1], torch.tensor([[0.5, 0.25], [0.5, 0.25]]))
+    torch.testing.assert_close(centres[1, 2, 0], torch.tensor([5 / 6, 0.75]))
+
+
+def test_seed_level_1_first_cell_by_hand() -> None:
+    anchors = cell_anchors(ANCHOR_CONFIGS["seed"][1], 10, 10)
+    half_long, half_short = 0.75 * math.sqrt(2) / 2, 0.75 / math.sqrt(2) / 2
+    c = 0.05  # centre of cell (0, 0)
+    expected = torch.tensor(
+        [
+            [c - 0.375, c - 0.375, c + 0.375, c + 0.375],  # size 0.75, ratio 1
+            [c - 0.25, c - 0.25, c + 0.25, c + 0.25],  # size 0.5, ratio 1
+            [c - half_long, c - half_short, c + half_long, c + half_short],  # 0.75, ratio 2
+            [c - half_short, c - half_long, c + half_short, c + half_long],  # 0.75, ratio 0.5
+        ]
+    )
+    torch.testing.assert_close(anchors[:4], expected)
+
+
+def test_seed_config_gives_2140_anchors() -> None:
+    assert [anchors_per_cell(level) for level in ANCHOR_CONFIGS["seed"]] == [4] * 5
+    assert anchor_counts_per_level("seed", SEED_FEATURE_SIZES) == (1600, 400, 100, 36, 4)
+    anchors = generate_anchors("seed", SEED_FEATURE_SIZES)
+    assert anchors.shape == (2140, 4)
+    assert anchors.dtype == torch.float32
+    pairs = tuple((n, n) for n in SEED_FEATURE_SIZES)
+    torch.testing.assert_close(generate_anchors("seed", pairs), anchors)
+
+
+def test_levels_are_concatenated_in_order() -> None:
+    anchors = generate_anchors("seed", SEED_FEATURE_SIZES)
+    levels = ANCHOR_CONFIGS["seed"]
+    torch.testing.assert_close(anchors[:1600], cell_anchors(levels[0], 20, 20))
+    torch.testing.assert_close(anchors[2100:2136], cell_anchors(levels[3], 3, 3))
+    # the 1x1 level: four anchors centred on the image
+    torch.testing.assert_close(anchors[-4:], cell_anchors(levels[4], 1, 1))
+    centres = (anchors[-4:, :2] + anchors[-4:, 2:]) / 2
+    torch.testing.assert_close(centres, torch.full((4, 2), 0.5))
+
+
+def test_seed_intended_differs_from_seed_on_levels_1_to_4_only() -> None:
+    seed, intended = ANCHOR_CONFIGS["seed"], ANCHOR_CONFIGS["seed-intended"]
+    assert seed[0] == intended[0]
+    assert all(a.sizes == (0.75, 0.5) for a in seed[1:])
+    for seed_level, intended_level in zip(seed[1:], intended[1:], strict=True):
+        assert seed_level.sizes != intended_level.sizes
+        assert seed_level.ratios == intended_level.ratios
+    counts = anchor_counts_per_level("seed", SEED_FEATURE_SIZES)
+    seed_anchors = generate_anchors("seed", SEED_FEATURE_SIZES)
+    intended_anchors = generate_anchors("seed-intended", SEED_FEATURE_SIZES)
+    torch.testing.assert_close(seed_anchors[: counts[0]], intended_anchors[: counts[0]])
+    assert not torch.isclose(seed_anchors[counts[0] :], intended_anchors[counts[0] :]).all(1).any()
+
+
+def test_anchors_are_not_clipped() -> None:
+    anchors = generate_anchors("seed", SEED_FEATURE_SIZES)
+    assert anchors.min() < 0 and anchors.max() > 1
+
+
+def test_custom_levels_dtype_and_errors() -> None:
+    levels = (AnchorLevel((0.5,), (1.0,)),)
+    anchors = generate_anchors(levels, ((2, 4),), dtype=torch.bfloat16)
+    assert anchors.shape == (8, 4) and anchors.dtype == torch.bfloat16
+    with pytest.raises(OnestageError, match="seed-intended"):
+        generate_anchors("nope", SEED_FEATURE_SIZES)
+    with pytest.raises(OnestageError, match="5 anchor levels"):
+        generate_anchors("seed", (20, 10))
+    with pytest.raises(OnestageError, match="positive"):
+        AnchorLevel((0.5, 0.0), (1.0,))

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from onestage.anchors import AnchorLevel, cell_anchors
+from onestage.assign import build_targets, match_anchors
+from onestage.boxes import box_iou, encode_offsets
+
+
+def strips(*intervals: tuple[float, float]) -> torch.Tensor:
+    """Full-height boxes [x0, 0, x1, 1]: their IoU is the IoU of the x intervals."""
+    return torch.tensor([[x0, 0.0, x1, 1.0] for x0, x1 in intervals])
+
+
+def match_one(anchors: torch.Tensor, boxes: torch.Tensor, **kwargs: object) -> list[int]:
+    """match_anchors for a single image whose slots are all valid."""
+    valid = torch.ones(1, boxes.shape[0], dtype=torch.bool)
+    return match_anchors(anchors, boxes[None], valid, **kwargs)[0].tolist()
+
+
+def reference_match(anchors: torch.Tensor, boxes: torch.Tensor, threshold: float) -> list[int]:
+    """The seed's per-image loops (d2l's assign_anchor_to_bbox), forcing positive IoUs only."""
+    num_boxes = boxes.shape[0]
+    matched = [-1] * anchors.shape[0]
+    if num_boxes == 0:
+        return matched
+    iou = box_iou(anchors, boxes)
+    for anchor, row in enumerate(iou.tolist()):
+        best = max(range(num_boxes), key=lambda j: row[j])  # first maximum
+        if row[best] >= threshold:
+            matched[anchor] = best
+    for _ in range(num_boxes):
+        anchor, box = divmod(int(iou.argmax()), num_boxes)
+        if iou[anchor, box] <= 0:
+            break
+        matched[anchor] = box
+        iou[anchor, :] = -1
+        iou[:, box] = -1
+    return matched
+
+
+ANCHORS_X3 = strips((0, 4), (4, 8), (8, 12))
+
+
+def test_threshold_step_takes_every_anchor_above_threshold() -> None:
+    anchors = strips((0, 10), (0, 8), (1, 9), (0, 5), (20, 30))
+    box = strips((0, 10))  # IoUs 1.0, 0.8, 0.8, 0.5, 0.0
+    assert match_one(anchors, box) == [0, 0, 0, 0, -1]
+    assert match_one(anchors, box, iou_threshold=0.5) == [0, 0, 0, 0, -1]  # inclusive
+    assert match_one(anchors, box, iou_threshold=0.9) == [0, -1, -1, -1, -1]
+
+
+def test_box_below_threshold_is_forced_to_its_best_anchor() -> None:
+    # IoU 0.2 with anchors 0 and 1 (tie: the lower anchor index wins), 0 with anchor 2
+    assert match_one(ANCHORS_X3, strips((0, 20))) == [0, -1, -1]
+    assert match_one(ANCHORS_X3, strips((0, 20)), force_best=False) == [-1, -1, -1]
+
+
+def test_two_boxes_competing_for_one_anchor() -> None:
+    # box 0: IoU 0.667 with anchor 0, 0.25 with anchor 1; box 1: 0.8 with anchor 0, 0.125 with 1.
+    # The global maximum (anchor 0, box 1) goes first; box 0 then gets its next best, anchor 1.
+    boxes = strips((0, 6), (0, 5))
+    assert match_one(ANCHORS_X3, boxes) == [1, 0, -1]
+    assert match_one(ANCHORS_X3, boxes, force_best=False) == [1, -1, -1]
+
+
+def test_forced_step_overrides_the_threshold_step() -> None:
+    anchors = strips((0, 10), (0, 8))
+    # anchor 1: IoU 0.8 with box 0, 0.75 with box 1; box 0 is forced to anchor 0 (IoU 1) first,
+    # so anchor 1 is the best free anchor of box 1.
+    boxes = strips((0, 10), (0, 6))
+    assert match_one(anchors, boxes, force_best=False) == [0, 0]
+    assert match_one(anchors, boxes) == [0, 1]
+
+
+def test_ties_take_the_lowest_anchor_then_the_lowest_box() -> None:
+    anchors = strips((0, 4), (0, 5), (8, 12))
+    boxes = strips((0, 4), (0, 4))  # two identical boxes
+    # threshold step: anchors 0 and 1 take box 0; forced: (anchor 0, box 0), then (anchor 1, box 1)
+    assert match_one(anchors, boxes, force_best=False) == [0, 0, -1]
+    assert match_one(anchors, boxes) == [0, 1, -1]
+
+
+def test_padding_never_matches_and_empty_images_are_background() -> None:
+    boxes = torch.zeros(3, 2, 4)
+    boxes[0] = strips((0, 6), (0, 5))
+    boxes[1] = strips((0, 6), (0, 4))  # padding, although it overlaps anchors
+    boxes[2, 1] = strips((0, 5))[0]
+    valid = torch.tensor([[True, True], [False, False], [False, True]])
+    matched = match_anchors(ANCHORS_X3, boxes, valid)
+    assert matched.dtype == torch.int64
+    assert matched.tolist() == [[1, 0, -1], [-1, -1, -1], [1, -1, -1]]
+
+
+def test_no_ground_truth_slots_at_all() -> None:
+    matched = match_anchors(ANCHORS_X3, torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.bool))
+    assert matched.tolist() == [[-1] * 3] * 2
+    targets = build_targets(ANCHORS_X3, torch.zeros(2, 0, 4), torch.zeros(2, 0).long(), 15)
+    assert (targets.class_targets == 15).all() and not targets.positive.any()
+    assert targets.box_targets.shape == (2, 3, 4) and not targets.box_targets.any()
+
+
+ANCHORS = cell_anchors(AnchorLevel(sizes=(0.3, 0.5), ratios=(1.0, 2.0)), 4, 4)  # (48, 4)
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor]:
+    """(4, 5, 4) boxes on a coarse grid (so IoUs tie often) and (4, 5) class ids, -1 = padding."""
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    corners = torch.randint(0, 11, (4, 5, 2, 2), generator=generator).float() / 10
+    boxes = torch.cat((corners.min(dim=2).values, corners.max(dim=2).values + 0.1), dim=-1)
+    class_ids = torch.randint(0, 3, (4, 5), generator=generator)
+    padding = torch.rand(4, 5, generator=generator) < draw(st.sampled_from([0.0, 0.3, 1.0]))
+    return boxes, class_ids.masked_fill(padding, -1)
+
+
+@settings(deadline=None, max_examples=50)
+@given(batches(), st.sampled_from([0.4, 0.5]))
+def test_batched_matching_equals_the_per_image_seed_rule(
+    batch: tuple[torch.Tensor, torch.Tensor], threshold: float
+) -> None:
+    boxes, class_ids = batch
+    valid = class_ids >= 0
+    matched = match_anchors(ANCHORS, boxes, valid, iou_threshold=threshold)
+    for image in range(boxes.shape[0]):
+        slots = valid[image].nonzero()[:, 0]
+        expected = reference_match(ANCHORS, boxes[image, slots], threshold)
+        expected = [int(slots[j]) if j >= 0 else -1 for j in expected]
+        assert matched[image].tolist() == expected
+        solo = match_anchors(ANCHORS, boxes[image : image + 1], valid[image : image + 1], threshold)
+        assert solo[0].tolist() == expected
+
+
+@settings(deadline=None, max_examples=50)
+@given(batches())
+def test_targets_follow_the_matches(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    boxes, class_ids = batch
+    targets = build_targets(ANCHORS, boxes, class_ids, num_classes=3)
+    assert targets.matched_gt.tolist() == match_anchors(ANCHORS, boxes, class_ids >= 0).tolist()
+    assert targets.positive.tolist() == (targets.matched_gt >= 0).tolist()
+    for image, anchor in targets.positive.nonzero().tolist():
+        slot = int(targets.matched_gt[image, anchor])
+        assert targets.class_targets[image, anchor] == class_ids[image, slot] >= 0
+        expected = encode_offsets(boxes[image, slot], ANCHORS[anchor])
+        torch.testing.assert_close(targets.box_targets[image, anchor], expected)
+    background = ~targets.positive
+    assert (targets.class_targets[background] == 3).all()
+    assert not targets.box_targets[background].any()
+
+
+def test_targets_with_the_seeds_background_index() -> None:
+    boxes = torch.stack((strips((0, 6), (0, 5)), torch.zeros(2, 4)))  # image 1: no objects
+    class_ids = torch.tensor([[7, 2], [-1, -1]])
+    targets = build_targets(ANCHORS_X3, boxes, class_ids, num_classes=15)
+    assert targets.class_targets.tolist() == [[2, 7, 15], [15, 15, 15]]
+    assert targets.box_targets.dtype == torch.float32
+    half = build_targets(ANCHORS_X3.bfloat16(), boxes, class_ids, num_classes=15)
+    assert half.box_targets.dtype == torch.bfloat16
+    assert half.class_targets.tolist() == targets.class_targets.tolist()

@@ -1,0 +1,181 @@
+"""Detection losses against hand-computed values on tiny tensors (K = 3: two classes + bg)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from onestage.boxes import encode_offsets
+from onestage.errors import OnestageError
+from onestage.losses import FocalLoss, SSDLoss, build_loss, loss_names
+
+BACKGROUND = 2
+
+
+def make_pred(offsets: list, logits: list) -> torch.Tensor:
+    """(B, A, 4 + K) from nested lists of offsets (B, A, 4) and logits (B, A, K)."""
+    return torch.cat((torch.tensor(offsets), torch.tensor(logits)), dim=-1)
+
+
+def reference_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log softmax(logits)[target], per anchor, written out."""
+    picked = logits.gather(-1, targets[..., None]).squeeze(-1)
+    return torch.logsumexp(logits, dim=-1) - picked
+
+
+def test_registry_and_options() -> None:
+    assert loss_names() == ["focal", "seed", "ssd"]
+    assert build_loss("ssd", neg_pos_ratio=2.0).neg_pos_ratio == 2.0
+    with pytest.raises(OnestageError, match="valid names: focal, seed, ssd"):
+        build_loss("yolo")
+    with pytest.raises(OnestageError, match="min_negatives"):
+        build_loss("ssd", min_negative=4)
+    with pytest.raises(OnestageError, match="valid options: none"):
+        build_loss("seed", beta=1.0)
+    with pytest.raises(OnestageError, match="giou"):
+        build_loss("focal", box_loss="l2")
+
+
+def test_seed_loss_matches_a_manual_computation() -> None:
+    # CE: ln 3 (uniform), ln 2 (p = 2/4), ln(5/3) (p = 3/5): mean = ln(10) / 3.
+    logits = [[[0.0, 0.0, 0.0], [math.log(2), 0.0, 0.0], [0.0, 0.0, math.log(3)]]]
+    offsets = [[[1.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [5.0, 5.0, 5.0, 5.0]]]
+    class_targets = torch.tensor([[0, 0, BACKGROUND]])
+    positive = class_targets != BACKGROUND
+    parts = build_loss("seed")(
+        make_pred(offsets, logits), class_targets, torch.zeros(1, 3, 4), positive
+    )
+    assert parts["cls"].item() == pytest.approx(math.log(10) / 3, rel=1e-6)
+    # Squared errors 1 and 4 on the positives; the background's 5s are masked; 12 values.
+    assert parts["box"].item() == pytest.approx(5 / 12, rel=1e-6)
+    assert parts["loss"].item() == pytest.approx(math.log(10) / 3 + 5 / 12, rel=1e-6)
+
+
+def test_ssd_picks_the_highest_loss_negatives() -> None:
+    cross_entropy = torch.tensor(
+        [
+            [0.5, 0.9, 0.1, 0.7, 0.3, 0.8],  # 1 positive (anchor 1) -> 3 negatives
+            [0.2, 0.6, 0.4, 0.1, 0.9, 0.3],  # no positive -> min_negatives = 2
+            [0.2, 0.6, 0.4, 0.1, 0.9, 0.3],  # 2 positives -> 6, capped at the 4 backgrounds
+        ]
+    )
+    positive = torch.zeros(3, 6, dtype=torch.bool)
+    positive[0, 1] = True
+    positive[2, [1, 4]] = True
+    negatives = SSDLoss(neg_pos_ratio=3.0, min_negatives=2).hard_negatives(cross_entropy, positive)
+    expected = torch.tensor(
+        [
+            [True, False, False, True, False, True],
+            [False, True, False, False, True, False],
+            [True, False, True, True, False, True],
+        ]
+    )
+    assert torch.equal(negatives, expected)
+
+
+def test_ssd_loss_normalises_by_the_positives_of_the_batch() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 3)
+    offsets = torch.zeros(2, 6, 4)
+    offsets[0, 1] = torch.tensor([0.5, 2.0, 0.0, 0.0])  # smooth-L1: 0.125 + 1.5
+    offsets[1, 0] = torch.tensor([0.0, 0.0, -1.0, 0.0])  # smooth-L1: 0.5
+    offsets[1, 3] = 7.0  # a background anchor: no box loss
+    class_targets = torch.full((2, 6), BACKGROUND)
+    class_targets[0, 1] = 0
+    class_targets[1, 0] = 1
+    positive = class_targets != BACKGROUND
+    loss = SSDLoss(neg_pos_ratio=3.0, min_negatives=0)
+    parts = loss(torch.cat((offsets, logits), -1), class_targets, torch.zeros(2, 6, 4), positive)
+
+    cross_entropy = reference_cross_entropy(logits, class_targets)
+    kept = positive.clone()
+    for image in range(2):
+        background = torch.where(~positive[image])[0]
+        top = cross_entropy[image, background].topk(3).indices
+        kept[image, background[top]] = True
+    assert kept.sum() == 8
+    expected_cls = cross_entropy[kept].sum() / 2
+    torch.testing.assert_close(parts["cls"], expected_cls)
+    assert parts["box"].item() == pytest.approx((0.125 + 1.5 + 0.5) / 2)
+    torch.testing.assert_close(parts["loss"], parts["cls"] + parts["box"])
+
+
+def test_empty_images_still_give_classification_loss() -> None:
+    pred = torch.zeros(1, 6, 4 + 3)
+    class_targets = torch.full((1, 6), BACKGROUND)
+    positive = torch.zeros(1, 6, dtype=torch.bool)
+    boxes = torch.zeros(1, 6, 4)
+    ssd = SSDLoss(min_negatives=4)(pred, class_targets, boxes, positive)
+    # Four negatives, each -log(1/3), normalised by max(0 positives, 1).
+    assert ssd["cls"].item() == pytest.approx(4 * math.log(3), rel=1e-6)
+    assert ssd["box"].item() == 0.0
+    focal = build_loss("focal")(pred, class_targets, boxes, positive)
+    # 6 anchors x 2 classes, logit 0: (1 - alpha) * 0.5 ** 2 * ln 2 each.
+    assert focal["cls"].item() == pytest.approx(12 * 0.75 * 0.25 * math.log(2), rel=1e-6)
+
+
+def test_focal_loss_matches_the_formula() -> None:
+    logits = [[[0.0, 0.0, 9.0], [math.log(3), -math.log(3), -4.0]]]
+    class_targets = torch.tensor([[0, BACKGROUND]])
+    positive = class_targets != BACKGROUND
+    pred = make_pred([[[0.0] * 4, [0.0] * 4]], logits).requires_grad_(True)
+    parts = FocalLoss(alpha=0.25, gamma=2.0)(pred, class_targets, torch.zeros(1, 2, 4), positive)
+    expected = (
+        0.25 * 0.5**2 * math.log(2)  # target 1, p = 0.5
+        + 0.75 * 0.5**2 * math.log(2)  # target 0, p = 0.5
+        + 0.75 * 0.75**2 * math.log(4)  # target 0, p = 0.75
+        + 0.75 * 0.25**2 * math.log(4 / 3)  # target 0, p = 0.25
+    )
+    assert parts["cls"].item() == pytest.approx(expected, rel=1e-6)
+    parts["loss"].backward()
+    assert torch.count_nonzero(pred.grad[..., 4 + BACKGROUND]) == 0  # the background logit
+
+
+def test_giou_box_loss_is_zero_for_perfect_predictions() -> None:
+    anchors = torch.tensor(
+        [[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.8], [0.0, 0.2, 0.6, 0.4], [0.2, 0.0, 0.4, 1.0]]
+    )
+    gt = torch.tensor([[0.12, 0.08, 0.35, 0.3], [0.4, 0.55, 0.85, 0.9]])
+    box_targets = torch.zeros(1, 4, 4)
+    box_targets[0, :2] = encode_offsets(gt, anchors[:2])
+    class_targets = torch.tensor([[0, 1, BACKGROUND, BACKGROUND]])
+    positive = class_targets != BACKGROUND
+    logits = torch.zeros(1, 4, 3)
+    offsets = box_targets.clone()
+    offsets[0, 2:] = 3.0  # wrong, but background
+    loss = build_loss("focal", box_loss="giou")
+    perfect = loss(torch.cat((offsets, logits), -1), class_targets, box_targets, positive, anchors)
+    assert perfect["box"].item() == pytest.approx(0.0, abs=1e-6)
+    offsets[0, 0, 0] += 1.0  # shift the first box by 0.1 anchor widths
+    shifted = loss(torch.cat((offsets, logits), -1), class_targets, box_targets, positive, anchors)
+    assert shifted["box"].item() > 0.01
+    with pytest.raises(ValueError, match="anchors_xyxy"):
+        loss(torch.cat((offsets, logits), -1), class_targets, box_targets, positive)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("seed", {}),
+        ("ssd", {}),
+        ("ssd", {"box_loss": "giou"}),
+        ("focal", {}),
+        ("focal", {"box_loss": "giou"}),
+    ],
+)
+def test_gradients_are_finite(name: str, options: dict) -> None:
+    torch.manual_seed(1)
+    anchors = torch.tensor([[0.1, 0.1, 0.4, 0.4], [0.3, 0.2, 0.9, 0.6], [0.0, 0.0, 1.0, 1.0]])
+    anchors = anchors.repeat(2, 1)  # (6, 4)
+    class_targets = torch.tensor([[0, BACKGROUND, 1, 2, 2, 2], [2, 2, 2, 2, 2, 2]])
+    positive = class_targets != BACKGROUND
+    box_targets = torch.where(positive[..., None], torch.randn(2, 6, 4), 0.0)
+    pred = (10 * torch.randn(2, 6, 7)).bfloat16().requires_grad_(True)
+    parts = build_loss(name, **options)(pred, class_targets, box_targets, positive, anchors)
+    assert set(parts) == {"loss", "cls", "box"}
+    assert parts["loss"].dtype == torch.float32
+    parts["loss"].backward()
+    assert torch.isfinite(pred.grad).all()
+    assert pred.grad.abs().sum() > 0

@@ -297,3 +297,157 @@ def demo(
     preview = out / "preview.png"
     save_image(dataset_grid(data_dir, 16, "val"), preview)
     console.print(f"dataset: [bold]{data_dir}[/]  preview: [bold]{preview}[/]")
+
+
+class RichTrainProgress:
+    """Draws one progress bar per epoch with loss parts, learning rate and images/s."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task = None
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        self._progress = Progress(
+            TextColumn(f"epoch {epoch + 1}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=steps, status="")
+
+    def step(self, parts: dict[str, float], lr: float, images_per_s: float) -> None:
+        status = " ".join(f"{name} {value:.4f}" for name, value in parts.items())
+        status += f" lr {lr:.2e} {images_per_s:.1f} img/s"
+        self._progress.update(self._task, advance=1, status=status)
+
+    def end_epoch(self, row: dict[str, float]) -> None:
+        self._progress.stop()
+
+
+@app.command(
+    "train",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
+)
+def train_command(
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Config overrides KEY=VALUE (e.g. lr=0.001 hflip=0.5).", show_default=False
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="YAML file of config keys.")
+    ] = None,
+    recipe: Annotated[str | None, typer.Option("--recipe", help="Named recipe, e.g. seed.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Architecture name.")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Dataset folder (default: synthetic).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Number of epochs.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Optimiser steps per epoch.")] = None,
+    batch: Annotated[
+        int | None, typer.Option("--batch", help="Images per step (all processes).")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
+    amp: Annotated[str | None, typer.Option("--amp", help="none, bf16 or fp16.")] = None,
+    channels_last: Annotated[
+        bool | None, typer.Option("--channels-last/--no-channels-last", help="Memory format.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Data-loader workers.")] = None,
+    patience: Annotated[int | None, typer.Option("--patience", help="Early-stop patience.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run folder name.")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Folder of runs.")] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Run folder (or its weights) to continue.")
+    ] = None,
+) -> None:
+    """Train a detector; writes runs/train/NAME/ (config, results.csv, plots, weights)."""
+    from onestage.config import make_config, parse_override
+    from onestage.engine.trainer import resume_config, train
+
+    values = dict(parse_override(text) for text in overrides or [])
+    flags = {
+        "model": model,
+        "data": data,
+        "epochs": epochs,
+        "steps": steps,
+        "batch": batch,
+        "device": device,
+        "amp": amp,
+        "channels_last": channels_last,
+        "workers": workers,
+        "patience": patience,
+        "name": name,
+        "project": project,
+    }
+    values.update({key: value for key, value in flags.items() if value is not None})
+    if resume is not None:
+        if recipe is not None or config_file is not None:
+            raise OnestageError(
+                "--resume continues a run with its own config; drop --recipe/--config"
+            )
+        config = resume_config(resume, values)
+    else:
+        config = make_config(recipe, config_file, values)
+    import os
+
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    result = train(config, RichTrainProgress() if is_main else None, resume=resume)
+    if is_main and result.run_dir is not None:
+        last = result.history[-1] if result.history else {}
+        console.print(
+            f"done: {result.epochs_done} epochs"
+            + (" (stopped early)" if result.stopped_early else "")
+            + (f", last loss {last['train/loss']:.4f}" if last else "")
+            + f"; results in [bold]{result.run_dir}[/]"
+        )
+
+
+@app.command("summary")
+def summary_command(
+    model: Annotated[str, typer.Option("--model", help="Architecture name.")] = "seed",
+    classes: Annotated[int, typer.Option("--classes", help="Number of classes.")] = 15,
+    imgsz: Annotated[int, typer.Option("--imgsz", help="Input side in pixels.")] = 320,
+) -> None:
+    """Print a Keras-style layer table with parameter totals and GFLOPs per image."""
+    from onestage.models import build_model
+    from onestage.models.summary import format_summary, summarize
+
+    network = build_model(model, num_classes=classes, input_size=imgsz)
+    console.print(format_summary(summarize(network, input_size=imgsz)), highlight=False)
+
+
+@app.command("anchors")
+def anchors_command(
+    model: Annotated[str, typer.Option("--model", help="Architecture name.")] = "seed",
+    config_name: Annotated[str, typer.Option("--config", help="Anchor config name.")] = "seed",
+    imgsz: Annotated[int, typer.Option("--imgsz", help="Input side in pixels.")] = 320,
+    out: Annotated[Path | None, typer.Option("--out", help="Write an (N, 4) .npy file.")] = None,
+) -> None:
+    """Print anchor counts per level; optionally save normalised xyxy anchors in model order."""
+    import io
+
+    import numpy as np
+
+    from onestage.anchors import anchor_counts_per_level, generate_anchors
+    from onestage.fileio import atomic_write_bytes
+    from onestage.models import model_class
+
+    feature_sizes = model_class(model).feature_sizes_for(imgsz)
+    counts = anchor_counts_per_level(config_name, feature_sizes)
+    table = Table(title=f"{config_name} anchors for {model} at {imgsz}px")
+    table.add_column("level")
+    table.add_column("anchors", justify="right")
+    for (height, width), count in zip(feature_sizes, counts, strict=True):
+        table.add_row(f"{height}x{width}", f"{count:,}")
+    table.add_row("total", f"{sum(counts):,}")
+    console.print(table)
+    if out is not None:
+        anchors = generate_anchors(config_name, feature_sizes).numpy()
+        buffer = io.BytesIO()
+        np.save(buffer, anchors)
+        atomic_write_bytes(out, buffer.getvalue())
+        console.print(f"wrote {anchors.shape} normalised xyxy anchors to [bold]{out}[/]")

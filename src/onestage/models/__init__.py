@@ -36,19 +36,25 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
+def model_class(name: str) -> type[nn.Module]:
+    """The registered class for `name`; an unknown name is an error listing the valid ones."""
+    if name not in MODELS:
+        raise OnestageError(f"unknown model {name!r}; valid names: {', '.join(model_names())}")
+    return MODELS[name]
+
+
 def build_model(name: str, num_classes: int, **options: Any) -> nn.Module:
     """A fresh model `name` for `num_classes` object classes (background not counted).
 
     `options` go to the model's constructor (e.g. `input_size` for `seed`).
     """
-    if name not in MODELS:
-        raise OnestageError(f"unknown model {name!r}; valid names: {', '.join(model_names())}")
+    cls = model_class(name)
     if num_classes < 1:
         raise OnestageError(f"num_classes must be at least 1, got {num_classes}")
-    return MODELS[name](num_classes=num_classes, **options)
+    return cls(num_classes=num_classes, **options)
 
 
 # Imported last: the architectures register themselves with the functions above.
 from onestage.models.seed import SeedModel  # noqa: E402
 
-__all__ = ["MODELS", "SeedModel", "build_model", "model_names", "register_model"]
+__all__ = ["MODELS", "SeedModel", "build_model", "model_class", "model_names", "register_model"]

@@ -1,0 +1,137 @@
+"""Weights and training state in safetensors files (never pickle), with JSON metadata.
+
+A weights file holds the model's state dict and, in its header, a JSON document under the key
+"onestage": model name, class names, anchor config, input size, epoch, metrics. A training-state
+file (for --resume) holds the optimiser's tensors, the torch RNG state and, in its header, the
+optimiser's hyper-parameters and the loop counters.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from onestage.errors import OnestageError
+from onestage.fileio import atomic_write_bytes, atomic_write_text
+
+METADATA_KEY = "onestage"
+FORMAT_VERSION = 1
+
+
+def save_weights(
+    path: Path, model: torch.nn.Module, metadata: dict[str, Any], half: bool = False
+) -> None:
+    """Write the model's weights (fp16 floats when `half`) and metadata, atomically.
+
+    A sidecar `<name>.json` repeats the metadata for people and tools that do not read headers.
+    """
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        if half and tensor.is_floating_point():
+            tensor = tensor.half()
+        tensors[name] = tensor
+    document = {"format_version": FORMAT_VERSION, **metadata}
+    header = {METADATA_KEY: json.dumps(document)}
+    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=header))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(document, indent=2) + "\n")
+
+
+def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read (state dict, metadata) from a onestage weights file, with clear errors."""
+    tensors, header = _read_safetensors(path)
+    if METADATA_KEY not in header:
+        raise OnestageError(f"{path}: not a onestage weights file (no onestage metadata)")
+    try:
+        metadata = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError:
+        raise OnestageError(f"{path}: onestage metadata is not valid JSON") from None
+    return tensors, metadata
+
+
+def load_model_weights(
+    model: torch.nn.Module, path: Path, expected: dict[str, Any]
+) -> dict[str, Any]:
+    """Load weights into `model` after checking model name and class count; returns metadata."""
+    tensors, metadata = load_weights(path)
+    for key in ("model", "num_classes"):
+        if key in expected and metadata.get(key) != expected[key]:
+            raise OnestageError(
+                f"{path}: weights are for {key} {metadata.get(key)!r}, not {expected[key]!r}"
+            )
+    own = model.state_dict()
+    mismatched = [
+        name for name, tensor in tensors.items() if name in own and own[name].shape != tensor.shape
+    ]
+    missing = sorted(set(own) - set(tensors))
+    if mismatched or missing:
+        raise OnestageError(
+            f"{path}: weights do not fit this architecture "
+            f"({len(missing)} missing, {len(mismatched)} of another shape, e.g. "
+            f"{(missing + mismatched)[0]})"
+        )
+    model.load_state_dict({name: tensor.to(own[name].dtype) for name, tensor in tensors.items()})
+    return metadata
+
+
+def save_training_state(
+    path: Path, optimizer: torch.optim.Optimizer, counters: dict[str, Any]
+) -> None:
+    """Write optimiser state, torch RNG state and loop counters (JSON) atomically."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, param_state in state["state"].items():
+        for name, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{param_id}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(param_id), {})[name] = value
+    document = {
+        "format_version": FORMAT_VERSION,
+        "param_groups": state["param_groups"],
+        "scalars": scalars,
+        "counters": counters,
+    }
+    header = {METADATA_KEY: json.dumps(document)}
+    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=header))
+
+
+def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore optimiser and torch RNG state from `path`; returns the saved loop counters."""
+    tensors, header = _read_safetensors(path)
+    if METADATA_KEY not in header:
+        raise OnestageError(f"{path}: not a onestage training-state file")
+    document = json.loads(header[METADATA_KEY])
+    param_state: dict[int, dict[str, Any]] = {}
+    for key, tensor in tensors.items():
+        if key.startswith("optimizer."):
+            _, param_id, name = key.split(".", 2)
+            param_state.setdefault(int(param_id), {})[name] = tensor
+    for param_id, values in document["scalars"].items():
+        param_state.setdefault(int(param_id), {}).update(values)
+    optimizer.load_state_dict({"state": param_state, "param_groups": document["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    return document["counters"]
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise OnestageError(f"{path}: weights file not found")
+    data = path.read_bytes()
+    try:
+        tensors = load_safetensors_bytes(data)
+        header_size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_size]).get("__metadata__", {})
+    except (SafetensorError, ValueError, json.JSONDecodeError) as error:
+        raise OnestageError(
+            f"{path}: not a readable safetensors file (truncated or corrupt?): {error}"
+        ) from None
+    return tensors, header

@@ -1,0 +1,191 @@
+"""Training configuration: every knob in one typed place, recipes by name, YAML and overrides.
+
+Precedence, lowest first: field defaults < recipe < YAML file < command-line overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from onestage.errors import OnestageError
+
+
+def _knob(default: Any, meaning: str) -> Any:
+    return field(default=default, metadata={"help": meaning})
+
+
+@dataclass
+class TrainConfig:
+    """All training settings; `help` metadata is the one-line meaning shown by the CLI."""
+
+    # model and data
+    model: str = _knob("seed", "architecture name from the model registry")
+    anchors: str = _knob("seed", "anchor config: seed | seed-intended")
+    data: str | None = _knob(None, "dataset folder (yolo/voc/coco); none = synthetic animals")
+    imgsz: int = _knob(320, "model input side in pixels")
+    letterbox: bool = _knob(False, "keep aspect ratio with padding when resizing dataset images")
+    synthetic_objects: str = _knob("4", "synthetic objects per image: N or MIN-MAX")
+    synthetic_seed: int = _knob(0, "seed of the synthetic training stream")
+    train_images: int | None = _knob(None, "fixed synthetic training set size; none = fresh")
+    # schedule
+    epochs: int = _knob(100, "number of epochs")
+    steps: int | None = _knob(100, "optimiser steps per epoch; none = one pass over the data")
+    batch: int = _knob(32, "images per optimiser step, over all processes")
+    optimizer: str = _knob("adam", "adam | adamw | sgd")
+    lr: float = _knob(1e-4, "initial learning rate")
+    weight_decay: float = _knob(0.0, "weight decay")
+    momentum: float = _knob(0.9, "SGD momentum (adam: beta1)")
+    scheduler: str = _knob("step", "step | cosine | constant")
+    step_every: int = _knob(5, "step scheduler: epochs between decays")
+    step_gamma: float = _knob(0.8, "step scheduler: decay factor")
+    min_lr: float = _knob(3e-7, "learning-rate floor")
+    warmup_steps: int = _knob(0, "linear warm-up steps")
+    grad_clip: float | None = _knob(None, "clip gradient norm to this value")
+    # objective
+    loss: str = _knob("seed", "seed | ssd | focal")
+    box_loss: str = _knob("smooth_l1", "focal loss only: smooth_l1 | giou")
+    iou_threshold: float = _knob(0.4, "anchor matching IoU threshold")
+    hflip: float = _knob(0.0, "probability of a horizontal flip")
+    # engine
+    device: str = _knob("auto", "auto | cpu | cuda")
+    amp: str = _knob("none", "mixed precision: none | bf16 | fp16 (fp16 on CUDA only)")
+    channels_last: bool = _knob(False, "channels_last memory format")
+    workers: int = _knob(0, "data-loader worker processes")
+    threads: int | None = _knob(None, "torch intra-op threads; none = torch's default")
+    seed: int = _knob(0, "seed for initial weights and data order")
+    patience: int = _knob(0, "stop after this many epochs without improvement; 0 = never")
+    project: str = _knob("runs/train", "folder of run folders")
+    name: str = _knob("exp", "run folder name (made unique unless resuming)")
+    exist_ok: bool = _knob(False, "reuse the run folder if it exists")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Named recipes: values applied on top of the defaults.
+RECIPES: dict[str, dict[str, Any]] = {
+    # The seed system: Adam 1e-4, x0.8 every 5 epochs (floor 3e-7), batch 32, 100 x 100 steps,
+    # softmax CE over all anchors + MSE offsets, IoU-0.4 matching with the seed's anchors.
+    "seed": {
+        "anchors": "seed",
+        "epochs": 100,
+        "steps": 100,
+        "batch": 32,
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "weight_decay": 0.0,
+        "scheduler": "step",
+        "step_every": 5,
+        "step_gamma": 0.8,
+        "min_lr": 3e-7,
+        "warmup_steps": 0,
+        "loss": "seed",
+        "iou_threshold": 0.4,
+        "hflip": 0.0,
+    },
+}
+
+
+def config_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def make_config(
+    recipe: str | None = None,
+    yaml_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Build a config from a recipe name, a YAML file and overrides (later wins)."""
+    values: dict[str, Any] = {}
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise OnestageError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+        values.update(RECIPES[recipe])
+    if yaml_path is not None:
+        values.update(_check_keys(load_yaml(yaml_path), str(yaml_path)))
+    if overrides:
+        values.update(_check_keys(overrides, "override"))
+    coerced = {key: coerce_value(key, value) for key, value in values.items()}
+    return TrainConfig(**coerced)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a malformed file is a one-line error naming it."""
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OnestageError(f"{path}: config file not found") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise OnestageError(f"{path}{where}: malformed YAML ({error})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise OnestageError(f"{path}: expected a mapping of config keys")
+    return loaded
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` with the value parsed as YAML (`lr=1e-3`, `hflip=0.5`, `data=null`)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise OnestageError(f"override {text!r}: expected KEY=VALUE")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def coerce_value(key: str, value: Any) -> Any:
+    """Check a value against the field's type (ints accepted for floats, None where optional)."""
+    kinds = _field_types()[key]
+    if value is None:
+        if type(None) in kinds:
+            return None
+        raise OnestageError(f"config key {key!r} cannot be empty")
+    for kind in kinds:
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is str and isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+    names = " or ".join(k.__name__ for k in kinds)
+    raise OnestageError(f"config key {key!r} expects {names}, got {value!r}")
+
+
+def _check_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
+    valid = config_keys()
+    unknown = [key for key in values if key not in valid]
+    if unknown:
+        raise OnestageError(
+            f"{source}: unknown config key(s) {', '.join(map(repr, unknown))}; "
+            f"valid keys: {', '.join(valid)}"
+        )
+    return values
+
+
+def _field_types() -> dict[str, tuple[type, ...]]:
+    hints = typing.get_type_hints(TrainConfig)
+    result = {}
+    for name, hint in hints.items():
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            result[name] = typing.get_args(hint)
+        else:
+            result[name] = (hint,)
+    return result
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    """Write the config as YAML (atomically)."""
+    from onestage.fileio import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

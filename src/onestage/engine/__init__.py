@@ -1,0 +1,1 @@
+"""Engines that compose the library: training (and later evaluation and prediction)."""

@@ -1,0 +1,67 @@
+"""Process-group setup for `torchrun` (DistributedDataParallel): gloo on CPU, nccl on CUDA."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the job; a single process is rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_type: str) -> DistContext:
+    """Join the process group torchrun describes in the environment (no-op without it)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def all_reduce_mean(value: torch.Tensor, context: DistContext) -> torch.Tensor:
+    """Mean of a tensor over all processes (the tensor itself when single-process)."""
+    if not context.enabled:
+        return value
+    value = value.clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / context.world_size
+
+
+def broadcast_buffers(module: torch.nn.Module, context: DistContext) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank."""
+    if context.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def barrier(context: DistContext) -> None:
+    if context.enabled:
+        dist.barrier()
+
+
+def shutdown(context: DistContext) -> None:
+    if context.enabled and dist.is_initialized():
+        dist.destroy_process_group()

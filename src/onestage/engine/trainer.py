@@ -1,0 +1,508 @@
+"""The training engine: data, targets, optimisation, run folder, checkpoints, resume, DDP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from onestage.anchors import generate_anchors
+from onestage.assign import build_targets
+from onestage.checkpoint import (
+    load_model_weights,
+    load_training_state,
+    save_training_state,
+    save_weights,
+)
+from onestage.config import TrainConfig, load_yaml, make_config, save_config
+from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections
+from onestage.data.synthetic import SyntheticConfig, parse_count_range
+from onestage.engine import distributed
+from onestage.engine.distributed import DistContext
+from onestage.engine.schedule import learning_rate
+from onestage.errors import OnestageError
+from onestage.fileio import atomic_write_text
+from onestage.losses import build_loss
+from onestage.models import build_model
+from onestage.plots import plot_results
+
+RESULTS_COLUMNS = ("epoch", "train/loss", "train/cls", "train/box", "lr", "images_per_s", "time_s")
+
+
+class TrainingDiverged(OnestageError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainProgress(Protocol):
+    """What the trainer reports while it runs (the CLI draws progress bars from it)."""
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
+
+    def step(self, parts: dict[str, float], lr: float, images_per_s: float) -> None: ...
+
+    def end_epoch(self, row: dict[str, float]) -> None: ...
+
+
+class SilentProgress:
+    """Reports nothing (the default for library use and tests)."""
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def step(self, parts: dict[str, float], lr: float, images_per_s: float) -> None:
+        pass
+
+    def end_epoch(self, row: dict[str, float]) -> None:
+        pass
+
+
+@dataclass
+class TrainResult:
+    """What a finished run left behind."""
+
+    run_dir: Path | None
+    model: torch.nn.Module
+    epochs_done: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu; an unavailable cuda is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise OnestageError("--device cuda: no CUDA device is available here")
+    if name not in ("cpu", "cuda"):
+        raise OnestageError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for --amp (None = full fp32)."""
+    if amp == "none":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise OnestageError("--amp fp16 needs CUDA; use bf16 on CPU")
+        return torch.float16
+    raise OnestageError(f"unknown amp {amp!r}; valid: none, bf16, fp16")
+
+
+class EpochSampler(Sampler[int]):
+    """Indices for one epoch and one rank.
+
+    Fresh synthetic data: indices 0..n-1 (each epoch is a new stream). A fixed set: a
+    permutation seeded by (seed, epoch), repeated to fill n. Ranks take interleaved slices.
+    """
+
+    def __init__(
+        self, dataset_size: int, count: int, shuffle: bool, seed: int, context: DistContext
+    ) -> None:
+        self.dataset_size = dataset_size
+        self.count = count
+        self.shuffle = shuffle
+        self.seed = seed
+        self.context = context
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> list[int]:
+        if not self.shuffle:
+            return [i % self.dataset_size for i in range(self.count)]
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        repeats = math.ceil(self.count / self.dataset_size)
+        order = torch.cat([torch.randperm(self.dataset_size, generator=generator)] * repeats)
+        return order[: self.count].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        indices = self._indices()
+        return iter(indices[self.context.rank :: self.context.world_size])
+
+    def __len__(self) -> int:
+        return len(range(self.context.rank, self.count, self.context.world_size))
+
+
+class Trainer:
+    """Trains one model from a TrainConfig; `run()` returns a TrainResult."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        progress: TrainProgress | None = None,
+        resume_from: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.progress = progress or SilentProgress()
+        self.device = resolve_device(config.device)
+        self.context = distributed.init_distributed(self.device.type)
+        if self.context.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.context.local_rank)
+        self.amp_dtype = autocast_dtype(config.amp, self.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if config.batch % self.context.world_size:
+            raise OnestageError(
+                f"batch {config.batch} does not split evenly over {self.context.world_size} "
+                "processes"
+            )
+        torch.manual_seed(config.seed)
+        self.train_set, self.class_names = self._make_dataset()
+        self.model = build_model(
+            config.model, num_classes=len(self.class_names), input_size=config.imgsz
+        ).to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        feature_sizes = self.model.feature_sizes_for(config.imgsz)
+        self.anchors_xyxy = generate_anchors(config.anchors, feature_sizes).to(self.device)
+        loss_options = {} if config.loss == "seed" else {"box_loss": config.box_loss}
+        self.loss_fn = build_loss(config.loss, **loss_options)
+        self.optimizer = self._make_optimizer()
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp_dtype == torch.float16 and self.device.type == "cuda"
+        )
+        self.start_epoch = 0
+        self.global_step = 0
+        self.best_fitness = -math.inf
+        self.epochs_without_improvement = 0
+        self.history: list[dict[str, float]] = []
+        self.run_dir = self._prepare_run_dir(resume_from)
+        if resume_from is not None:
+            self._restore(resume_from)
+        self.ddp_model = self.model
+        if self.context.enabled:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        per_rank_batch = config.batch // self.context.world_size
+        self.steps_per_epoch = config.steps or math.ceil(len(self.train_set) / config.batch)
+        self.sampler = EpochSampler(
+            len(self.train_set),
+            self.steps_per_epoch * config.batch,
+            shuffle=not self._fresh_synthetic,
+            seed=config.seed,
+            context=self.context,
+        )
+        self.loader = DataLoader(
+            self.train_set,
+            batch_size=per_rank_batch,
+            sampler=self.sampler,
+            num_workers=config.workers,
+            collate_fn=collate_detections,
+            drop_last=True,
+            persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    # ---- set-up ----
+    @property
+    def _fresh_synthetic(self) -> bool:
+        return isinstance(self.train_set, SyntheticDataset) and self.train_set.fresh
+
+    def _make_dataset(self) -> tuple[SyntheticDataset | RecordDataset, tuple[str, ...]]:
+        config = self.config
+        if config.data is None:
+            synthetic = SyntheticConfig(
+                width=config.imgsz,
+                height=config.imgsz,
+                objects=parse_count_range(config.synthetic_objects),
+                seed=config.synthetic_seed,
+            )
+            fresh = config.train_images is None
+            length = (config.steps or 1) * config.batch if fresh else config.train_images
+            dataset = SyntheticDataset(synthetic, length=length, fresh=fresh)
+            return dataset, dataset.class_names
+        from onestage.data.formats import read_dataset
+
+        dataset, _ = read_dataset(Path(config.data))
+        if "train" not in dataset.splits:
+            raise OnestageError(
+                f"{config.data}: no 'train' split; found {', '.join(dataset.splits)}"
+            )
+        records = dataset.splits["train"]
+        return RecordDataset(records, config.imgsz, config.letterbox), dataset.class_names
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        config = self.config
+        params = self.model.parameters()
+        if config.optimizer == "adam":
+            return torch.optim.Adam(
+                params,
+                lr=config.lr,
+                betas=(config.momentum, 0.999),
+                weight_decay=config.weight_decay,
+            )
+        if config.optimizer == "adamw":
+            return torch.optim.AdamW(
+                params,
+                lr=config.lr,
+                betas=(config.momentum, 0.999),
+                weight_decay=config.weight_decay,
+            )
+        if config.optimizer == "sgd":
+            return torch.optim.SGD(
+                params,
+                lr=config.lr,
+                momentum=config.momentum,
+                weight_decay=config.weight_decay,
+                nesterov=True,
+            )
+        raise OnestageError(f"unknown optimizer {config.optimizer!r}; valid: adam, adamw, sgd")
+
+    def _prepare_run_dir(self, resume_from: Path | None) -> Path | None:
+        if not self.context.is_main:
+            return None
+        if resume_from is not None:
+            return run_dir_of(resume_from)
+        base = Path(self.config.project) / self.config.name
+        run_dir = base
+        suffix = 2
+        while run_dir.exists() and not self.config.exist_ok:
+            run_dir = base.with_name(f"{base.name}{suffix}")
+            suffix += 1
+        (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+        save_config(self.config, run_dir / "config.yaml")
+        return run_dir
+
+    def _restore(self, resume_from: Path) -> None:
+        weights_dir = run_dir_of(resume_from) / "weights"
+        metadata = load_model_weights(
+            self.model, weights_dir / "last.safetensors", self._weights_identity()
+        )
+        counters = load_training_state(weights_dir / "last.state.safetensors", self.optimizer)
+        self.start_epoch = counters["epoch"]
+        self.global_step = counters["global_step"]
+        self.best_fitness = counters["best_fitness"]
+        self.epochs_without_improvement = counters["epochs_without_improvement"]
+        self.history = _read_results(run_dir_of(resume_from) / "results.csv")
+        if metadata.get("epoch") != self.start_epoch:
+            raise OnestageError(f"{weights_dir}: weights and training state disagree on the epoch")
+
+    def _weights_identity(self) -> dict[str, Any]:
+        return {"model": self.config.model, "num_classes": len(self.class_names)}
+
+    # ---- the loop ----
+    def run(self) -> TrainResult:
+        """Train until `epochs` (or early stop); checkpoints and results after every epoch."""
+        config = self.config
+        stopped_early = False
+        try:
+            for epoch in range(self.start_epoch, config.epochs):
+                row = self._train_epoch(epoch)
+                fitness = -row["train/loss"]
+                improved = fitness > self.best_fitness
+                if improved:
+                    self.best_fitness = fitness
+                    self.epochs_without_improvement = 0
+                else:
+                    self.epochs_without_improvement += 1
+                self.history.append(row)
+                self._save_epoch(epoch + 1, row, improved)
+                self.progress.end_epoch(row)
+                if config.patience and self.epochs_without_improvement >= config.patience:
+                    stopped_early = True
+                    break
+            distributed.broadcast_buffers(self.model, self.context)
+            distributed.barrier(self.context)
+        finally:
+            distributed.shutdown(self.context)
+        return TrainResult(
+            run_dir=self.run_dir,
+            model=self.model,
+            epochs_done=len(self.history),
+            history=self.history,
+            stopped_early=stopped_early,
+        )
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        config = self.config
+        self.model.train()
+        self.train_set.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+        self.progress.start_epoch(epoch, config.epochs, self.steps_per_epoch)
+        sums: dict[str, float] = {}
+        steps = 0
+        began = time.perf_counter()
+        for images, boxes_xyxy, class_ids in self.loader:
+            lr = learning_rate(config, self.global_step, self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            parts = self._train_step(images, boxes_xyxy, class_ids)
+            if not math.isfinite(parts["loss"]):
+                raise TrainingDiverged(
+                    f"loss became {parts['loss']} at epoch {epoch + 1}, step {steps + 1}; "
+                    f"training stopped, the last good checkpoint is kept"
+                    + (f" in {self.run_dir / 'weights'}" if self.run_dir else "")
+                )
+            self.global_step += 1
+            steps += 1
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0.0) + value
+            elapsed = time.perf_counter() - began
+            self.progress.step(parts, lr, steps * config.batch / max(elapsed, 1e-9))
+        elapsed = time.perf_counter() - began
+        means = {name: total / max(steps, 1) for name, total in sums.items()}
+        return {
+            "epoch": epoch + 1,
+            "train/loss": means.get("loss", float("nan")),
+            "train/cls": means.get("cls", float("nan")),
+            "train/box": means.get("box", float("nan")),
+            "lr": learning_rate(config, max(self.global_step - 1, 0), self.steps_per_epoch),
+            "images_per_s": steps * config.batch / max(elapsed, 1e-9),
+            "time_s": elapsed,
+        }
+
+    def _train_step(
+        self, images: torch.Tensor, boxes_xyxy: torch.Tensor, class_ids: torch.Tensor
+    ) -> dict[str, float]:
+        images = images.to(self.device, non_blocking=True).float().div_(255.0)
+        if self.config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        boxes_xyxy = boxes_xyxy.to(self.device)
+        class_ids = class_ids.to(self.device)
+        if self.config.hflip > 0:
+            images, boxes_xyxy = random_hflip(images, boxes_xyxy, self.config.hflip)
+        targets = build_targets(
+            self.anchors_xyxy,
+            boxes_xyxy,
+            class_ids,
+            num_classes=len(self.class_names),
+            iou_threshold=self.config.iou_threshold,
+        )
+        with torch.autocast(
+            self.device.type,
+            dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None,
+        ):
+            predictions = self.ddp_model(images)
+        losses = self.loss_fn(
+            predictions.float(),
+            targets.class_targets,
+            targets.box_targets,
+            targets.positive,
+            anchors_xyxy=self.anchors_xyxy,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["loss"]).backward()
+        if self.config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        detached = torch.stack([value.detach().float() for value in losses.values()])
+        detached = distributed.all_reduce_mean(detached, self.context)
+        return dict(zip(losses.keys(), detached.tolist(), strict=True))
+
+    # ---- output ----
+    def _save_epoch(self, epochs_done: int, row: dict[str, float], improved: bool) -> None:
+        if self.run_dir is None:
+            return
+        weights_dir = self.run_dir / "weights"
+        metadata = self.weights_metadata(
+            epochs_done, {k: v for k, v in row.items() if k != "epoch"}
+        )
+        save_weights(weights_dir / "last.safetensors", self.model, metadata)
+        save_training_state(
+            weights_dir / "last.state.safetensors",
+            self.optimizer,
+            {
+                "epoch": epochs_done,
+                "global_step": self.global_step,
+                "best_fitness": self.best_fitness,
+                "epochs_without_improvement": self.epochs_without_improvement,
+            },
+        )
+        if improved:
+            save_weights(weights_dir / "best.safetensors", self.model, metadata)
+        _write_results(self.run_dir / "results.csv", self.history)
+        plot_results(self.run_dir / "results.csv", self.run_dir / "results.png")
+
+    def weights_metadata(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+        """What a weights file says about itself."""
+        return {
+            "model": self.config.model,
+            "num_classes": len(self.class_names),
+            "class_names": list(self.class_names),
+            "anchors": self.config.anchors,
+            "input_size": self.config.imgsz,
+            "letterbox": self.config.letterbox,
+            "loss": self.config.loss,
+            "epoch": epoch,
+            "metrics": metrics,
+        }
+
+
+def random_hflip(
+    images: torch.Tensor, boxes_xyxy: torch.Tensor, probability: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip each image of a batch left-right with `probability`; boxes are normalised xyxy.
+
+    Padding boxes (all zeros) stay all-zero-width and are ignored by matching anyway.
+    """
+    flip = torch.rand(images.shape[0], device=images.device) < probability  # (B,)
+    if not flip.any():
+        return images, boxes_xyxy
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    mirrored = torch.stack(
+        [1 - boxes_xyxy[..., 2], boxes_xyxy[..., 1], 1 - boxes_xyxy[..., 0], boxes_xyxy[..., 3]],
+        dim=-1,
+    )
+    boxes_xyxy = torch.where(flip[:, None, None], mirrored, boxes_xyxy)
+    return images, boxes_xyxy
+
+
+def run_dir_of(path: Path) -> Path:
+    """The run folder for a run folder or for one of its weights files."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent.parent
+    if not (path / "weights" / "last.safetensors").is_file():
+        raise OnestageError(f"{path}: not a run folder with weights/last.safetensors to resume")
+    return path
+
+
+def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The run's saved config with allowed overrides (e.g. more epochs) applied."""
+    saved = load_yaml(run_dir_of(run) / "config.yaml")
+    config = make_config(overrides={**saved, **overrides})
+    if config.epochs < int(saved.get("epochs", 0)) and "epochs" in overrides:
+        raise OnestageError("--resume can extend the number of epochs, not shorten it")
+    return replace(config, exist_ok=True)
+
+
+def train(
+    config: TrainConfig, progress: TrainProgress | None = None, resume: Path | None = None
+) -> TrainResult:
+    """Train a detector (the Python API behind `onestage train`)."""
+    return Trainer(config, progress, resume_from=resume).run()
+
+
+def _write_results(path: Path, history: list[dict[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _read_results(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [
+            {key: (int(v) if key == "epoch" else float(v)) for key, v in row.items()}
+            for row in csv.DictReader(handle)
+        ]

@@ -1,0 +1,133 @@
+"""COCO metrics through COCOeval on small cases with known answers."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from onestage.metrics import ImageDetections, ImageGroundTruth
+from onestage.metrics.coco import evaluate_coco
+
+SIZE = (300, 300)  # (width, height) of every test image
+HAS_FASTER = importlib.util.find_spec("faster_coco_eval") is not None
+BACKENDS = [
+    "pycocotools",
+    pytest.param("faster", marks=pytest.mark.skipif(not HAS_FASTER, reason="not installed")),
+]
+
+
+def gt(boxes, class_ids, difficult=None) -> ImageGroundTruth:
+    difficult = [False] * len(class_ids) if difficult is None else difficult
+    return ImageGroundTruth(boxes, class_ids, difficult)
+
+
+def det(boxes, scores, class_ids) -> ImageDetections:
+    return ImageDetections(boxes, scores, class_ids)
+
+
+def no_detections() -> ImageDetections:
+    return det(np.zeros((0, 4)), [], [])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_perfect_detector_scores_one_everywhere(backend):
+    # One object per image, one of each COCO size: small 20 x 20 = 400 < 32^2,
+    # medium 50 x 50 = 2500, large 120 x 120 = 14400 >= 96^2. Every one of the 12 numbers is 1
+    # (AR@1 too, since each image has a single object).
+    boxes = [(10, 10, 30, 30), (10, 10, 60, 60), (100, 100, 220, 220)]
+    gts = [gt([b], [i % 2]) for i, b in enumerate(boxes)]
+    dets = [det([b], [0.9], [i % 2]) for i, b in enumerate(boxes)]
+    result = evaluate_coco(gts, dets, [SIZE] * 3, ["a", "b"], backend=backend)
+    assert result.stats == pytest.approx((1.0,) * 12)
+    assert result.ap_per_class == pytest.approx({"a": 1.0, "b": 1.0})
+    assert result.ap50_per_class == pytest.approx({"a": 1.0, "b": 1.0})
+    assert result.backend == backend
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shifted_detection_passes_low_thresholds_only(backend):
+    # GT (0,0,100,100), detection shifted 10 px right: IoU = 90*100 / (20000 - 9000) = 0.818.
+    # It matches at IoU thresholds 0.50 ... 0.80 (7 of 10) with precision 1, misses at
+    # 0.85 ... 0.95: AP50 = AP75 = 1, AP@[.5:.95] = 7/10.
+    gts = [gt([(0, 0, 100, 100)], [0])]
+    dets = [det([(10, 0, 110, 100)], [0.9], [0])]
+    result = evaluate_coco(gts, dets, [SIZE], ["a"], backend=backend)
+    assert result.ap50 == pytest.approx(1.0)
+    assert result.ap75 == pytest.approx(1.0)
+    assert result.ap == pytest.approx(0.7)
+    assert result.ap_per_class["a"] == pytest.approx(0.7)
+    assert result.ap50_per_class["a"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_difficult_ground_truth_is_ignored(backend):
+    # A (normal) found with score 0.8; D (difficult -> iscrowd) undetected but a detection at
+    # 0.9 lies on it. Ignored: AP = 1. Counting D would cap recall at 1/2; counting the 0.9
+    # detection as FP would make precision 1/2 at the only TP.
+    gts = [gt([(0, 0, 50, 50), (100, 100, 150, 150)], [0, 0], [False, True])]
+    dets = [det([(100, 100, 150, 150), (0, 0, 50, 50)], [0.9, 0.8], [0, 0])]
+    result = evaluate_coco(gts, dets, [SIZE], ["a"], backend=backend)
+    assert result.ap == pytest.approx(1.0)
+    assert result.ar_max_dets == pytest.approx(1.0)
+
+
+def test_class_with_only_difficult_ground_truth_has_no_per_class_ap():
+    gts = [gt([(0, 0, 50, 50), (100, 100, 150, 150)], [0, 1], [False, True])]
+    dets = [det([(0, 0, 50, 50)], [0.8], [0])]
+    result = evaluate_coco(gts, dets, [SIZE], ["a", "b"])
+    assert result.ap_per_class == pytest.approx({"a": 1.0})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_max_dets_limits_recall(backend):
+    # 20 objects in one image, each found exactly (decreasing scores). With at most 10
+    # detections per image recall is 10/20; with 100 it is 1. AR@1 = 1/20 either way.
+    boxes = [(15 * i, 0, 15 * i + 10, 10) for i in range(20)]
+    gts = [gt(boxes, [0] * 20)]
+    dets = [det(boxes, np.linspace(0.9, 0.5, 20), [0] * 20)]
+    at_10 = evaluate_coco(gts, dets, [SIZE], ["a"], max_dets=10, backend=backend)
+    at_100 = evaluate_coco(gts, dets, [SIZE], ["a"], max_dets=100, backend=backend)
+    assert at_10.ar_max_dets == pytest.approx(0.5)
+    assert at_100.ar_max_dets == pytest.approx(1.0)
+    assert at_10.ar_1 == at_100.ar_1 == pytest.approx(0.05)
+    assert at_10.ap < at_100.ap == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_detections_give_zero(backend):
+    gts = [gt([(0, 0, 50, 50)], [0]), gt([(10, 10, 200, 200)], [1])]
+    result = evaluate_coco(gts, [no_detections()] * 2, [SIZE] * 2, ["a", "b"], backend=backend)
+    assert result.ap == result.ap50 == result.ar_max_dets == 0.0
+    assert result.ap_per_class == {"a": 0.0, "b": 0.0}
+
+
+@pytest.mark.skipif(not HAS_FASTER, reason="faster-coco-eval not installed")
+def test_backends_agree_on_random_data():
+    rng = np.random.default_rng(0)
+    gts, dets = [], []
+    for _ in range(30):
+        corners = rng.uniform(0, 200, (4, 2))
+        boxes = np.concatenate([corners, corners + rng.uniform(5, 90, (4, 2))], axis=1)
+        classes = rng.integers(0, 3, 4)
+        gts.append(gt(boxes, classes, rng.random(4) < 0.1))
+        noisy = boxes[rng.integers(0, 4, 8)] + rng.normal(0, 6, (8, 4))
+        dets.append(det(noisy, rng.random(8), rng.integers(0, 3, 8)))
+    names = ["a", "b", "c"]
+    reference = evaluate_coco(gts, dets, [SIZE] * 30, names, backend="pycocotools")
+    faster = evaluate_coco(gts, dets, [SIZE] * 30, names, backend="faster")
+    assert faster.stats == reference.stats
+    assert faster.ap_per_class == pytest.approx(reference.ap_per_class, abs=1e-12)
+
+
+def test_auto_backend_and_bad_arguments():
+    gts, dets = [gt([(0, 0, 50, 50)], [0])], [det([(0, 0, 50, 50)], [0.5], [0])]
+    expected = "faster" if HAS_FASTER else "pycocotools"
+    assert evaluate_coco(gts, dets, [SIZE], ["a"]).backend == expected
+    with pytest.raises(ValueError, match="backend"):
+        evaluate_coco(gts, dets, [SIZE], ["a"], backend="detectron")
+    with pytest.raises(ValueError, match="max_dets"):
+        evaluate_coco(gts, dets, [SIZE], ["a"], max_dets=5)
+    with pytest.raises(ValueError, match="image sizes"):
+        evaluate_coco(gts, dets, [], ["a"])

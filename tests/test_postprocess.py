@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from onestage.boxes import decode_offsets
+from onestage.errors import OnestageError
+from onestage.postprocess import Detections, batched_nms, nms, postprocess
+
+GRID = 16  # boxes on a 1/16 grid: float32 areas are exact, so IoU > threshold is unambiguous
+
+
+def reference_nms(
+    boxes: list[tuple[int, int, int, int]],
+    scores: list[int],
+    classes: list[int],
+    valid: list[bool],
+    threshold: float,
+) -> list[bool]:
+    """Greedy per-class NMS on integer grid boxes, one box at a time (ties: lower index first)."""
+
+    def overlaps_too_much(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+        inter_w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+        inter_h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = inter_w * inter_h
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+        return inter > threshold * union
+
+    keep = [False] * len(scores)
+    kept: list[int] = []
+    for j in sorted(range(len(scores)), key=lambda i: (-scores[i], i)):
+        if not valid[j]:
+            continue
+        if any(classes[i] == classes[j] and overlaps_too_much(boxes[i], boxes[j]) for i in kept):
+            continue
+        keep[j] = True
+        kept.append(j)
+    return keep
+
+
+@st.composite
+def nms_batches(draw: st.DrawFn) -> dict:
+    """A padded batch of crowded grid boxes with few distinct scores (many ties) and a mask.
+
+    With `spread` 1 the boxes sit in a row, where suppression chains (A removes B, B would
+    remove C) are common; with 10 they are scattered.
+    """
+    batch = draw(st.integers(1, 3))
+    count = draw(st.integers(1, 16))
+    num_classes = draw(st.integers(1, 3))
+    spread = draw(st.sampled_from([1, 10]))
+    side = st.integers(3, 5)
+    row = st.tuples(
+        st.tuples(st.integers(0, 10), st.integers(0, spread), side, side),
+        st.integers(0, 9),
+        st.integers(0, num_classes - 1),
+        st.integers(0, 3).map(bool),  # 3 in 4 valid
+    )
+    images = [draw(st.lists(row, min_size=count, max_size=count)) for _ in range(batch)]
+    return {
+        "boxes": [[(x, y, x + w, y + h) for (x, y, w, h), _, _, _ in rows] for rows in images],
+        "scores": [[score for _, score, _, _ in rows] for rows in images],
+        "classes": [[cls for _, _, cls, _ in rows] for rows in images],
+        "valid": [[ok for _, _, _, ok in rows] for rows in images],
+        "threshold": draw(st.sampled_from([0.25, 0.5, 0.75])),
+    }
+
+
+@settings(deadline=None, max_examples=60)
+@given(nms_batches())
+def test_batched_nms_matches_greedy_reference(case: dict) -> None:
+    keep = batched_nms(
+        torch.tensor(case["boxes"], dtype=torch.float32) / GRID,
+        torch.tensor(case["scores"], dtype=torch.float32) / 10,
+        torch.tensor(case["classes"]),
+        torch.tensor(case["valid"]),
+        case["threshold"],
+    )
+    expected = [
+        reference_nms(*image, case["threshold"])
+        for image in zip(case["boxes"], case["scores"], case["classes"], case["valid"], strict=True)
+    ]
+    assert keep.tolist() == expected
+
+
+def _keep_one_image(boxes: list[list[float]], scores: list[float], classes: list[int]) -> list:
+    return batched_nms(
+        torch.tensor([boxes]),
+        torch.tensor([scores]),
+        torch.tensor([classes]),
+        torch.ones(1, len(scores), dtype=torch.bool),
+        0.5,
+    )[0].tolist()
+
+
+def test_overlapping_boxes_of_different_classes_are_both_kept() -> None:
+    box = [0.1, 0.1, 0.5, 0.5]
+    assert _keep_one_image([box, box], [0.9, 0.8], [0, 1]) == [True, True]
+    assert _keep_one_image([box, box], [0.9, 0.8], [1, 1]) == [True, False]
+
+
+# Three boxes in a row: IoU(A, B) = IoU(B, C) = 3/5 > 0.5, IoU(A, C) = 2/6 < 0.5.
+CHAIN_BOXES = [[0.0, 0.0, 0.4, 0.1], [0.1, 0.0, 0.5, 0.1], [0.2, 0.0, 0.6, 0.1]]
+
+
+def test_a_suppressed_box_does_not_suppress() -> None:
+    # A removes B; B would remove C, but B is gone, so C stays (Fast-NMS would drop C).
+    assert _keep_one_image(CHAIN_BOXES, [0.9, 0.8, 0.7], [0, 0, 0]) == [True, False, True]
+
+
+def test_nms_returns_kept_indices_by_score() -> None:
+    boxes = torch.tensor([CHAIN_BOXES[2], CHAIN_BOXES[0], CHAIN_BOXES[1]])  # C, A, B
+    assert nms(boxes, torch.tensor([0.7, 0.9, 0.8]), 0.5).tolist() == [1, 0]
+    assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).shape == (0,)
+
+
+# Four anchors far apart, so NMS never merges detections of different anchors.
+ANCHORS = torch.tensor(
+    [[0.0, 0.0, 0.2, 0.2], [0.4, 0.0, 0.6, 0.2], [0.0, 0.4, 0.2, 0.6], [0.4, 0.4, 0.6, 0.6]]
+)
+
+
+def _pred(logits: list[list[float]], offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """(1, A, 4 + K) model output from per-anchor logits, zero offsets unless given."""
+    class_logits = torch.tensor([logits])
+    box_offsets = torch.zeros(1, len(logits), 4) if offsets is None else offsets
+    return torch.cat((box_offsets, class_logits), dim=-1)
+
+
+def test_argmax_mode_drops_background_anchors_and_keeps_the_seed_scores() -> None:
+    # K = 3: two classes then background. Anchor 0: background wins but class 0 has p > 0.25.
+    logits = [[1.0, -5.0, 2.0], [3.0, 1.0, 0.0], [-5.0, 2.0, 1.0], [0.0, 0.0, 5.0]]
+    pred = _pred(logits)
+    probs = torch.tensor(logits).softmax(dim=-1)
+    (argmax,) = postprocess(pred, ANCHORS, candidates="argmax", conf_threshold=0.25)
+    assert argmax.class_ids.tolist() == [0, 1]
+    torch.testing.assert_close(argmax.scores, torch.stack((probs[1, 0], probs[2, 1])))
+    torch.testing.assert_close(argmax.boxes_xyxy, ANCHORS[[1, 2]])
+
+    (multi,) = postprocess(pred, ANCHORS, candidates="all", conf_threshold=0.25)
+    assert multi.class_ids.tolist() == [0, 1, 0]  # anchor 0's class 0 is back, last
+    torch.testing.assert_close(multi.boxes_xyxy, ANCHORS[[1, 2, 0]])
+
+
+def test_all_mode_gives_one_anchor_several_classes() -> None:
+    pred = _pred([[2.0, 2.0, 0.0], [-5.0, -5.0, 5.0], [-5.0, -5.0, 5.0], [-5.0, -5.0, 5.0]])
+    (detections,) = postprocess(pred, ANCHORS, candidates="all", conf_threshold=0.3)
+    assert sorted(detections.class_ids.tolist()) == [0, 1]
+    torch.testing.assert_close(detections.boxes_xyxy, ANCHORS[[0, 0]])
+    (single,) = postprocess(pred, ANCHORS, candidates="argmax", conf_threshold=0.3)
+    assert len(single) == 1
+
+
+def test_sigmoid_mode_ignores_the_last_column() -> None:
+    logits = [[0.0, 1.0, 100.0], [2.0, -1.0, -100.0], [-9.0, -9.0, 0.0], [-9.0, -9.0, 0.0]]
+    (detections,) = postprocess(_pred(logits), ANCHORS, score_mode="sigmoid", conf_threshold=0.4)
+    expected = torch.tensor([2.0, 1.0, 0.0]).sigmoid()  # anchor 1 class 0, anchor 0 classes 1, 0
+    torch.testing.assert_close(detections.scores, expected)
+    assert detections.class_ids.tolist() == [0, 1, 0]
+
+
+def test_conf_threshold_is_strict_and_topk_and_max_det_limit() -> None:
+    # One class (K = 2); background logit 0, so the class probability is sigmoid(logit).
+    logits = [[2.0, 0.0], [1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]]  # p = 0.88, 0.73, 0.5, 0.27
+    pred = _pred(logits)
+    assert len(postprocess(pred, ANCHORS, conf_threshold=0.5)[0]) == 2  # 0.5 is not > 0.5
+    assert len(postprocess(pred, ANCHORS, conf_threshold=0.2)[0]) == 4
+    (top,) = postprocess(pred, ANCHORS, conf_threshold=0.2, pre_nms_topk=3, max_det=2)
+    torch.testing.assert_close(top.boxes_xyxy, ANCHORS[[0, 1]])
+    (topk,) = postprocess(pred, ANCHORS, conf_threshold=0.2, pre_nms_topk=3)
+    torch.testing.assert_close(topk.boxes_xyxy, ANCHORS[[0, 1, 2]])
+
+
+def test_boxes_are_decoded_offsets_sorted_by_score_and_clipped() -> None:
+    generator = torch.Generator().manual_seed(0)
+    anchors = torch.tensor([[0.3, 0.3, 0.5, 0.6], [0.4, 0.2, 0.7, 0.5], [0.25, 0.5, 0.6, 0.7]])
+    pred = torch.cat(
+        (
+            torch.randn(2, 3, 4, generator=generator) * 0.5,
+            torch.randn(2, 3, 2, generator=generator),
+        ),
+        dim=-1,
+    )
+    pred[1, 0, :2] = 50.0  # pushed past the image corner: must be clipped
+    detections = postprocess(pred, anchors, conf_threshold=0.0, iou_threshold=1.0)
+    scores = pred[..., 4:].softmax(dim=-1)[..., 0]  # (2, 3)
+    order = scores[0].argsort(descending=True)
+    torch.testing.assert_close(detections[0].scores, scores[0, order])
+    torch.testing.assert_close(
+        detections[0].boxes_xyxy, decode_offsets(pred[0, order, :4], anchors[order])
+    )
+    assert detections[1].boxes_xyxy.min() >= 0 and detections[1].boxes_xyxy.max() <= 1
+    assert (detections[1].boxes_xyxy == 1.0).any()
+
+
+def test_image_without_candidates_gives_empty_tensors() -> None:
+    background = [[-5.0, -5.0, 5.0]] * 4
+    pred = torch.cat((_pred(background), _pred([[5.0, -5.0, 0.0]] * 4)), dim=0)
+    empty, full = postprocess(pred.bfloat16(), ANCHORS)
+    assert empty.boxes_xyxy.shape == (0, 4) and empty.boxes_xyxy.dtype == torch.float32
+    assert empty.scores.shape == (0,) and empty.scores.dtype == torch.float32
+    assert empty.class_ids.shape == (0,) and empty.class_ids.dtype == torch.int64
+    assert len(full) == 4 and full.boxes_xyxy.dtype == torch.float32
+
+
+def test_a_batch_gives_the_same_detections_as_single_images() -> None:
+    generator = torch.Generator().manual_seed(1)
+    anchors = torch.rand(50, 2, generator=generator) * 0.7
+    anchors = torch.cat((anchors, anchors + 0.1 + torch.rand(50, 2, generator=generator) * 0.2), 1)
+    pred = torch.randn(3, 50, 4 + 4, generator=generator)
+    batched = postprocess(pred, anchors, conf_threshold=0.05, pre_nms_topk=60, max_det=20)
+    for image, detections in zip(pred, batched, strict=True):
+        (single,) = postprocess(
+            image[None], anchors, conf_threshold=0.05, pre_nms_topk=60, max_det=20
+        )
+        assert isinstance(detections, Detections)
+        assert torch.equal(detections.scores, single.scores)
+        assert torch.equal(detections.class_ids, single.class_ids)
+        assert torch.equal(detections.boxes_xyxy, single.boxes_xyxy)
+        assert (detections.scores.diff() <= 0).all()
+
+
+@pytest.mark.parametrize("option", [{"score_mode": "tanh"}, {"candidates": "best"}])
+def test_unknown_options_are_refused(option: dict) -> None:
+    with pytest.raises(OnestageError):
+        postprocess(_pred([[0.0, 0.0]] * 4), ANCHORS, **option)

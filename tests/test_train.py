@@ -1,0 +1,165 @@
+"""The training engine on tiny synthetic data: learning, run folder, resume, errors."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from onestage.checkpoint import load_model_weights, load_weights, save_weights
+from onestage.config import make_config
+from onestage.engine.trainer import Trainer, TrainingDiverged, resume_config, train
+from onestage.errors import OnestageError
+from onestage.models import build_model
+
+TINY = {"batch": 4, "steps": 2, "threads": 2, "synthetic_objects": "1-3"}
+
+
+def tiny_config(tmp_path: Path, **overrides):
+    return make_config("seed", overrides={**TINY, "project": str(tmp_path), **overrides})
+
+
+def test_seed_model_loss_falls_on_a_tiny_fixed_set(tmp_path: Path):
+    config = tiny_config(
+        tmp_path, epochs=8, steps=3, batch=4, train_images=4, lr=1e-3, name="learn"
+    )
+    result = train(config)
+    losses = [row["train/loss"] for row in result.history]
+    assert len(losses) == 8
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_run_folder_contents(tmp_path: Path):
+    result = train(tiny_config(tmp_path, epochs=2, name="run"))
+    run = result.run_dir
+    assert run == tmp_path / "run"
+    for name in ("config.yaml", "results.csv", "results.png"):
+        assert (run / name).is_file(), name
+    header, *rows = (run / "results.csv").read_text().splitlines()
+    assert header.split(",")[:4] == ["epoch", "train/loss", "train/cls", "train/box"]
+    assert len(rows) == 2
+    _, metadata = load_weights(run / "weights" / "last.safetensors")
+    assert metadata["model"] == "seed" and metadata["num_classes"] == 15
+    assert metadata["class_names"][:2] == ["octopus", "cat"]
+    assert metadata["anchors"] == "seed" and metadata["input_size"] == 320
+    assert metadata["epoch"] == 2 and "train/loss" in metadata["metrics"]
+    assert (run / "weights" / "best.safetensors").is_file()
+    assert (run / "weights" / "last.json").is_file()
+    # a second run with the same name gets a fresh folder, Ultralytics-style
+    assert train(tiny_config(tmp_path, epochs=1, name="run")).run_dir == tmp_path / "run2"
+
+
+def test_resume_2_plus_2_equals_4_straight(tmp_path: Path):
+    straight = train(tiny_config(tmp_path, epochs=4, hflip=0.5, name="straight"))
+    first = train(tiny_config(tmp_path, epochs=2, hflip=0.5, name="split"))
+    config = resume_config(first.run_dir, {"epochs": 4})
+    resumed = train(config, resume=first.run_dir)
+    assert resumed.epochs_done == 4
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    rows = (first.run_dir / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4
+
+
+def test_resume_cannot_shorten(tmp_path: Path):
+    first = train(tiny_config(tmp_path, epochs=2, name="short"))
+    with pytest.raises(OnestageError, match="extend"):
+        resume_config(first.run_dir, {"epochs": 1})
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
+    trainer = Trainer(tiny_config(tmp_path, epochs=3, name="nan"))
+    real_loss = trainer.loss_fn
+    calls = {"n": 0}
+
+    def loss_that_explodes(*args, **kwargs):
+        calls["n"] += 1
+        parts = real_loss(*args, **kwargs)
+        if calls["n"] > 2:  # the first epoch (2 steps) is fine, then NaN
+            parts["loss"] = parts["loss"] * math.nan
+        return parts
+
+    trainer.loss_fn = loss_that_explodes
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, step 1"):
+        trainer.run()
+    _, metadata = load_weights(tmp_path / "nan" / "weights" / "last.safetensors")
+    assert metadata["epoch"] == 1
+
+
+def test_weights_of_another_class_count_are_rejected(tmp_path: Path):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, build_model("seed", 15), {"model": "seed", "num_classes": 15})
+    with pytest.raises(OnestageError, match="num_classes 15, not 3"):
+        load_model_weights(build_model("seed", 3), path, {"model": "seed", "num_classes": 3})
+    with pytest.raises(OnestageError, match="do not fit this architecture"):
+        load_model_weights(build_model("seed", 3), path, {})
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(OnestageError, match="truncated or corrupt"):
+        load_weights(path)
+
+
+def test_unknown_config_key_lists_valid_keys(tmp_path: Path):
+    with pytest.raises(OnestageError, match=r"unknown config key\(s\) 'lrr'; valid keys: model,"):
+        make_config("seed", overrides={"lrr": 0.1})
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("epochs: 3\nbatchsize: 8\n")
+    with pytest.raises(OnestageError, match=r"c.yaml: unknown config key\(s\) 'batchsize'"):
+        make_config(yaml_path=config_file)
+    with pytest.raises(OnestageError, match="expects int"):
+        make_config(overrides={"epochs": "many"})
+    config_file.write_text("epochs: [3\n")
+    with pytest.raises(OnestageError, match="malformed YAML"):
+        make_config(yaml_path=config_file)
+
+
+def test_recipe_seed_is_the_seed_schedule():
+    config = make_config("seed")
+    assert (config.optimizer, config.lr, config.batch, config.steps, config.epochs) == (
+        "adam",
+        1e-4,
+        32,
+        100,
+        100,
+    )
+    from onestage.engine.schedule import learning_rate
+
+    assert learning_rate(config, 0, 100) == pytest.approx(1e-4)
+    assert learning_rate(config, 499, 100) == pytest.approx(1e-4)
+    assert learning_rate(config, 500, 100) == pytest.approx(0.8e-4)
+    assert learning_rate(config, 99 * 100, 100) == pytest.approx(1e-4 * 0.8**19)
+    config.epochs = 1000
+    assert learning_rate(config, 999 * 100, 100) == pytest.approx(3e-7)
+
+
+def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path):
+    command = [
+        sys.executable,
+        "-m",
+        "onestage",
+        "train",
+        "--model",
+        "seed",
+        "--recipe",
+        "seed",
+        "--epochs",
+        "1",
+        "--steps",
+        "1",
+        "--batch",
+        "2",
+        "--project",
+        str(tmp_path),
+        "--name",
+        "cli",
+        "threads=2",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cli" / "weights" / "last.safetensors").is_file()
+    bad = subprocess.run([*command, "lrr=3"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "unknown config key(s) 'lrr'" in bad.stderr
+    assert "Traceback" not in bad.stderr

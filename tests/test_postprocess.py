@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -42,30 +44,41 @@ def reference_nms(
 
 @st.composite
 def nms_batches(draw: st.DrawFn) -> dict:
-    """A padded batch of crowded grid boxes with few distinct scores (many ties) and a mask.
+    """A padded batch of grid boxes with few distinct scores (many ties) and a validity mask.
 
-    With `spread` 1 the boxes sit in a row, where suppression chains (A removes B, B would
-    remove C) are common; with 10 they are scattered.
+    Half the batches are "rows": 4 x 4 boxes, each 0-2 cells right of the previous one, scores
+    falling along the row, so suppression chains (A removes B, B would remove C) are common.
+    The others are scattered boxes of random sizes and scores.
     """
     batch = draw(st.integers(1, 3))
     count = draw(st.integers(1, 16))
     num_classes = draw(st.integers(1, 3))
-    spread = draw(st.sampled_from([1, 10]))
-    side = st.integers(3, 5)
+    in_a_row = draw(st.booleans())
     row = st.tuples(
-        st.tuples(st.integers(0, 10), st.integers(0, spread), side, side),
-        st.integers(0, 9),
+        st.integers(0, 2) if in_a_row else st.integers(0, 10),  # x, or the step in a row
+        st.integers(0, 10),  # y
+        st.integers(1, 6),  # width
+        st.integers(1, 6),  # height
+        st.integers(0, 2) if in_a_row else st.integers(0, 9),  # score, or the drop in a row
         st.integers(0, num_classes - 1),
         st.integers(0, 3).map(bool),  # 3 in 4 valid
     )
     images = [draw(st.lists(row, min_size=count, max_size=count)) for _ in range(batch)]
-    return {
-        "boxes": [[(x, y, x + w, y + h) for (x, y, w, h), _, _, _ in rows] for rows in images],
-        "scores": [[score for _, score, _, _ in rows] for rows in images],
-        "classes": [[cls for _, _, cls, _ in rows] for rows in images],
-        "valid": [[ok for _, _, _, ok in rows] for rows in images],
-        "threshold": draw(st.sampled_from([0.25, 0.5, 0.75])),
-    }
+    cases: dict[str, list] = {"boxes": [], "scores": [], "classes": [], "valid": []}
+    for rows in images:
+        xs, ys, ws, hs, scores, classes, valid = (
+            list(column) for column in zip(*rows, strict=True)
+        )
+        if in_a_row:
+            xs = list(itertools.accumulate(xs))
+            ys, ws, hs = [0] * count, [4] * count, [4] * count
+            scores = [99 - drop for drop in itertools.accumulate(scores)]
+        boxes = zip(xs, ys, ws, hs, strict=True)
+        cases["boxes"].append([(x, y, x + w, y + h) for x, y, w, h in boxes])
+        cases["scores"].append(scores)
+        cases["classes"].append(classes)
+        cases["valid"].append(valid)
+    return {**cases, "threshold": draw(st.sampled_from([0.25, 0.5, 0.75]))}
 
 
 @settings(deadline=None, max_examples=60)
@@ -73,7 +86,7 @@ def nms_batches(draw: st.DrawFn) -> dict:
 def test_batched_nms_matches_greedy_reference(case: dict) -> None:
     keep = batched_nms(
         torch.tensor(case["boxes"], dtype=torch.float32) / GRID,
-        torch.tensor(case["scores"], dtype=torch.float32) / 10,
+        torch.tensor(case["scores"], dtype=torch.float32) / 100,
         torch.tensor(case["classes"]),
         torch.tensor(case["valid"]),
         case["threshold"],

@@ -163,3 +163,45 @@ def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path):
     bad = subprocess.run([*command, "lrr=3"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown config key(s) 'lrr'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_train_on_a_voc_folder_with_letterbox_and_fine_tune_weights(tmp_path: Path):
+    from onestage.data.synthesize import synthesize_dataset
+    from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
+
+    generator = SyntheticGenerator(
+        SyntheticConfig(width=200, height=120, objects=(1, 2), classes=("cat", "dog"))
+    )
+    synthesize_dataset(generator, tmp_path / "voc", "voc", {"train": 4})
+    first = train(tiny_config(tmp_path, data=str(tmp_path / "voc"), letterbox=True, name="voc"))
+    _, metadata = load_weights(first.run_dir / "weights" / "last.safetensors")
+    assert metadata["class_names"] == ["cat", "dog"] and metadata["letterbox"] is True
+    weights = str(first.run_dir / "weights" / "last.safetensors")
+    tuned = Trainer(tiny_config(tmp_path, data=str(tmp_path / "voc"), weights=weights, name="ft"))
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, tuned.model.state_dict()[name]), name
+    with pytest.raises(OnestageError, match="num_classes 2, not 15"):
+        Trainer(tiny_config(tmp_path, weights=weights, name="wrong"))
+
+
+def test_anchors_command_writes_the_seed_anchors(tmp_path: Path):
+    import numpy as np
+
+    from onestage.anchors import generate_anchors
+
+    out = tmp_path / "a.npy"
+    done = subprocess.run(
+        [sys.executable, "-m", "onestage", "anchors", "--model", "seed", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2,140" in done.stdout and "1,600" in done.stdout
+    anchors = np.load(out)
+    assert anchors.shape == (2140, 4)
+    np.testing.assert_array_equal(anchors, generate_anchors("seed", (20, 10, 5, 3, 1)).numpy())
+    # first 20x20 cell: (0.2, 0.272) sizes, ratios (0.5, 1, 2), centre (0.025, 0.025)
+    np.testing.assert_allclose(
+        anchors[2], [0.025 - 0.1, 0.025 - 0.1, 0.025 + 0.1, 0.025 + 0.1], atol=1e-6
+    )

@@ -28,6 +28,7 @@ class TrainConfig:
     # model and data
     model: str = _knob("seed", "architecture name from the model registry")
     anchors: str = _knob("seed", "anchor config: seed | seed-intended")
+    weights: str | None = _knob(None, "initial weights (.safetensors) to fine-tune from")
     data: str | None = _knob(None, "dataset folder (yolo/voc/coco); none = synthetic animals")
     imgsz: int = _knob(320, "model input side in pixels")
     letterbox: bool = _knob(False, "keep aspect ratio with padding when resizing dataset images")

@@ -74,7 +74,7 @@ def batched_nms(
     )  # (B, N, N): S[b, i, j] = kept i would suppress j
 
     keep = sorted_valid
-    for _ in range(1):
+    for _ in range(count):
         suppressed = (keep[:, :, None] & suppresses).any(dim=1)  # (B, N)
         new_keep = sorted_valid & ~suppressed
         if torch.equal(new_keep, keep):

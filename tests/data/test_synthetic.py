@@ -159,3 +159,23 @@ def test_collate_pads_boxes_with_minus_one_ids():
         assert (class_ids[row, :count] >= 0).all() and (class_ids[row, count:] == -1).all()
     valid = class_ids >= 0
     assert ((boxes[valid] >= 0) & (boxes[valid] <= 1)).all()
+
+
+def test_letterbox_fit_maps_boxes_both_ways():
+    from onestage.data.transforms import fit_image
+
+    image = np.zeros((100, 200, 3), dtype=np.uint8)
+    fitted, transform = fit_image(image, 320, letterbox=True)
+    assert fitted.shape == (320, 320, 3)
+    assert (transform.scale_x, transform.scale_y, transform.pad_x, transform.pad_y) == (
+        1.6,
+        1.6,
+        0,
+        80,
+    )
+    assert (fitted[:80] == 114).all() and (fitted[80:240] == 0).all()
+    box = np.array([[10.0, 20.0, 110.0, 70.0]])
+    np.testing.assert_allclose(transform.to_input(box), [[16, 112, 176, 192]])
+    np.testing.assert_allclose(transform.to_original(transform.to_input(box)), box)
+    _, transform = fit_image(image, 320, letterbox=False)
+    np.testing.assert_allclose(transform.to_input(box), [[16, 64, 176, 224]])

@@ -163,6 +163,8 @@ class Trainer:
         self.model = build_model(
             config.model, num_classes=len(self.class_names), input_size=config.imgsz
         ).to(self.device)
+        if config.weights is not None:
+            load_model_weights(self.model, Path(config.weights), self._weights_identity())
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         feature_sizes = self.model.feature_sizes_for(config.imgsz)

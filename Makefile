@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synthetic_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) runs

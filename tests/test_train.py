@@ -173,7 +173,9 @@ def test_train_on_a_voc_folder_with_letterbox_and_fine_tune_weights(tmp_path: Pa
         SyntheticConfig(width=200, height=120, objects=(1, 2), classes=("cat", "dog"))
     )
     synthesize_dataset(generator, tmp_path / "voc", "voc", {"train": 4})
-    first = train(tiny_config(tmp_path, data=str(tmp_path / "voc"), letterbox=True, name="voc"))
+    first = train(
+        tiny_config(tmp_path, data=str(tmp_path / "voc"), letterbox=True, epochs=1, name="voc")
+    )
     _, metadata = load_weights(first.run_dir / "weights" / "last.safetensors")
     assert metadata["class_names"] == ["cat", "dog"] and metadata["letterbox"] is True
     weights = str(first.run_dir / "weights" / "last.safetensors")

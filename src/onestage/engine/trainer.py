@@ -316,6 +316,8 @@ class Trainer:
                 if config.patience and self.epochs_without_improvement >= config.patience:
                     stopped_early = True
                     break
+            if self.run_dir is not None and self.history:
+                plot_results(self.run_dir / "results.csv", self.run_dir / "results.png")
             distributed.broadcast_buffers(self.model, self.context)
             distributed.barrier(self.context)
         finally:
@@ -429,7 +431,6 @@ class Trainer:
         if improved:
             save_weights(weights_dir / "best.safetensors", self.model, metadata)
         _write_results(self.run_dir / "results.csv", self.history)
-        plot_results(self.run_dir / "results.csv", self.run_dir / "results.png")
 
     def weights_metadata(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         """What a weights file says about itself."""

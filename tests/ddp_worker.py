@@ -21,6 +21,7 @@ config = make_config(
         "threads": 1,
         "hflip": 0.5,
         "synthetic_objects": "1-3",
+        "val_images": 4,
         "project": str(out_dir),
         "name": "ddp",
     },

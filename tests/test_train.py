@@ -16,7 +16,7 @@ from onestage.engine.trainer import Trainer, TrainingDiverged, resume_config, tr
 from onestage.errors import OnestageError
 from onestage.models import build_model
 
-TINY = {"batch": 4, "steps": 2, "threads": 2, "synthetic_objects": "1-3"}
+TINY = {"batch": 4, "steps": 2, "threads": 2, "synthetic_objects": "1-3", "val_images": 4}
 
 
 def tiny_config(tmp_path: Path, **overrides):
@@ -40,14 +40,20 @@ def test_run_folder_contents(tmp_path: Path):
     for name in ("config.yaml", "results.csv", "results.png"):
         assert (run / name).is_file(), name
     header, *rows = (run / "results.csv").read_text().splitlines()
-    assert header.split(",")[:4] == ["epoch", "train/loss", "train/cls", "train/box"]
+    columns = header.split(",")
+    assert columns[:4] == ["epoch", "train/loss", "train/cls", "train/box"]
+    assert columns[-2:] == ["val/mAP50", "val/mAP50-95"]
     assert len(rows) == 2
+    assert [float(row.split(",")[-1]) >= 0 for row in rows] == [True, True]
+    assert sorted(p.name for p in (run / "val").iterdir()) == ["epoch_001.png", "epoch_002.png"]
     _, metadata = load_weights(run / "weights" / "last.safetensors")
     assert metadata["model"] == "seed" and metadata["num_classes"] == 15
     assert metadata["class_names"][:2] == ["octopus", "cat"]
     assert metadata["anchors"] == "seed" and metadata["input_size"] == 320
-    assert metadata["epoch"] == 2 and "train/loss" in metadata["metrics"]
-    assert (run / "weights" / "best.safetensors").is_file()
+    assert metadata["epoch"] == 2 and "val/mAP50-95" in metadata["metrics"]
+    _, best = load_weights(run / "weights" / "best.safetensors")
+    maps = [row["val/mAP50-95"] for row in result.history]
+    assert best["metrics"]["val/mAP50-95"] == max(maps)  # best is chosen by mAP50-95
     assert (run / "weights" / "last.json").is_file()
     # a second run with the same name gets a fresh folder, Ultralytics-style
     assert train(tiny_config(tmp_path, epochs=1, name="run")).run_dir == tmp_path / "run2"
@@ -156,6 +162,7 @@ def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path):
         "--name",
         "cli",
         "threads=2",
+        "val_images=4",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

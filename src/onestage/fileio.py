@@ -30,3 +30,13 @@ def atomic_write_with(path: str | Path, write: Callable[[object], object]) -> No
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def unique_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
+    """`project/name`, or `name2`, `name3`, ... when it exists (Ultralytics' run folders)."""
+    base = Path(project) / name
+    run_dir, suffix = base, 2
+    while run_dir.exists() and not exist_ok:
+        run_dir = base.with_name(f"{base.name}{suffix}")
+        suffix += 1
+    return run_dir

@@ -65,3 +65,13 @@ def barrier(context: DistContext) -> None:
 def shutdown(context: DistContext) -> None:
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_flag(flag: bool, context: DistContext) -> bool:
+    """Rank 0's value of `flag` on every rank (so all ranks stop together)."""
+    if not context.enabled:
+        return flag
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([int(flag)], device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())

@@ -24,17 +24,26 @@ from onestage.checkpoint import (
 )
 from onestage.config import TrainConfig, load_yaml, make_config, save_config
 from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections
+from onestage.data.images import save_image
 from onestage.data.synthetic import SyntheticConfig, parse_count_range
 from onestage.engine import distributed
 from onestage.engine.distributed import DistContext
+from onestage.engine.evaluator import (
+    EvalSet,
+    dataset_eval_set,
+    evaluate_detector,
+    prediction_grid,
+    synthetic_eval_set,
+)
+from onestage.engine.predictor import Detector
 from onestage.engine.schedule import learning_rate
 from onestage.errors import OnestageError
-from onestage.fileio import atomic_write_text
+from onestage.fileio import atomic_write_text, unique_run_dir
 from onestage.losses import build_loss
 from onestage.models import build_model
 from onestage.plots import plot_results
 
-RESULTS_COLUMNS = ("epoch", "train/loss", "train/cls", "train/box", "lr", "images_per_s", "time_s")
+VAL_COLUMNS = ("val/mAP50", "val/mAP50-95")
 
 
 class TrainingDiverged(OnestageError):
@@ -181,6 +190,7 @@ class Trainer:
         self.epochs_without_improvement = 0
         self.history: list[dict[str, float]] = []
         self.run_dir = self._prepare_run_dir(resume_from)
+        self.val_set = self._make_val_set() if self.context.is_main else None
         if resume_from is not None:
             self._restore(resume_from)
         self.ddp_model = self.model
@@ -236,6 +246,25 @@ class Trainer:
         records = dataset.splits["train"]
         return RecordDataset(records, config.imgsz, config.letterbox), dataset.class_names
 
+    def _make_val_set(self) -> EvalSet | None:
+        config = self.config
+        if not config.val_every:
+            return None
+        if config.data is None:
+            return synthetic_eval_set(
+                self.class_names,
+                config.val_images,
+                size=config.imgsz,
+                objects=parse_count_range(config.synthetic_objects),
+                seed=config.synthetic_seed,
+                stream_name="val",
+            )
+        from onestage.data.formats import read_dataset
+
+        if config.val_split not in read_dataset(Path(config.data))[0].splits:
+            return None
+        return dataset_eval_set(Path(config.data), self.class_names, config.val_split)
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         config = self.config
         params = self.model.parameters()
@@ -268,12 +297,7 @@ class Trainer:
             return None
         if resume_from is not None:
             return run_dir_of(resume_from)
-        base = Path(self.config.project) / self.config.name
-        run_dir = base
-        suffix = 2
-        while run_dir.exists() and not self.config.exist_ok:
-            run_dir = base.with_name(f"{base.name}{suffix}")
-            suffix += 1
+        run_dir = unique_run_dir(self.config.project, self.config.name, self.config.exist_ok)
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
         save_config(self.config, run_dir / "config.yaml")
         return run_dir
@@ -303,17 +327,24 @@ class Trainer:
         try:
             for epoch in range(self.start_epoch, config.epochs):
                 row = self._train_epoch(epoch)
-                fitness = -row["train/loss"]
-                improved = fitness > self.best_fitness
-                if improved:
-                    self.best_fitness = fitness
-                    self.epochs_without_improvement = 0
-                else:
-                    self.epochs_without_improvement += 1
+                row.update(self._validate(epoch + 1))
                 self.history.append(row)
-                self._save_epoch(epoch + 1, row, improved)
-                self.progress.end_epoch(row)
-                if config.patience and self.epochs_without_improvement >= config.patience:
+                improved = False
+                if self.context.is_main:
+                    fitness = self._fitness(row)
+                    if fitness is not None:
+                        improved = fitness > self.best_fitness
+                        if improved:
+                            self.best_fitness = fitness
+                            self.epochs_without_improvement = 0
+                        else:
+                            self.epochs_without_improvement += 1
+                    self._save_epoch(epoch + 1, row, improved)
+                    self.progress.end_epoch(row)
+                patience_spent = bool(
+                    config.patience and self.epochs_without_improvement >= config.patience
+                )
+                if distributed.broadcast_flag(patience_spent, self.context):
                     stopped_early = True
                     break
             if self.run_dir is not None and self.history:
@@ -329,6 +360,32 @@ class Trainer:
             history=self.history,
             stopped_early=stopped_early,
         )
+
+    def _fitness(self, row: dict[str, float]) -> float | None:
+        """mAP50-95 on validation epochs; minus the training loss when there is no validation;
+        None on epochs between validations."""
+        if self.val_set is None:
+            return -row["train/loss"]
+        value = row.get("val/mAP50-95", math.nan)
+        return None if math.isnan(value) else value
+
+    def _validate(self, epochs_done: int) -> dict[str, float]:
+        """VOC mAP50 and COCO mAP50-95 on the validation set (rank 0), plus a prediction grid."""
+        due = (
+            self.val_set is not None
+            and self.config.val_every
+            and (epochs_done % self.config.val_every == 0 or epochs_done == self.config.epochs)
+        )
+        if not due:
+            return dict.fromkeys(VAL_COLUMNS, math.nan) if self.val_set is not None else {}
+        detector = Detector(self.model, self.weights_metadata(epochs_done, {}), self.device)
+        detector.amp_dtype = self.amp_dtype
+        detector.channels_last = self.config.channels_last
+        result = evaluate_detector(detector, self.val_set)
+        if self.run_dir is not None:
+            grid = prediction_grid(result, count=16)
+            save_image(grid, self.run_dir / "val" / f"epoch_{epochs_done:03d}.png")
+        return {"val/mAP50": result.voc.map, "val/mAP50-95": result.coco.ap}
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         config = self.config

@@ -1,0 +1,331 @@
+"""Evaluation: run a Detector over a test set, score VOC and COCO metrics, write a report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from onestage.data.formats import read_dataset
+from onestage.data.images import load_image_rgb, save_image
+from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_stream
+from onestage.data.transforms import fit_image
+from onestage.drawing import draw_boxes, image_grid
+from onestage.engine.predictor import Detector, PredictOptions
+from onestage.errors import OnestageError
+from onestage.fileio import atomic_write_text
+from onestage.metrics import ImageDetections, ImageGroundTruth
+from onestage.metrics.cartucho import export_cartucho
+from onestage.metrics.coco import CocoResult, evaluate_coco
+from onestage.metrics.confusion import confusion_matrix
+from onestage.metrics.voc import VocResult, evaluate_voc
+
+# Evaluation keeps nearly every candidate, as COCO and VOC scoring expect.
+EVAL_OPTIONS = PredictOptions(conf=0.001, iou=0.5, max_det=100)
+
+
+@dataclass
+class EvalSet:
+    """A test set: ground truth per image (absolute pixel xyxy) and a way to load each image."""
+
+    names: list[str]
+    ground_truths: list[ImageGroundTruth]
+    sizes: list[tuple[int, int]]  # (width, height) per image
+    class_names: tuple[str, ...]
+    load_image: Callable[[int], np.ndarray]  # index -> (H, W, 3) uint8 RGB
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def synthetic_eval_set(
+    class_names: tuple[str, ...],
+    count: int,
+    size: int = 320,
+    objects: tuple[int, int] = (4, 4),
+    seed: int = 0,
+    icons: Path | None = None,
+    backgrounds: Path | None = None,
+    stream_name: str = "test",
+) -> EvalSet:
+    """A fixed synthetic set drawn from the named split's stream (never a training stream),
+    kept in memory."""
+    config = SyntheticConfig(
+        width=size,
+        height=size,
+        objects=objects,
+        classes=class_names,
+        icons=icons,
+        backgrounds=backgrounds,
+        seed=seed,
+    )
+    generator = SyntheticGenerator(config)
+    if generator.class_names != tuple(class_names):
+        raise OnestageError(
+            f"the synthetic icons give classes {generator.class_names}, but the weights know "
+            f"{tuple(class_names)}"
+        )
+    stream = split_stream(stream_name)
+    samples = [generator.sample(index, stream=stream) for index in range(count)]
+    return EvalSet(
+        names=[f"{stream_name}_{index:06d}" for index in range(count)],
+        ground_truths=[
+            ImageGroundTruth(s.boxes_xyxy, s.class_ids, np.zeros(len(s.class_ids), dtype=bool))
+            for s in samples
+        ],
+        sizes=[(size, size)] * count,
+        class_names=generator.class_names,
+        load_image=lambda index: samples[index].image,
+    )
+
+
+def dataset_eval_set(root: Path, class_names: tuple[str, ...], split: str | None = None) -> EvalSet:
+    """A split of a dataset folder (default: val, else test, else the first split).
+
+    Dataset class ids are mapped to the weights' class ids by name; a class the weights do not
+    know is an error.
+    """
+    dataset, _ = read_dataset(root)
+    if split is None:
+        split = next(
+            (s for s in ("val", "test") if s in dataset.splits), next(iter(dataset.splits))
+        )
+    if split not in dataset.splits:
+        raise OnestageError(f"{root}: no split {split!r}; found {', '.join(dataset.splits)}")
+    unknown = [name for name in dataset.class_names if name not in class_names]
+    if unknown:
+        raise OnestageError(
+            f"{root}: classes {', '.join(map(repr, unknown))} are not known to the weights "
+            f"(they know {', '.join(class_names)})"
+        )
+    to_weights = np.array([class_names.index(name) for name in dataset.class_names], dtype=np.int64)
+    records = dataset.splits[split]
+    return EvalSet(
+        names=[record.image_path.stem for record in records],
+        ground_truths=[
+            ImageGroundTruth(r.boxes_xyxy, to_weights[r.class_ids], r.difficult) for r in records
+        ],
+        sizes=[(record.width, record.height) for record in records],
+        class_names=class_names,
+        load_image=lambda index: load_image_rgb(records[index].image_path),
+    )
+
+
+@dataclass
+class EvaluationResult:
+    """Scores of one evaluation, the detections behind them, and where the time went."""
+
+    voc: VocResult
+    coco: CocoResult
+    confusion: np.ndarray  # (C + 1, C + 1): rows predicted, columns true, last = background
+    eval_set: EvalSet
+    detections: list[ImageDetections]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Any]:
+        """The JSON-ready summary written as metrics.json."""
+        counts = self.voc.counts
+        return {
+            "images": len(self.eval_set),
+            "voc": {
+                "definition": "Pascal VOC AP@0.5, all-point interpolation (Cartucho/mAP); "
+                f"IoU convention {self.voc.iou_convention}",
+                "mAP50": self.voc.map,
+                "ap_per_class": self.voc.ap_per_class,
+            },
+            "coco": {
+                "definition": "COCO AP@[.5:.95] (101-point interpolation), pycocotools rules; "
+                f"max detections per image {self.coco.max_dets}",
+                **{name: value for name, value in zip(COCO_NAMES, self.coco.stats, strict=True)},
+                "ap_per_class": self.coco.ap_per_class,
+            },
+            "counts": {
+                name: {
+                    "ground_truths": c.ground_truths,
+                    "detections": c.detections,
+                    "true_positives": c.true_positives,
+                    "false_positives": c.false_positives,
+                }
+                for name, c in counts.items()
+            },
+            "seconds": self.seconds,
+        }
+
+
+COCO_NAMES = (
+    "AP",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR_max_dets",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+)
+
+
+def evaluate_detector(
+    detector: Detector,
+    eval_set: EvalSet,
+    options: PredictOptions = EVAL_OPTIONS,
+    batch_size: int = 32,
+    iou_convention: str = "voc",
+) -> EvaluationResult:
+    """Detect on every image of `eval_set` and score VOC AP@0.5, COCO metrics and confusion."""
+    detections: list[ImageDetections] = []
+    seconds = {"load_and_fit": 0.0, "forward": 0.0, "postprocess": 0.0, "metrics": 0.0}
+    for start in range(0, len(eval_set), batch_size):
+        began = time.perf_counter()
+        indices = range(start, min(start + batch_size, len(eval_set)))
+        fitted = [
+            fit_image(eval_set.load_image(i), detector.input_size, detector.letterbox)
+            for i in indices
+        ]
+        batch = torch.from_numpy(np.stack([image for image, _ in fitted])).permute(0, 3, 1, 2)
+        seconds["load_and_fit"] += time.perf_counter() - began
+        timing: dict[str, float] = {}
+        detections += detector.detect_tensor(
+            batch,
+            [transform for _, transform in fitted],
+            [eval_set.sizes[i] for i in indices],
+            options,
+            timing=timing,
+        )
+        seconds["forward"] += timing["forward"]
+        seconds["postprocess"] += timing["postprocess"]
+    began = time.perf_counter()
+    class_names = list(detector.class_names)
+    voc = evaluate_voc(
+        eval_set.ground_truths, detections, class_names, iou_convention=iou_convention
+    )
+    coco = evaluate_coco(
+        eval_set.ground_truths, detections, eval_set.sizes, class_names, max_dets=options.max_det
+    )
+    confusion = confusion_matrix(eval_set.ground_truths, detections, len(class_names))
+    seconds["metrics"] = time.perf_counter() - began
+    return EvaluationResult(voc, coco, confusion, eval_set, detections, seconds)
+
+
+def write_report(
+    result: EvaluationResult,
+    out_dir: Path,
+    cartucho_dir: Path | None = None,
+    grid_images: int = 16,
+    grid_conf: float = 0.25,
+) -> list[Path]:
+    """Write metrics.json, per_class.csv, predictions.json (COCO results), plots and a grid."""
+    from onestage import plots
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    eval_set = result.eval_set
+    class_names = list(eval_set.class_names)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(result.metrics(), indent=2) + "\n")
+    atomic_write_text(out_dir / "per_class.csv", _per_class_csv(result))
+    atomic_write_text(
+        out_dir / "predictions.json", json.dumps(coco_results(result.detections), indent=None)
+    )
+    plots.plot_ap_per_class(
+        result.voc.ap_per_class, out_dir / "ap_per_class.png", "VOC AP@0.5 per class"
+    )
+    plots.plot_pr_curves(
+        result.voc.precision, result.voc.recall, result.voc.ap_per_class, out_dir / "pr_curves.png"
+    )
+    plots.plot_pr_grid(
+        result.voc.precision,
+        result.voc.recall,
+        result.voc.ap_per_class,
+        out_dir / "pr_per_class.png",
+    )
+    plots.plot_confusion_matrix(result.confusion, class_names, out_dir / "confusion_matrix.png")
+    grid = prediction_grid(result, grid_images, grid_conf)
+    save_image(grid, out_dir / "predictions_grid.png")
+    if cartucho_dir is not None:
+        export_cartucho(
+            cartucho_dir, eval_set.ground_truths, result.detections, class_names, eval_set.names
+        )
+    return sorted(out_dir.iterdir())
+
+
+def prediction_grid(result: EvaluationResult, count: int = 16, conf: float = 0.25) -> np.ndarray:
+    """(H, W, 3) grid of the first `count` test images with detections scoring >= conf."""
+    tiles = []
+    for index in range(min(count, len(result.eval_set))):
+        found = result.detections[index]
+        keep = found.scores >= conf
+        tiles.append(
+            draw_boxes(
+                result.eval_set.load_image(index),
+                found.boxes_xyxy[keep],
+                found.class_ids[keep],
+                result.eval_set.class_names,
+                found.scores[keep],
+            )
+        )
+    return np.asarray(image_grid(tiles))
+
+
+def coco_results(detections: list[ImageDetections]) -> list[dict[str, Any]]:
+    """COCO results format: image_id (1-based position), category_id (class id + 1), bbox xywh."""
+    results = []
+    for image_index, found in enumerate(detections):
+        for box, score, class_id in zip(
+            found.boxes_xyxy, found.scores, found.class_ids, strict=True
+        ):
+            x1, y1, x2, y2 = (round(float(v), 3) for v in box)
+            results.append(
+                {
+                    "image_id": image_index + 1,
+                    "category_id": int(class_id) + 1,
+                    "bbox": [x1, y1, round(x2 - x1, 3), round(y2 - y1, 3)],
+                    "score": round(float(score), 5),
+                }
+            )
+    return results
+
+
+def _per_class_csv(result: EvaluationResult) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [
+            "class",
+            "ground_truths",
+            "detections",
+            "true_positives",
+            "false_positives",
+            "voc_ap50",
+            "coco_ap",
+            "coco_ap50",
+        ]
+    )
+    for name in result.eval_set.class_names:
+        counts = result.voc.counts.get(name)
+        writer.writerow(
+            [
+                name,
+                counts.ground_truths if counts else 0,
+                counts.detections if counts else 0,
+                counts.true_positives if counts else 0,
+                counts.false_positives if counts else 0,
+                _fmt(result.voc.ap_per_class.get(name)),
+                _fmt(result.coco.ap_per_class.get(name)),
+                _fmt(result.coco.ap50_per_class.get(name)),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"

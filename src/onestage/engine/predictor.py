@@ -1,0 +1,298 @@
+"""Prediction: `Detector.load(weights).predict(image)` on images of any size."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from onestage.anchors import generate_anchors
+from onestage.checkpoint import load_model_weights, load_weights
+from onestage.data.images import load_image_rgb
+from onestage.data.transforms import FitTransform, fit_image
+from onestage.errors import OnestageError
+from onestage.metrics import ImageDetections
+from onestage.models import build_model
+from onestage.postprocess import postprocess
+
+# Shipped weights live in the package, addressed by name (e.g. --weights seed_animals).
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object: box in absolute pixel xyxy of the original image."""
+
+    box_xyxy: tuple[float, float, float, float]
+    score: float
+    class_id: int
+    class_name: str
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Post-processing settings (defaults: Ultralytics' predict; evaluation uses conf 0.001)."""
+
+    conf: float = 0.25
+    iou: float = 0.5
+    max_det: int = 100
+    pre_nms_topk: int = 400
+    candidates: str = "all"  # "argmax" = the seed's one-class-per-anchor rule
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """A weights path, or the name of weights shipped with onestage (e.g. `seed_animals`)."""
+    path = Path(weights)
+    if path.suffix != ".safetensors" and not path.exists():
+        shipped = WEIGHTS_DIR / f"{weights}.safetensors"
+        if shipped.is_file():
+            return shipped
+        names = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+        raise OnestageError(
+            f"{weights}: no such weights file, and no shipped weights of that name"
+            + (f" (shipped: {', '.join(names)})" if names else "")
+        )
+    return path
+
+
+class Detector:
+    """A trained model with its anchors and metadata, ready to predict on images."""
+
+    def __init__(
+        self, model: torch.nn.Module, metadata: dict[str, Any], device: torch.device | None = None
+    ) -> None:
+        self.model = model.eval()
+        self.metadata = metadata
+        self.device = device or next(model.parameters()).device
+        self.class_names: tuple[str, ...] = tuple(metadata["class_names"])
+        self.input_size = int(metadata["input_size"])
+        self.letterbox = bool(metadata.get("letterbox", False))
+        self.score_mode = "sigmoid" if metadata.get("loss") == "focal" else "softmax"
+        feature_sizes = model.feature_sizes_for(self.input_size)
+        self.anchors_xyxy = generate_anchors(metadata["anchors"], feature_sizes).to(self.device)
+        self.amp_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 for AMX inference
+        self.channels_last = False
+
+    @classmethod
+    def load(cls, weights: str | Path = "seed_animals", device: str = "auto") -> Detector:
+        """Load a onestage weights file (or shipped weights by name)."""
+        from onestage.engine.trainer import resolve_device
+
+        path = resolve_weights(weights)
+        _, metadata = load_weights(path)
+        for key in ("model", "class_names", "anchors", "input_size"):
+            if key not in metadata:
+                raise OnestageError(f"{path}: onestage metadata lacks {key!r}")
+        target = resolve_device(device)
+        model = build_model(
+            metadata["model"],
+            num_classes=len(metadata["class_names"]),
+            input_size=metadata["input_size"],
+        )
+        load_model_weights(model, path, {"model": metadata["model"]})
+        return cls(model.to(target), metadata, target)
+
+    def predict(
+        self, image: str | Path | np.ndarray | Image.Image, options: PredictOptions | None = None
+    ) -> list[Detection]:
+        """Detections for one image (a path, an (H, W, 3) uint8 RGB array or a PIL image)."""
+        array = _as_rgb_array(image)
+        found = self.detect([array], options)[0]
+        return [
+            Detection(
+                box_xyxy=tuple(float(v) for v in box),
+                score=float(score),
+                class_id=int(class_id),
+                class_name=self.class_names[int(class_id)],
+            )
+            for box, score, class_id in zip(
+                found.boxes_xyxy, found.scores, found.class_ids, strict=True
+            )
+        ]
+
+    def detect(
+        self, images: list[np.ndarray], options: PredictOptions | None = None
+    ) -> list[ImageDetections]:
+        """Detections for a batch of (H, W, 3) uint8 images; boxes in each image's pixels."""
+        fitted, transforms = zip(
+            *(fit_image(image, self.input_size, self.letterbox) for image in images), strict=True
+        )
+        batch = torch.from_numpy(np.stack(fitted)).permute(0, 3, 1, 2)  # (B, 3, S, S) uint8
+        sizes = [(image.shape[1], image.shape[0]) for image in images]
+        return self.detect_tensor(batch, list(transforms), sizes, options)
+
+    @torch.inference_mode()
+    def detect_tensor(
+        self,
+        batch: torch.Tensor,
+        transforms: list[FitTransform] | None,
+        sizes: list[tuple[int, int]],
+        options: PredictOptions | None = None,
+        timing: dict[str, float] | None = None,
+    ) -> list[ImageDetections]:
+        """Detections for a (B, 3, S, S) uint8 batch already fitted to the input.
+
+        `transforms` map input pixels back to each original image (None: the batch is the
+        original images); `sizes` are the original (width, height) used to clip boxes. When
+        given, `timing` receives the seconds spent in "forward" and "postprocess".
+        """
+        options = options or PredictOptions()
+        began = time.perf_counter()
+        was_training = self.model.training
+        self.model.eval()
+        images = batch.to(self.device).float().div_(255.0)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(
+            self.device.type,
+            dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None,
+        ):
+            predictions = self.model(images)
+        self.model.train(was_training)
+        forward_done = time.perf_counter()
+        found = postprocess(
+            predictions.float(),
+            self.anchors_xyxy,
+            score_mode=self.score_mode,
+            candidates=options.candidates,
+            conf_threshold=options.conf,
+            iou_threshold=options.iou,
+            pre_nms_topk=options.pre_nms_topk,
+            max_det=options.max_det,
+        )
+        results = []
+        for index, detections in enumerate(found):
+            boxes = detections.boxes_xyxy.cpu().numpy().astype(np.float64) * self.input_size
+            if transforms is not None:
+                boxes = transforms[index].to_original(boxes)
+            width, height = sizes[index]
+            boxes = np.clip(boxes, 0, [width, height, width, height])
+            results.append(
+                ImageDetections(
+                    boxes_xyxy=boxes,
+                    scores=detections.scores.cpu().numpy().astype(np.float64),
+                    class_ids=detections.class_ids.cpu().numpy(),
+                )
+            )
+        if timing is not None:
+            timing["forward"] = forward_done - began
+            timing["postprocess"] = time.perf_counter() - forward_done
+        return results
+
+
+def _as_rgb_array(image: str | Path | np.ndarray | Image.Image) -> np.ndarray:
+    if isinstance(image, str | Path):
+        return load_image_rgb(Path(image))
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise OnestageError(
+            f"expected an (H, W, 3) uint8 RGB image, got {array.shape} {array.dtype}"
+        )
+    return array
+
+
+@dataclass
+class PredictSummary:
+    """What `predict_source` did."""
+
+    out_dir: Path
+    images: int
+    detections: int
+    skipped: list[str]  # one message per unreadable image
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """Image paths of a file, a folder (sorted) or a glob pattern; none found is an error."""
+    from glob import glob
+
+    from onestage.data.images import IMAGE_SUFFIXES
+
+    path = Path(source)
+    if path.is_dir():
+        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    elif path.is_file():
+        paths = [path]
+    else:
+        paths = sorted(Path(p) for p in glob(str(source)) if Path(p).is_file())
+    if not paths:
+        raise OnestageError(f"{source}: no images found (give an image, a folder or a glob)")
+    return paths
+
+
+def predict_source(
+    detector: Detector,
+    source: str | Path,
+    out_dir: Path,
+    options: PredictOptions | None = None,
+    save_txt: bool = False,
+    on_image: Callable[[], None] | None = None,
+) -> PredictSummary:
+    """Predict on every image of `source`; write annotated images, predictions.json (COCO
+    results format: category_id = class id + 1, bbox xywh pixels) and, with `save_txt`, YOLO
+    `labels/<stem>.txt` lines `class cx cy w h score` (normalised). An unreadable image inside a
+    folder is skipped and reported; a single unreadable image is an error."""
+    import json
+
+    from onestage.data.images import save_image
+    from onestage.drawing import draw_boxes
+    from onestage.errors import DataError
+    from onestage.fileio import atomic_write_text
+
+    paths = list_images(source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    total = 0
+    for path in paths:
+        try:
+            image = load_image_rgb(path)
+        except DataError as error:
+            if len(paths) == 1:
+                raise
+            skipped.append(str(error))
+            continue
+        found = detector.detect([image], options)[0]
+        total += len(found.scores)
+        labels = [detector.class_names[int(i)] for i in found.class_ids]
+        picture = draw_boxes(
+            image, found.boxes_xyxy, found.class_ids, detector.class_names, found.scores
+        )
+        save_image(np.asarray(picture), out_dir / f"{path.stem}.png")
+        image_id: int | str = int(path.stem) if path.stem.isdigit() else path.stem
+        height, width = image.shape[:2]
+        lines = []
+        for box, score, class_id, label in zip(
+            found.boxes_xyxy, found.scores, found.class_ids, labels, strict=True
+        ):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            results.append(
+                {
+                    "image_id": image_id,
+                    "file_name": path.name,
+                    "category_id": int(class_id) + 1,
+                    "category_name": label,
+                    "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                    "score": round(float(score), 5),
+                }
+            )
+            lines.append(
+                f"{int(class_id)} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+                f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f} {float(score):.5f}"
+            )
+        if save_txt:
+            atomic_write_text(
+                out_dir / "labels" / f"{path.stem}.txt", "".join(f"{line}\n" for line in lines)
+            )
+        if on_image is not None:
+            on_image()
+    atomic_write_text(out_dir / "predictions.json", json.dumps(results, indent=1) + "\n")
+    return PredictSummary(out_dir, len(paths) - len(skipped), total, skipped)

@@ -96,8 +96,10 @@ class SeedModel(nn.Module):
         x = images
         pooled = []
         for index in range(1, len(BLOCK_FILTERS) + 1):
-            x = F.relu(getattr(self, f"conv2d_{index}")(x))
-            x = getattr(self, f"maxpool2d_{index}")(x)
+            # maxpool(relu(conv)) computed as relu(maxpool(conv)): the same values and gradients
+            # (both are monotone), with the ReLU on a map 4x smaller.
+            x = getattr(self, f"maxpool2d_{index}")(getattr(self, f"conv2d_{index}")(x))
+            x = F.relu(x, inplace=True)
             pooled.append(x)
             x = getattr(self, f"batchnorm_{index}")(x)
         conv_7 = F.relu(self.conv2d_7(x))  # (B, 256, 3, 3)

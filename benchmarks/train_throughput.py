@@ -1,10 +1,11 @@
 """Training-step throughput of the seed model, fp32 vs bf16 autocast, measured side by side.
 
 Usage: python benchmarks/train_throughput.py [--batch 32] [--steps 5] [--rounds 5]
-Batches are generated once, up front, so the figures are the model's training step (targets,
-forward, loss, backward, optimiser) alone. Variants run interleaved, round after round, and the
-median images/s of the rounds is reported, with the ratio to fp32. Also times anchor matching
-(build_targets) for a batch of 32 images with 4 objects each.
+Part 1: batches generated once, up front, so the figures are the model's training step (targets,
+forward, loss, backward, optimiser) alone. Part 2: the real Trainer end to end (fresh synthetic
+images every step, data loading included), epoch by epoch. In both, variants run interleaved,
+round after round, and the median images/s of the rounds is reported with the ratio to fp32.
+Also times anchor matching (build_targets) for a batch of 32 images with 4 objects each.
 """
 
 from __future__ import annotations
@@ -66,6 +67,55 @@ class Variant:
         self.optimizer.step()
 
 
+END_TO_END = {
+    "fp32 eager, data in the main process": {"amp": "none", "channels_last": False},
+    "bf16 + channels_last, data in the main process": {"amp": "bf16", "channels_last": True},
+    "bf16 + channels_last, 1 data worker": {"amp": "bf16", "channels_last": True, "workers": 1},
+}
+
+
+def end_to_end(batch: int, steps: int, rounds: int) -> dict[str, list[float]]:
+    """images/s per round of the real Trainer (one epoch of `steps` steps per round)."""
+    import tempfile
+
+    from onestage.config import make_config
+    from onestage.engine.trainer import Trainer
+
+    project = tempfile.mkdtemp()
+    trainers = {
+        name: Trainer(
+            make_config(
+                "fast",
+                overrides={
+                    "batch": batch,
+                    "steps": steps,
+                    "val_every": 0,
+                    "project": project,
+                    "name": f"v{index}",
+                    **options,
+                },
+            )
+        )
+        for index, (name, options) in enumerate(END_TO_END.items())
+    }
+    for trainer in trainers.values():  # warm-up epoch: icon render caches, allocator
+        trainer._train_epoch(0)
+    rates: dict[str, list[float]] = {name: [] for name in trainers}
+    for round_index in range(1, rounds + 1):
+        for name, trainer in trainers.items():
+            rates[name].append(trainer._train_epoch(round_index)["images_per_s"])
+    return rates
+
+
+def print_rates(title: str, rates: dict[str, list[float]]) -> None:
+    print(f"| {title} | images/s median | range | vs fp32 |")
+    print("|---|---|---|---|")
+    base = statistics.median(next(iter(rates.values())))
+    for name, values in rates.items():
+        median, spread = statistics.median(values), f"{min(values):.1f}-{max(values):.1f}"
+        print(f"| {name} | {median:.1f} | {spread} | {median / base:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -88,12 +138,12 @@ def main() -> None:
         f"{torch.get_num_threads()} threads; batch {args.batch}, {args.steps} steps x "
         f"{args.rounds} interleaved rounds"
     )
-    print(f"| training step (seed model, batch {args.batch}) | images/s median | range | vs fp32 |")
-    print("|---|---|---|---|")
-    base = statistics.median(rates["fp32 eager"])
-    for name, values in rates.items():
-        median, spread = statistics.median(values), f"{min(values):.1f}-{max(values):.1f}"
-        print(f"| {name} | {median:.1f} | {spread} | {median / base:.2f}x |")
+    print_rates(f"training step (seed model, batch {args.batch})", rates)
+    print()
+    print_rates(
+        f"Trainer end to end (seed model, batch {args.batch}, {args.steps} steps per round)",
+        end_to_end(args.batch, args.steps, args.rounds),
+    )
 
     anchors = generate_anchors("seed", ((20, 20), (10, 10), (5, 5), (3, 3), (1, 1)))
     _, boxes, ids = make_batches(32, 1)[0]

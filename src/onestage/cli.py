@@ -273,30 +273,36 @@ def data_show(
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/demo"),
+    out: Annotated[Path, typer.Option("--out", help="Demo folder.")] = Path("runs/demo"),
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 8,
+    steps: Annotated[int, typer.Option("--steps", help="Steps (batches of 32) per epoch.")] = 25,
 ) -> None:
-    """The main job on built-in synthetic data: dataset, check and preview grid."""
-    from onestage.data.check import check_dataset
-    from onestage.data.images import save_image
-    from onestage.data.preview import dataset_grid
-    from onestage.data.synthesize import synthesize_dataset
-    from onestage.data.synthetic import SyntheticGenerator
+    """The main job on built-in synthetic data: shipped weights, a short training run, scores."""
+    from onestage.engine.demo import run_demo
 
-    data_dir = out / "data"
-    split_sizes = {"train": 256, "val": 64}
-    with _progress() as progress:
-        task = progress.add_task("synthesising", total=sum(split_sizes.values()))
-        synthesize_dataset(
-            SyntheticGenerator(),
-            data_dir,
-            "yolo",
-            split_sizes,
-            on_image=lambda: progress.advance(task),
-        )
-    _print_report(data_dir, check_dataset(data_dir))
-    preview = out / "preview.png"
-    save_image(dataset_grid(data_dir, 16, "val"), preview)
-    console.print(f"dataset: [bold]{data_dir}[/]  preview: [bold]{preview}[/]")
+    console.print(
+        f"[bold]onestage demo[/]: seed architecture, synthetic animals; output in {out}/\n"
+        f"1) shipped weights on a fixed synthetic test set, 2) {epochs * steps * 32:,} training "
+        "images with the 'fast' recipe, 3) evaluation of the new weights"
+    )
+    summary = run_demo(out, RichTrainProgress(), epochs=epochs, steps=steps)
+    for note in summary.notes:
+        console.print(f"note: {note}")
+    table = Table(title="demo results (fixed synthetic test set)")
+    for column in ("weights", "VOC mAP@0.5", "COCO AP@[.5:.95]", "report"):
+        table.add_column(column)
+    for label, result, report in (
+        ("shipped seed_animals", summary.shipped, summary.shipped_report),
+        ("trained just now", summary.trained, summary.trained_report),
+    ):
+        if result is not None:
+            table.add_row(label, f"{result.voc.map:.4f}", f"{result.coco.ap:.4f}", str(report))
+    console.print(table)
+    console.print(
+        f"training run: [bold]{summary.run_dir}[/] (results.csv, results.png, val/, weights/)\n"
+        f"data preview: [bold]{summary.data_preview}[/]; predictions drawn in each report's "
+        "predictions_grid.png"
+    )
 
 
 class RichTrainProgress:

@@ -29,11 +29,14 @@ class TrainConfig:
     model: str = _knob("seed", "architecture name from the model registry")
     anchors: str = _knob("seed", "anchor config: seed | seed-intended")
     weights: str | None = _knob(None, "initial weights (.safetensors) to fine-tune from")
+    bn_momentum: float | None = _knob(None, "BatchNorm running-average momentum; none = model's")
     data: str | None = _knob(None, "dataset folder (yolo/voc/coco); none = synthetic animals")
     imgsz: int = _knob(320, "model input side in pixels")
     letterbox: bool = _knob(False, "keep aspect ratio with padding when resizing dataset images")
     synthetic_objects: str = _knob("4", "synthetic objects per image: N or MIN-MAX")
     synthetic_seed: int = _knob(0, "seed of the synthetic training stream")
+    synthetic_icons: str | None = _knob(None, "folder of RGBA PNG icons; none = OpenMoji")
+    synthetic_backgrounds: str | None = _knob(None, "folder of photos; none = procedural")
     train_images: int | None = _knob(None, "fixed synthetic training set size; none = fresh")
     # schedule
     epochs: int = _knob(100, "number of epochs")
@@ -93,6 +96,29 @@ RECIPES: dict[str, dict[str, Any]] = {
         "loss": "seed",
         "iou_threshold": 0.4,
         "hflip": 0.0,
+    },
+    # The best built-in recipe for the seed architecture on CPU: the per-level anchor sizes the
+    # seed meant to use, IoU-0.5 matching plus the forced best anchor, SSD hard negatives (3:1)
+    # with smooth-L1, AdamW with warm-up and cosine decay, flips, bf16 autocast, channels_last.
+    "fast": {
+        "anchors": "seed-intended",
+        "epochs": 15,
+        "steps": 25,
+        "batch": 32,
+        "optimizer": "adamw",
+        "lr": 2e-3,
+        "weight_decay": 0.05,
+        "momentum": 0.9,
+        "scheduler": "cosine",
+        "warmup_steps": 50,
+        "min_lr": 1e-5,
+        "loss": "ssd",
+        "iou_threshold": 0.5,
+        "hflip": 0.5,
+        "amp": "bf16",
+        "channels_last": True,
+        "bn_momentum": 0.1,
+        "val_every": 5,
     },
 }
 

@@ -169,8 +169,12 @@ class Trainer:
             )
         torch.manual_seed(config.seed)
         self.train_set, self.class_names = self._make_dataset()
+        model_options = {} if config.bn_momentum is None else {"bn_momentum": config.bn_momentum}
         self.model = build_model(
-            config.model, num_classes=len(self.class_names), input_size=config.imgsz
+            config.model,
+            num_classes=len(self.class_names),
+            input_size=config.imgsz,
+            **model_options,
         ).to(self.device)
         if config.weights is not None:
             load_model_weights(self.model, Path(config.weights), self._weights_identity())
@@ -226,12 +230,7 @@ class Trainer:
     def _make_dataset(self) -> tuple[SyntheticDataset | RecordDataset, tuple[str, ...]]:
         config = self.config
         if config.data is None:
-            synthetic = SyntheticConfig(
-                width=config.imgsz,
-                height=config.imgsz,
-                objects=parse_count_range(config.synthetic_objects),
-                seed=config.synthetic_seed,
-            )
+            synthetic = self._synthetic_config()
             fresh = config.train_images is None
             length = (config.steps or 1) * config.batch if fresh else config.train_images
             dataset = SyntheticDataset(synthetic, length=length, fresh=fresh)
@@ -246,17 +245,33 @@ class Trainer:
         records = dataset.splits["train"]
         return RecordDataset(records, config.imgsz, config.letterbox), dataset.class_names
 
+    def _synthetic_config(self) -> SyntheticConfig:
+        config = self.config
+        return SyntheticConfig(
+            width=config.imgsz,
+            height=config.imgsz,
+            objects=parse_count_range(config.synthetic_objects),
+            seed=config.synthetic_seed,
+            icons=Path(config.synthetic_icons) if config.synthetic_icons else None,
+            backgrounds=Path(config.synthetic_backgrounds)
+            if config.synthetic_backgrounds
+            else None,
+        )
+
     def _make_val_set(self) -> EvalSet | None:
         config = self.config
         if not config.val_every:
             return None
         if config.data is None:
+            synthetic = self._synthetic_config()
             return synthetic_eval_set(
                 self.class_names,
                 config.val_images,
                 size=config.imgsz,
-                objects=parse_count_range(config.synthetic_objects),
-                seed=config.synthetic_seed,
+                objects=synthetic.objects,
+                seed=synthetic.seed,
+                icons=synthetic.icons,
+                backgrounds=synthetic.backgrounds,
                 stream_name="val",
             )
         from onestage.data.formats import read_dataset

@@ -42,7 +42,7 @@ class SeedModel(nn.Module):
 
     anchors_per_cell = 4
 
-    def __init__(self, num_classes: int, input_size: int = 320) -> None:
+    def __init__(self, num_classes: int, input_size: int = 320, bn_momentum: float = 0.01) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.input_size = input_size
@@ -52,8 +52,11 @@ class SeedModel(nn.Module):
         for index, filters in enumerate(BLOCK_FILTERS, start=1):
             setattr(self, f"conv2d_{index}", nn.Conv2d(in_channels, filters, 3, padding=1))
             setattr(self, f"maxpool2d_{index}", nn.MaxPool2d(2))
-            # Keras defaults: epsilon 1e-3, moving-average momentum 0.99 (torch: 1 - 0.99).
-            setattr(self, f"batchnorm_{index}", nn.BatchNorm2d(filters, eps=1e-3, momentum=0.01))
+            # Keras defaults: epsilon 1e-3, moving-average momentum 0.99 (torch: 1 - 0.99). Such
+            # slow running averages lag behind fast-changing weights in short runs; recipes may
+            # pass a larger `bn_momentum` (torch's default is 0.1).
+            batchnorm = nn.BatchNorm2d(filters, eps=1e-3, momentum=bn_momentum)
+            setattr(self, f"batchnorm_{index}", batchnorm)
             in_channels = filters
         self.conv2d_7 = nn.Conv2d(256, 256, 3)
         self.conv2d_8 = nn.Conv2d(256, 512, 3)

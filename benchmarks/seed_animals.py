@@ -1,0 +1,130 @@
+"""The seed's own task: train the `seed` architecture, score it on a fixed test set, time it.
+
+Usage:
+  python benchmarks/seed_animals.py --recipe fast --images 12000 [--record] [--ship]
+
+Trains on the seed's data distribution (icons and backgrounds from ../shared/seed_animals when
+that folder exists, else the built-in OpenMoji + procedural generator), evaluates the best
+weights on 500 fixed test images with 4 objects each (VOC mAP@0.5 all-point, COCO AP@[.5:.95]),
+times batch-1 inference end to end, and prints one Markdown row (appended to BENCHMARKS.md with
+--record). --ship also writes the weights as fp16 to src/onestage/weights/seed_animals.safetensors
+and scores that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from onestage.checkpoint import load_model_weights, save_weights
+from onestage.config import make_config
+from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
+from onestage.engine.predictor import WEIGHTS_DIR, Detector, PredictOptions
+from onestage.engine.trainer import train
+from onestage.models import build_model
+
+STEPS_PER_EPOCH = 25
+BATCH = 32
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="fast")
+    parser.add_argument("--images", type=int, default=12_000, help="training images seen")
+    parser.add_argument("--test-images", type=int, default=500)
+    parser.add_argument("--seed-assets", type=Path, default=Path("../shared/seed_animals"))
+    parser.add_argument("--set", nargs="*", default=[], help="extra config overrides KEY=VALUE")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--record", action="store_true", help="append the row to BENCHMARKS.md")
+    parser.add_argument("--ship", action="store_true", help="write the shipped fp16 weights")
+    args = parser.parse_args()
+
+    steps_total = args.images // BATCH
+    if steps_total * BATCH != args.images or steps_total % STEPS_PER_EPOCH:
+        raise SystemExit(f"--images must be a multiple of {BATCH * STEPS_PER_EPOCH}")
+    assets = args.seed_assets if args.seed_assets.is_dir() else None
+    from onestage.config import parse_override
+
+    overrides = {
+        "epochs": steps_total // STEPS_PER_EPOCH,
+        "steps": STEPS_PER_EPOCH,
+        "batch": BATCH,
+        "project": "runs/bench",
+        "name": args.name or f"{args.recipe}_{args.images}",
+        "exist_ok": True,
+        "synthetic_icons": str(assets / "icons") if assets else None,
+        "synthetic_backgrounds": str(assets / "backgrounds") if assets else None,
+        **dict(parse_override(text) for text in args.set),
+    }
+    config = make_config(args.recipe, overrides=overrides)
+    began = time.perf_counter()
+    result = train(config)
+    train_seconds = time.perf_counter() - began
+    rates = [row["images_per_s"] for row in result.history]
+
+    best = result.run_dir / "weights" / "best.safetensors"
+    weights = best
+    if args.ship:
+        weights = WEIGHTS_DIR / "seed_animals.safetensors"
+        model = build_model("seed", result.model.num_classes)
+        metadata = load_model_weights(model, best, {})
+        metadata["recipe"] = args.recipe
+        metadata["training_images"] = args.images
+        metadata["command"] = shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv])
+        save_weights(weights, model, metadata, half=True)
+    detector = Detector.load(weights, device="cpu")
+    eval_set = synthetic_eval_set(
+        detector.class_names,
+        args.test_images,
+        objects=(4, 4),
+        icons=assets / "icons" if assets else None,
+        backgrounds=assets / "backgrounds" if assets else None,
+    )
+    scores = evaluate_detector(detector, eval_set)
+    latency = batch1_latency_ms(weights, eval_set)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    data = "seed icons+backgrounds" if assets else "OpenMoji+procedural"
+    command = shlex.join(["python", "benchmarks/seed_animals.py", *sys.argv[1:]])
+    row = (
+        f"| {args.recipe} | {data} | {args.images:,} | {scores.voc.map:.4f} | "
+        f"{scores.coco.ap:.4f} | {train_seconds / 60:.1f} min | {statistics.median(rates):.1f} | "
+        f"{latency:.2f} ms | {peak_mib:,.0f} MiB | {platform.machine()} {os.cpu_count()} cores "
+        f"CPU | `{command}` |"
+    )
+    print(row)
+    print(f"weights: {weights}  run: {result.run_dir}")
+    if args.record:
+        with Path("BENCHMARKS.md").open("a", encoding="utf-8") as handle:
+            handle.write(row + "\n")
+
+
+def batch1_latency_ms(weights: Path, eval_set, runs: int = 100) -> float:
+    """Median ms of `Detector.predict` on one 320x320 image: fit, bf16 forward, decode, NMS."""
+    detector = Detector.load(weights, device="cpu")
+    detector.amp_dtype = torch.bfloat16
+    detector.channels_last = True
+    detector.model = detector.model.to(memory_format=torch.channels_last)
+    image = np.ascontiguousarray(eval_set.load_image(0))
+    options = PredictOptions(conf=0.25, iou=0.5)
+    for _ in range(10):
+        detector.predict(image, options)
+    timings = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        detector.predict(image, options)
+        timings.append((time.perf_counter() - began) * 1000)
+    return statistics.median(timings)
+
+
+if __name__ == "__main__":
+    main()

@@ -60,8 +60,9 @@ def test_run_folder_contents(tmp_path: Path):
 
 
 def test_resume_2_plus_2_equals_4_straight(tmp_path: Path):
-    straight = train(tiny_config(tmp_path, epochs=4, hflip=0.5, name="straight"))
-    first = train(tiny_config(tmp_path, epochs=2, hflip=0.5, name="split"))
+    recipe = {"hflip": 0.5, "ema": 0.9, "ema_tau": 2.0}
+    straight = train(tiny_config(tmp_path, epochs=4, name="straight", **recipe))
+    first = train(tiny_config(tmp_path, epochs=2, name="split", **recipe))
     config = resume_config(first.run_dir, {"epochs": 4})
     resumed = train(config, resume=first.run_dir)
     assert resumed.epochs_done == 4

@@ -81,11 +81,17 @@ def load_model_weights(
 
 
 def save_training_state(
-    path: Path, optimizer: torch.optim.Optimizer, counters: dict[str, Any]
+    path: Path,
+    optimizer: torch.optim.Optimizer,
+    counters: dict[str, Any],
+    raw_weights: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write optimiser state, torch RNG state and loop counters (JSON) atomically."""
+    """Write optimiser state, torch RNG state, loop counters (JSON) and, when the weights file
+    holds averaged (EMA) weights, the raw training weights, atomically."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    for name, tensor in (raw_weights or {}).items():
+        tensors[f"raw.{name}"] = tensor.detach().cpu().contiguous()
     scalars: dict[str, dict[str, Any]] = {}
     for param_id, param_state in state["state"].items():
         for name, value in param_state.items():
@@ -103,8 +109,11 @@ def save_training_state(
     atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=header))
 
 
-def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore optimiser and torch RNG state from `path`; returns the saved loop counters."""
+def load_training_state(
+    path: Path, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Restore optimiser and torch RNG state from `path`; returns the loop counters and the raw
+    training weights (empty when the weights file holds them itself)."""
     tensors, header = _read_safetensors(path)
     if METADATA_KEY not in header:
         raise OnestageError(f"{path}: not a onestage training-state file")
@@ -118,7 +127,8 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[st
         param_state.setdefault(int(param_id), {}).update(values)
     optimizer.load_state_dict({"state": param_state, "param_groups": document["param_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
-    return document["counters"]
+    raw = {key[4:]: tensor for key, tensor in tensors.items() if key.startswith("raw.")}
+    return document["counters"], raw
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -57,6 +57,8 @@ class TrainConfig:
     box_loss: str = _knob("smooth_l1", "focal loss only: smooth_l1 | giou")
     iou_threshold: float = _knob(0.4, "anchor matching IoU threshold")
     hflip: float = _knob(0.0, "probability of a horizontal flip")
+    ema: float = _knob(0.0, "weight EMA decay (validated and saved instead); 0 = off")
+    ema_tau: float = _knob(100.0, "EMA warm-up: decay x (1 - exp(-updates / tau))")
     # engine
     device: str = _knob("auto", "auto | cpu | cuda")
     amp: str = _knob("none", "mixed precision: none | bf16 | fp16 (fp16 on CUDA only)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from onestage.boxes import batched_box_iou, clip_boxes, decode_offsets
+from onestage.boxes import clip_boxes, decode_offsets
 from onestage.errors import OnestageError
 
 SCORE_MODES = ("softmax", "sigmoid")
@@ -60,15 +60,20 @@ def batched_nms(
     the unique solution. Unlike Fast-NMS, a box suppressed by a kept box stops suppressing.
     """
     count = scores.shape[1]
+    if scores.numel() == 0:
+        return torch.zeros_like(valid)
     order = scores.argsort(dim=1, descending=True, stable=True)  # (B, N)
     sorted_boxes = boxes_xyxy.gather(1, order[:, :, None].expand(-1, -1, 4))  # (B, N, 4)
     sorted_classes = class_ids.gather(1, order)  # (B, N)
     sorted_valid = valid.gather(1, order)  # (B, N)
 
+    # Shift each class to its own region of the plane so boxes of different classes never
+    # overlap: one IoU test then covers "same class and IoU > threshold".
+    extent = sorted_boxes.abs().amax().clamp(min=1.0) * 2 + 1
+    shifted = sorted_boxes + (sorted_classes.to(sorted_boxes.dtype) * extent)[:, :, None]
     earlier = torch.ones(count, count, dtype=torch.bool, device=scores.device).triu(1)  # (N, N)
     suppresses = (
-        (batched_box_iou(sorted_boxes, sorted_boxes) > iou_threshold)
-        & (sorted_classes[:, :, None] == sorted_classes[:, None, :])
+        _iou_exceeds(shifted, iou_threshold)
         & (sorted_valid[:, :, None] & sorted_valid[:, None, :])
         & earlier
     )  # (B, N, N): S[b, i, j] = kept i would suppress j
@@ -82,6 +87,24 @@ def batched_nms(
         keep = new_keep
 
     return torch.zeros_like(valid).scatter(1, order, keep)  # back to the input order
+
+
+def _iou_exceeds(boxes_xyxy: Tensor, threshold: float) -> Tensor:
+    """(B, N, 4) xyxy -> (B, N, N) bool: IoU(i, j) > threshold, tested as
+    intersection > threshold x union (no division; degenerate pairs give False)."""
+    x0, y0, x1, y1 = boxes_xyxy.unbind(-1)  # each (B, N)
+    width = (
+        torch.minimum(x1[:, :, None], x1[:, None, :])
+        - torch.maximum(x0[:, :, None], x0[:, None, :])
+    ).clamp_(min=0)
+    height = (
+        torch.minimum(y1[:, :, None], y1[:, None, :])
+        - torch.maximum(y0[:, :, None], y0[:, None, :])
+    ).clamp_(min=0)
+    intersection = width.mul_(height)  # (B, N, N)
+    area = (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)  # (B, N)
+    union = area[:, :, None] + area[:, None, :] - intersection
+    return intersection > threshold * union
 
 
 def nms(boxes_xyxy: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:

@@ -64,6 +64,7 @@ def run_demo(
             "epochs": epochs,
             "steps": steps,
             "val_every": epochs,
+            "val_images": test_images,
             "project": str(out_dir),
             "name": "train",
             "exist_ok": True,

@@ -28,6 +28,7 @@ from onestage.data.images import save_image
 from onestage.data.synthetic import SyntheticConfig, parse_count_range
 from onestage.engine import distributed
 from onestage.engine.distributed import DistContext
+from onestage.engine.ema import ModelEMA
 from onestage.engine.evaluator import (
     EvalSet,
     dataset_eval_set,
@@ -194,6 +195,7 @@ class Trainer:
         self.epochs_without_improvement = 0
         self.history: list[dict[str, float]] = []
         self.run_dir = self._prepare_run_dir(resume_from)
+        self.ema = ModelEMA(self.model, config.ema, config.ema_tau) if config.ema else None
         self.val_set = self._make_val_set() if self.context.is_main else None
         if resume_from is not None:
             self._restore(resume_from)
@@ -322,7 +324,12 @@ class Trainer:
         metadata = load_model_weights(
             self.model, weights_dir / "last.safetensors", self._weights_identity()
         )
-        counters = load_training_state(weights_dir / "last.state.safetensors", self.optimizer)
+        counters, raw_weights = load_training_state(
+            weights_dir / "last.state.safetensors", self.optimizer
+        )
+        if self.ema is not None:
+            self.ema = ModelEMA(self.model, self.config.ema, self.config.ema_tau, counters["ema"])
+            self.model.load_state_dict(raw_weights)
         self.start_epoch = counters["epoch"]
         self.global_step = counters["global_step"]
         self.best_fitness = counters["best_fitness"]
@@ -370,11 +377,16 @@ class Trainer:
             distributed.shutdown(self.context)
         return TrainResult(
             run_dir=self.run_dir,
-            model=self.model,
+            model=self.deployed_model,
             epochs_done=len(self.history),
             history=self.history,
             stopped_early=stopped_early,
         )
+
+    @property
+    def deployed_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the EMA when enabled, else the model."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _fitness(self, row: dict[str, float]) -> float | None:
         """mAP50-95 on validation epochs; minus the training loss when there is no validation;
@@ -393,7 +405,9 @@ class Trainer:
         )
         if not due:
             return dict.fromkeys(VAL_COLUMNS, math.nan) if self.val_set is not None else {}
-        detector = Detector(self.model, self.weights_metadata(epochs_done, {}), self.device)
+        detector = Detector(
+            self.deployed_model, self.weights_metadata(epochs_done, {}), self.device
+        )
         detector.amp_dtype = self.amp_dtype
         detector.channels_last = self.config.channels_last
         result = evaluate_detector(detector, self.val_set)
@@ -477,6 +491,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
         detached = torch.stack([value.detach().float() for value in losses.values()])
         detached = distributed.all_reduce_mean(detached, self.context)
         return dict(zip(losses.keys(), detached.tolist(), strict=True))
@@ -489,7 +505,7 @@ class Trainer:
         metadata = self.weights_metadata(
             epochs_done, {k: v for k, v in row.items() if k != "epoch"}
         )
-        save_weights(weights_dir / "last.safetensors", self.model, metadata)
+        save_weights(weights_dir / "last.safetensors", self.deployed_model, metadata)
         save_training_state(
             weights_dir / "last.state.safetensors",
             self.optimizer,
@@ -498,10 +514,12 @@ class Trainer:
                 "global_step": self.global_step,
                 "best_fitness": self.best_fitness,
                 "epochs_without_improvement": self.epochs_without_improvement,
+                "ema": self.ema.updates if self.ema else 0,
             },
+            raw_weights=self.model.state_dict() if self.ema else None,
         )
         if improved:
-            save_weights(weights_dir / "best.safetensors", self.model, metadata)
+            save_weights(weights_dir / "best.safetensors", self.deployed_model, metadata)
         _write_results(self.run_dir / "results.csv", self.history)
 
     def weights_metadata(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:

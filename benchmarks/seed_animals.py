@@ -27,14 +27,13 @@ import numpy as np
 import torch
 
 from onestage.checkpoint import load_model_weights, save_weights
-from onestage.config import make_config
+from onestage.config import make_config, parse_override
 from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
 from onestage.engine.predictor import WEIGHTS_DIR, Detector, PredictOptions
 from onestage.engine.trainer import train
 from onestage.models import build_model
 
-STEPS_PER_EPOCH = 25
-BATCH = 32
+STEPS_PER_EPOCH = 50
 
 
 def main() -> None:
@@ -49,22 +48,21 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true", help="write the shipped fp16 weights")
     args = parser.parse_args()
 
-    steps_total = args.images // BATCH
-    if steps_total * BATCH != args.images or steps_total % STEPS_PER_EPOCH:
-        raise SystemExit(f"--images must be a multiple of {BATCH * STEPS_PER_EPOCH}")
+    extra = dict(parse_override(text) for text in args.set)
+    batch = make_config(args.recipe, overrides=extra).batch
+    per_epoch = batch * STEPS_PER_EPOCH
+    if args.images % per_epoch:
+        raise SystemExit(f"--images must be a multiple of {per_epoch} (batch x {STEPS_PER_EPOCH})")
     assets = args.seed_assets if args.seed_assets.is_dir() else None
-    from onestage.config import parse_override
-
     overrides = {
-        "epochs": steps_total // STEPS_PER_EPOCH,
+        "epochs": args.images // per_epoch,
         "steps": STEPS_PER_EPOCH,
-        "batch": BATCH,
         "project": "runs/bench",
         "name": args.name or f"{args.recipe}_{args.images}",
         "exist_ok": True,
         "synthetic_icons": str(assets / "icons") if assets else None,
         "synthetic_backgrounds": str(assets / "backgrounds") if assets else None,
-        **dict(parse_override(text) for text in args.set),
+        **extra,
     }
     config = make_config(args.recipe, overrides=overrides)
     began = time.perf_counter()

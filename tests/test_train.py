@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from onestage.checkpoint import load_model_weights, load_weights, save_weights
-from onestage.config import make_config
+from onestage.config import make_config, parse_override
 from onestage.engine.trainer import Trainer, TrainingDiverged, resume_config, train
 from onestage.errors import OnestageError
 from onestage.models import build_model
@@ -118,6 +118,9 @@ def test_unknown_config_key_lists_valid_keys(tmp_path: Path):
         make_config(yaml_path=config_file)
     with pytest.raises(OnestageError, match="expects int"):
         make_config(overrides={"epochs": "many"})
+    assert make_config(overrides=dict([parse_override("lr=1e-3")])).lr == 1e-3
+    with pytest.raises(OnestageError, match="expects float"):
+        make_config(overrides={"lr": "fast"})
     config_file.write_text("epochs: [3\n")
     with pytest.raises(OnestageError, match="malformed YAML"):
         make_config(yaml_path=config_file)

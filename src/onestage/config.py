@@ -182,6 +182,11 @@ def coerce_value(key: str, value: Any) -> Any:
             return None
         raise OnestageError(f"config key {key!r} cannot be empty")
     for kind in kinds:
+        if kind is float and isinstance(value, str):
+            try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+                return float(value)
+            except ValueError:
+                continue
         if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         if kind is int and isinstance(value, int) and not isinstance(value, bool):

@@ -275,15 +275,17 @@ def data_show(
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Demo folder.")] = Path("runs/demo"),
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 8,
-    steps: Annotated[int, typer.Option("--steps", help="Steps (batches of 32) per epoch.")] = 25,
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps per epoch.")] = 200,
 ) -> None:
     """The main job on built-in synthetic data: shipped weights, a short training run, scores."""
+    from onestage.config import RECIPES
     from onestage.engine.demo import run_demo
 
+    images = epochs * steps * RECIPES["fast"]["batch"]
     console.print(
         f"[bold]onestage demo[/]: seed architecture, synthetic animals; output in {out}/\n"
-        f"1) shipped weights on a fixed synthetic test set, 2) {epochs * steps * 32:,} training "
-        "images with the 'fast' recipe, 3) evaluation of the new weights"
+        f"1) shipped weights on a fixed synthetic test set, 2) {images:,} training images with "
+        "the 'fast' recipe, 3) evaluation of the new weights"
     )
     summary = run_demo(out, RichTrainProgress(), epochs=epochs, steps=steps)
     for note in summary.notes:

@@ -105,8 +105,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fast": {
         "anchors": "seed-intended",
         "epochs": 15,
-        "steps": 25,
-        "batch": 32,
+        "steps": 200,
+        "batch": 4,
         "optimizer": "adamw",
         "lr": 2e-3,
         "weight_decay": 0.05,

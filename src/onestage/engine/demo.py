@@ -43,7 +43,7 @@ def run_demo(
     out_dir: Path,
     progress: TrainProgress | None = None,
     epochs: int = 8,
-    steps: int = 25,
+    steps: int = 200,
     test_images: int = 200,
 ) -> DemoSummary:
     """Preview the data, evaluate the shipped weights, train the `fast` recipe briefly and

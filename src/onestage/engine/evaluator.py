@@ -16,6 +16,7 @@ import torch
 
 from onestage.data.formats import read_dataset
 from onestage.data.images import load_image_rgb, save_image
+from onestage.data.records import DetectionDataset
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_stream
 from onestage.data.transforms import fit_image
 from onestage.drawing import draw_boxes, image_grid
@@ -87,13 +88,20 @@ def synthetic_eval_set(
     )
 
 
-def dataset_eval_set(root: Path, class_names: tuple[str, ...], split: str | None = None) -> EvalSet:
-    """A split of a dataset folder (default: val, else test, else the first split).
+def dataset_eval_set(
+    root: Path,
+    class_names: tuple[str, ...],
+    split: str | None = None,
+    dataset: DetectionDataset | None = None,
+) -> EvalSet:
+    """A split of a dataset folder (default: val, else test, else the first split); `dataset`
+    is the folder already read, when the caller has it.
 
     Dataset class ids are mapped to the weights' class ids by name; a class the weights do not
     know is an error.
     """
-    dataset, _ = read_dataset(root)
+    if dataset is None:
+        dataset, _ = read_dataset(root)
     if split is None:
         split = next(
             (s for s in ("val", "test") if s in dataset.splits), next(iter(dataset.splits))

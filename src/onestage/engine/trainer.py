@@ -239,13 +239,13 @@ class Trainer:
             return dataset, dataset.class_names
         from onestage.data.formats import read_dataset
 
-        dataset, _ = read_dataset(Path(config.data))
-        if "train" not in dataset.splits:
+        self.dataset, _ = read_dataset(Path(config.data))
+        if "train" not in self.dataset.splits:
             raise OnestageError(
-                f"{config.data}: no 'train' split; found {', '.join(dataset.splits)}"
+                f"{config.data}: no 'train' split; found {', '.join(self.dataset.splits)}"
             )
-        records = dataset.splits["train"]
-        return RecordDataset(records, config.imgsz, config.letterbox), dataset.class_names
+        records = self.dataset.splits["train"]
+        return RecordDataset(records, config.imgsz, config.letterbox), self.dataset.class_names
 
     def _synthetic_config(self) -> SyntheticConfig:
         config = self.config
@@ -276,24 +276,18 @@ class Trainer:
                 backgrounds=synthetic.backgrounds,
                 stream_name="val",
             )
-        from onestage.data.formats import read_dataset
-
-        if config.val_split not in read_dataset(Path(config.data))[0].splits:
+        if config.val_split not in self.dataset.splits:
             return None
-        return dataset_eval_set(Path(config.data), self.class_names, config.val_split)
+        return dataset_eval_set(
+            Path(config.data), self.class_names, config.val_split, dataset=self.dataset
+        )
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         config = self.config
         params = self.model.parameters()
-        if config.optimizer == "adam":
-            return torch.optim.Adam(
-                params,
-                lr=config.lr,
-                betas=(config.momentum, 0.999),
-                weight_decay=config.weight_decay,
-            )
-        if config.optimizer == "adamw":
-            return torch.optim.AdamW(
+        if config.optimizer in ("adam", "adamw"):
+            adam = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+            return adam(
                 params,
                 lr=config.lr,
                 betas=(config.momentum, 0.999),

@@ -33,7 +33,7 @@ from onestage.engine.predictor import WEIGHTS_DIR, Detector, PredictOptions
 from onestage.engine.trainer import train
 from onestage.models import build_model
 
-STEPS_PER_EPOCH = 50
+STEPS_PER_EPOCH = 50  # default; --set steps=N changes it (epochs = images / (batch x steps))
 
 
 def main() -> None:
@@ -50,13 +50,14 @@ def main() -> None:
 
     extra = dict(parse_override(text) for text in args.set)
     batch = make_config(args.recipe, overrides=extra).batch
-    per_epoch = batch * STEPS_PER_EPOCH
+    steps = extra.pop("steps", STEPS_PER_EPOCH)
+    per_epoch = batch * steps
     if args.images % per_epoch:
-        raise SystemExit(f"--images must be a multiple of {per_epoch} (batch x {STEPS_PER_EPOCH})")
+        raise SystemExit(f"--images must be a multiple of {per_epoch} (batch x {steps} steps)")
     assets = args.seed_assets if args.seed_assets.is_dir() else None
     overrides = {
         "epochs": args.images // per_epoch,
-        "steps": STEPS_PER_EPOCH,
+        "steps": steps,
         "project": "runs/bench",
         "name": args.name or f"{args.recipe}_{args.images}",
         "exist_ok": True,

@@ -194,3 +194,16 @@ def test_dataset_classes_unknown_to_the_weights_are_an_error(tmp_path: Path):
     synthesize_dataset(generator, tmp_path / "d", "yolo", {"val": 2})
     with pytest.raises(OnestageError, match="'penguin' are not known to the weights"):
         dataset_eval_set(tmp_path / "d", CLASSES)
+
+
+def test_public_api_names_the_engine_functions():
+    import onestage
+    from onestage.engine.evaluator import evaluate
+    from onestage.engine.trainer import train
+
+    assert onestage.Detector is Detector and onestage.evaluate is evaluate
+    assert onestage.train is train
+    with pytest.raises(OnestageError, match="either a dataset folder or a number"):
+        onestage.evaluate("anything")
+    with pytest.raises(AttributeError):
+        _ = onestage.no_such_name

@@ -533,35 +533,29 @@ def evaluate_command(
 ) -> None:
     """Score weights on a dataset or a synthetic test set: VOC mAP@0.5, COCO metrics, report."""
     from onestage.data.synthetic import parse_count_range
-    from onestage.engine.evaluator import (
-        dataset_eval_set,
-        evaluate_detector,
-        synthetic_eval_set,
-        write_report,
-    )
-    from onestage.engine.predictor import Detector, PredictOptions
+    from onestage.engine.evaluator import evaluate, write_report
+    from onestage.engine.predictor import PredictOptions
     from onestage.fileio import unique_run_dir
 
-    if (data is None) == (synthetic is None):
-        raise OnestageError("give either --data DIR or --synthetic N")
-    if iou_convention not in ("voc", "continuous"):
-        raise OnestageError(f"--iou-convention must be voc or continuous, got {iou_convention!r}")
-    detector = Detector.load(weights, device)
-    if data is not None:
-        eval_set = dataset_eval_set(data, detector.class_names, split)
-    else:
-        eval_set = synthetic_eval_set(
-            detector.class_names,
-            synthetic,
-            size=detector.input_size,
-            objects=parse_count_range(objects),
-            seed=seed,
-            icons=icons,
-            backgrounds=backgrounds,
-        )
     options = PredictOptions(conf=conf, iou=iou, max_det=max_det, candidates=candidates)
-    with console.status(f"evaluating {len(eval_set)} images"):
-        result = evaluate_detector(detector, eval_set, options, batch, iou_convention)
+    synthetic_options = {
+        "objects": parse_count_range(objects),
+        "seed": seed,
+        "icons": icons,
+        "backgrounds": backgrounds,
+    }
+    with console.status("evaluating"):
+        result = evaluate(
+            weights,
+            data,
+            split,
+            synthetic,
+            synthetic_options,
+            options,
+            batch,
+            iou_convention,
+            device,
+        )
     out_dir = out or unique_run_dir("runs/evaluate", "exp")
     write_report(result, out_dir, export_cartucho)
     _print_evaluation(result)

@@ -337,3 +337,30 @@ def _per_class_csv(result: EvaluationResult) -> str:
 
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
+
+
+def evaluate(
+    weights: str | Path = "seed_animals",
+    data: Path | None = None,
+    split: str | None = None,
+    synthetic: int | None = None,
+    synthetic_options: dict[str, Any] | None = None,
+    options: PredictOptions = EVAL_OPTIONS,
+    batch_size: int = 32,
+    iou_convention: str = "voc",
+    device: str = "auto",
+) -> EvaluationResult:
+    """Score weights on a dataset split or on `synthetic` fixed synthetic images (the Python API
+    behind `onestage evaluate`); `synthetic_options` go to `synthetic_eval_set`."""
+    if (data is None) == (synthetic is None):
+        raise OnestageError("give either a dataset folder or a number of synthetic images")
+    if iou_convention not in ("voc", "continuous"):
+        raise OnestageError(f"IoU convention must be voc or continuous, got {iou_convention!r}")
+    detector = Detector.load(weights, device)
+    if data is not None:
+        eval_set = dataset_eval_set(Path(data), detector.class_names, split)
+    else:
+        eval_set = synthetic_eval_set(
+            detector.class_names, synthetic, size=detector.input_size, **(synthetic_options or {})
+        )
+    return evaluate_detector(detector, eval_set, options, batch_size, iou_convention)

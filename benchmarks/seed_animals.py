@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from onestage.checkpoint import load_model_weights, save_weights
 from onestage.config import make_config, parse_override
@@ -46,7 +45,19 @@ def main() -> None:
     parser.add_argument("--name", default=None)
     parser.add_argument("--record", action="store_true", help="append the row to BENCHMARKS.md")
     parser.add_argument("--ship", action="store_true", help="write the shipped fp16 weights")
+    parser.add_argument(
+        "--latency-only", metavar="WEIGHTS", help="only time batch-1 inference of these weights"
+    )
     args = parser.parse_args()
+    if args.latency_only:
+        detector = Detector.load(args.latency_only, device="cpu")
+        eval_set = synthetic_eval_set(detector.class_names, 1, objects=(4, 4))
+        runs = [batch1_latency_ms(Path(args.latency_only), eval_set) for _ in range(3)]
+        print(
+            f"batch-1 latency, median of 100 after warm-up, 3 repeats: "
+            f"{', '.join(f'{ms:.2f}' for ms in runs)} ms"
+        )
+        return
 
     extra = dict(parse_override(text) for text in args.set)
     batch = make_config(args.recipe, overrides=extra).batch
@@ -108,11 +119,9 @@ def main() -> None:
 
 
 def batch1_latency_ms(weights: Path, eval_set, runs: int = 100) -> float:
-    """Median ms of `Detector.predict` on one 320x320 image: fit, bf16 forward, decode, NMS."""
-    detector = Detector.load(weights, device="cpu")
-    detector.amp_dtype = torch.bfloat16
-    detector.channels_last = True
-    detector.model = detector.model.to(memory_format=torch.channels_last)
+    """Median ms of `Detector.predict` on one 320x320 image: fit, compiled bf16 forward
+    (`Detector.accelerate`), decode, NMS."""
+    detector = Detector.load(weights, device="cpu").accelerate()
     image = np.ascontiguousarray(eval_set.load_image(0))
     options = PredictOptions(conf=0.25, iou=0.5)
     for _ in range(10):

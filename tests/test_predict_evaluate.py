@@ -207,3 +207,17 @@ def test_public_api_names_the_engine_functions():
         onestage.evaluate("anything")
     with pytest.raises(AttributeError):
         _ = onestage.no_such_name
+
+
+def test_accelerated_detector_agrees_with_the_plain_one():
+    plain = Detector.load("seed_animals", device="cpu")
+    fast = Detector.load("seed_animals", device="cpu").accelerate()
+    eval_set = synthetic_eval_set(plain.class_names, 1, seed=5)
+    image = eval_set.load_image(0)
+    expected = plain.predict(image)
+    found = fast.predict(image)
+    assert len(found) == len(expected) >= 3
+    for a, b in zip(found, expected, strict=True):
+        assert a.class_id == b.class_id
+        assert abs(a.score - b.score) < 0.05
+        assert np.allclose(a.box_xyxy, b.box_xyxy, atol=3.0)

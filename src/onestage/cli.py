@@ -481,6 +481,9 @@ def predict_command(
         Path | None, typer.Option("--out", help="Output folder (default runs/predict/expN).")
     ] = None,
     save_txt: Annotated[bool, typer.Option("--save-txt", help="Also write YOLO txt.")] = False,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="bf16 + torch.compile: slower start, faster images.")
+    ] = False,
     device: DeviceOption = "auto",
 ) -> None:
     """Detect objects: annotated images, predictions.json (COCO results), optional YOLO txt."""
@@ -488,6 +491,8 @@ def predict_command(
     from onestage.fileio import unique_run_dir
 
     detector = Detector.load(weights, device)
+    if compile_model:
+        detector.accelerate()
     options = PredictOptions(conf=conf, iou=iou, max_det=max_det, candidates=candidates)
     out_dir = out or unique_run_dir("runs/predict", "exp")
     summary = predict_source(detector, source, out_dir, options, save_txt)

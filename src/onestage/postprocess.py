@@ -179,7 +179,8 @@ def postprocess(
 
     scores = scores.reshape(batch, num_anchors * num_classes)  # (B, A * C)
     valid = is_candidate.reshape_as(scores) & (scores > conf_threshold)
-    k = min(pre_nms_topk, scores.shape[1])
+    # Only as many slots as the fullest image needs: NMS costs grow with k squared.
+    k = min(pre_nms_topk, int(valid.sum(dim=1).max()))
     top_scores, top_index = scores.masked_fill(~valid, -1.0).topk(k, dim=1)  # (B, k), sorted
     top_valid = valid.gather(1, top_index)  # (B, k)
     top_classes = top_index % num_classes  # (B, k)

@@ -16,7 +16,6 @@ boolean indexing, so they run without host synchronisation and with static shape
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ from torch import Tensor
 
 from onestage.boxes import DEFAULT_VARIANCES, decode_offsets, elementwise_generalized_box_iou
 from onestage.errors import OnestageError
+from onestage.registry import Registry
 
 BOX_LOSSES = ("smooth_l1", "giou")
 
@@ -43,31 +43,14 @@ class DetectionLoss(Protocol):
     ) -> dict[str, Tensor]: ...
 
 
-LOSSES: dict[str, type] = {}
-
-
-def register_loss(name: str) -> Callable[[type], type]:
-    """Class decorator: make the loss buildable as `build_loss(name, **options)`."""
-
-    def register(cls: type) -> type:
-        if name in LOSSES:
-            raise ValueError(f"loss {name!r} is already registered")
-        LOSSES[name] = cls
-        return cls
-
-    return register
-
-
-def loss_names() -> list[str]:
-    """Registered loss names, sorted."""
-    return sorted(LOSSES)
+LOSSES: Registry[type] = Registry("loss")
+register_loss = LOSSES.register
+loss_names = LOSSES.names
 
 
 def build_loss(name: str, **options: Any) -> DetectionLoss:
     """The loss `name` configured with `options` (its dataclass fields)."""
-    if name not in LOSSES:
-        raise OnestageError(f"unknown loss {name!r}; valid names: {', '.join(loss_names())}")
-    cls = LOSSES[name]
+    cls = LOSSES.get(name)
     valid = [field.name for field in dataclasses.fields(cls)]
     unknown = sorted(set(options) - set(valid))
     if unknown:

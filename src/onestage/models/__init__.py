@@ -9,38 +9,17 @@ follow the same order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from onestage.errors import OnestageError
+from onestage.registry import Registry
 
-MODELS: dict[str, type[nn.Module]] = {}
-
-
-def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: make the model buildable as `build_model(name, ...)`."""
-
-    def register(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        MODELS[name] = cls
-        return cls
-
-    return register
-
-
-def model_names() -> list[str]:
-    """Registered model names, sorted."""
-    return sorted(MODELS)
-
-
-def model_class(name: str) -> type[nn.Module]:
-    """The registered class for `name`; an unknown name is an error listing the valid ones."""
-    if name not in MODELS:
-        raise OnestageError(f"unknown model {name!r}; valid names: {', '.join(model_names())}")
-    return MODELS[name]
+MODELS: Registry[type[nn.Module]] = Registry("model")
+register_model = MODELS.register
+model_names = MODELS.names
+model_class = MODELS.get
 
 
 def build_model(name: str, num_classes: int, **options: Any) -> nn.Module:

@@ -73,7 +73,6 @@ def run_demo(
     result = train(config, progress)
     summary.run_dir = result.run_dir
     detector = Detector.load(result.run_dir / "weights" / "best.safetensors")
-    detector.amp_dtype = None
     eval_set = synthetic_eval_set(detector.class_names, test_images)
     summary.trained = evaluate_detector(detector, eval_set)
     summary.trained_report = out_dir / "evaluate"

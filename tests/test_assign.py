@@ -159,3 +159,33 @@ def test_targets_with_the_seeds_background_index() -> None:
     half = build_targets(ANCHORS_X3.bfloat16(), boxes, class_ids, num_classes=15)
     assert half.box_targets.dtype == torch.bfloat16
     assert half.class_targets.tolist() == targets.class_targets.tolist()
+
+
+def test_anchors_matched_to_an_ignored_object_are_neither_positive_nor_negative():
+    # a0 and a1 overlap the ignored box (class -2) above the threshold, a2 the real box,
+    # a3 nothing. The ignored box is never forced, so a1 (IoU 0.45 with it) is not taken.
+    anchors = strips((0.0, 0.2), (0.02, 0.2), (0.6, 0.8), (0.9, 1.0))
+    boxes = strips((0.0, 0.2), (0.6, 0.8))[None]  # (1, 2, 4)
+    targets = build_targets(anchors, boxes, torch.tensor([[-2, 1]]), num_classes=3)
+    assert targets.positive.tolist() == [[False, False, True, False]]
+    assert targets.ignored.tolist() == [[True, True, False, False]]
+    assert targets.class_targets.tolist() == [[3, 3, 1, 3]]
+    assert targets.box_targets[0, :2].abs().sum() == 0
+
+
+def test_an_ignored_object_is_matched_by_threshold_only_and_never_forced():
+    anchors = strips((0.0, 0.3), (0.5, 0.7))
+    boxes = strips((0.0, 0.1))[None]  # IoU 1/3 with a0: below the threshold
+    ignored = build_targets(anchors, boxes, torch.tensor([[-2]]), num_classes=3)
+    assert not ignored.positive.any() and not ignored.ignored.any()  # plain background
+    real = build_targets(anchors, boxes, torch.tensor([[0]]), num_classes=3)
+    assert real.positive.tolist() == [[True, False]]  # the real box is forced onto a0
+
+
+def test_a_real_object_wins_its_forced_anchor_over_an_ignored_one():
+    anchors = strips((0.0, 0.2), (0.5, 0.7))
+    boxes = strips((0.0, 0.2), (0.0, 0.18))[None]  # ignored (IoU 1), real (IoU 0.9)
+    targets = build_targets(anchors, boxes, torch.tensor([[-2, 0]]), num_classes=3)
+    assert targets.positive.tolist() == [[True, False]]
+    assert targets.ignored.tolist() == [[False, False]]
+    assert targets.matched_gt.tolist() == [[1, -1]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,54 @@ def test_bad_input_is_one_error_line_with_exit_code_2(tmp_path: Path):
         result = onestage(*args)
         assert result.returncode == 2, args
         assert phrase in result.stderr and "Traceback" not in result.stderr
+
+
+def test_small_overshoots_are_clipped_listed_and_refused_with_strict(tmp_path: Path):
+    yolo = tmp_path / "yolo"
+    for stem in ("a", "b"):
+        (yolo / "images" / "train").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (640, 640), (90, 120, 30)).save(yolo / "images" / "train" / f"{stem}.png")
+    (yolo / "labels" / "train").mkdir(parents=True)
+    label = yolo / "labels" / "train" / "a.txt"
+    # The example (3.2 px past the right edge), then a 1 px box just past it.
+    label.write_text("0 0.995 0.5 0.02 0.1\n0 1.0015625 0.5 0.0015625 0.1\n")
+    (yolo / "labels" / "train" / "b.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (yolo / "data.yaml").write_text("train: images/train\nnames: [cat]\n")
+    coco = tmp_path / "coco"
+
+    converted = onestage("data", "convert", str(yolo), str(coco), "--format", "coco")
+    assert converted.returncode == 0, converted.stderr
+    (warning,) = converted.stderr.strip().splitlines()
+    assert warning.endswith(
+        f"{yolo}: 1 box clipped to the image, 1 degenerate box dropped "
+        "(onestage data check lists them; --strict refuses them)"
+    )
+    content = json.loads((coco / "annotations" / "instances_train.json").read_text())
+    assert [a["bbox"] for a in content["annotations"]] == [
+        [630.4, 288, 9.6, 64],
+        [256, 256, 128, 128],
+    ]
+
+    checked = onestage("data", "check", str(yolo))
+    assert checked.returncode == 0, checked.stderr
+    assert (
+        f"{label}:1: box (630.4, 288, 643.2, 352) overshoots the 640x640 image: "
+        "clipped to (630.4, 288, 640, 352)"
+    ) in checked.stdout
+    assert f"{label}:2: box (640.5, 288, 641.5, 352) overshoots" in checked.stdout
+    assert "no problems found" in checked.stdout
+
+    strict_check = onestage("data", "check", str(yolo), "--strict")
+    assert strict_check.returncode == 1
+    assert f"{label}:1: box (630.4, 288, 643.2, 352) lies outside the 640x640 image" in (
+        strict_check.stdout
+    )
+
+    refused = onestage(
+        "data", "convert", str(yolo), str(tmp_path / "x"), "--format", "voc", "--strict"
+    )
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {label}:1: box (630.4, 288, 643.2, 352) lies outside the 640x640 image"
+    ]

@@ -179,3 +179,75 @@ def test_gradients_are_finite(name: str, options: dict) -> None:
     parts["loss"].backward()
     assert torch.isfinite(pred.grad).all()
     assert pred.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["seed", "ssd", "focal"])
+def test_ignored_anchors_count_in_no_term(name: str) -> None:
+    # Anchor 2 is ignored. Whatever its logits, the loss and the other anchors' gradients are
+    # those of the same batch where anchor 2 is a perfectly confident background anchor.
+    logits = [[[3.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.0, 0.0, 0.0], [0.2, 0.1, 0.3]]]
+    offsets = [[[0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0] * 4, [0.0] * 4]]
+    class_targets = torch.tensor([[0, BACKGROUND, BACKGROUND, BACKGROUND]])
+    positive = class_targets != BACKGROUND
+    ignored = torch.tensor([[False, False, True, False]])
+    loss = build_loss(name, min_negatives=1) if name == "ssd" else build_loss(name)
+    loud = make_pred(offsets, logits)
+    loud.data[0, 2, 4:] = torch.tensor([9.0, 9.0, -9.0])  # a huge loss if it counted
+    loud.requires_grad_(True)
+    quiet = make_pred(offsets, logits)
+    quiet.data[0, 2, 4:] = torch.tensor([-30.0, -30.0, 30.0])  # confident background: ~0 loss
+    quiet.requires_grad_(True)
+    ignored_parts = loss(loud, class_targets, torch.zeros(1, 4, 4), positive, ignored=ignored)
+    quiet_parts = loss(quiet, class_targets, torch.zeros(1, 4, 4), positive)
+    assert ignored_parts["cls"].item() == pytest.approx(quiet_parts["cls"].item(), abs=1e-6)
+    ignored_parts["loss"].backward()
+    quiet_parts["loss"].backward()
+    assert loud.grad[0, 2].abs().sum() == 0
+    keep = [0, 1, 3]
+    torch.testing.assert_close(loud.grad[0, keep], quiet.grad[0, keep], atol=1e-6, rtol=0)
+
+
+def test_ssd_never_mines_an_ignored_anchor_as_a_hard_negative() -> None:
+    cross_entropy = torch.tensor([[0.5, 0.9, 0.1, 0.7, 0.3, 0.8]])
+    positive = torch.tensor([[False, True, False, False, False, False]])
+    ignored = torch.tensor([[False, False, False, False, False, True]])  # the hardest negative
+    mined = SSDLoss(neg_pos_ratio=3.0, min_negatives=0).hard_negatives(
+        cross_entropy, positive, ignored
+    )
+    assert mined.tolist() == [[True, False, False, True, True, False]]
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.25, 0.5, 0.9, 1.0, 1.5, 2.0, 5.0])
+def test_focal_gradients_stay_finite_for_confident_logits(gamma: float) -> None:
+    # logit 20 on the right class (p_t rounds to 1 in float32) and -20 / 100 on the others:
+    # with gamma < 1, d/dx (1 - p_t) ** gamma is infinite at 1 - p_t = 0.
+    logits = [[[20.0, -20.0, 0.0], [100.0, -100.0, 0.0], [-20.0, 20.0, 0.0]]]
+    pred = make_pred([[[0.0] * 4] * 3], logits).requires_grad_(True)
+    class_targets = torch.tensor([[0, 0, BACKGROUND]])
+    parts = FocalLoss(gamma=gamma)(pred, class_targets, torch.zeros(1, 3, 4), class_targets < 2)
+    parts["loss"].backward()
+    assert torch.isfinite(parts["loss"]) and torch.isfinite(pred.grad).all()
+    # anchor 2 is background with a confident wrong logit 20: its class-1 term is by hand
+    # (1 - alpha) * p ** gamma * BCE = 0.75 * sigmoid(20) ** gamma * softplus(20)
+    expected = 0.75 * torch.sigmoid(torch.tensor(20.0)) ** gamma * math.log1p(math.exp(20))
+    assert parts["cls"].item() == pytest.approx(expected.item() / 2, rel=1e-4)
+
+
+def test_focal_loss_values_equal_the_direct_formula_where_it_is_finite() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 50, 4, generator=generator) * 3
+    class_targets = torch.randint(0, 4, (2, 50), generator=generator)
+    pred = torch.cat((torch.zeros(2, 50, 4), logits), dim=-1)
+    for gamma in (0.5, 2.0):
+        parts = FocalLoss(gamma=gamma)(
+            pred, class_targets, torch.zeros(2, 50, 4), class_targets < 3
+        )
+        targets = torch.nn.functional.one_hot(class_targets, 4)[..., :3].float()
+        p = logits[..., :3].sigmoid()
+        p_t = p * targets + (1 - p) * (1 - targets)
+        alpha_t = 0.25 * targets + 0.75 * (1 - targets)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits[..., :3], targets, reduction="none"
+        )
+        direct = (alpha_t * (1 - p_t) ** gamma * bce).sum() / (class_targets < 3).sum()
+        assert parts["cls"].item() == pytest.approx(direct.item(), rel=1e-5)

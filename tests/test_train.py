@@ -12,7 +12,8 @@ import torch
 
 from onestage.checkpoint import load_model_weights, load_weights, save_weights
 from onestage.config import make_config, parse_override
-from onestage.engine.trainer import Trainer, TrainingDiverged, resume_config, train
+from onestage.engine.run_folder import resume_config
+from onestage.engine.trainer import Trainer, TrainingDiverged, train
 from onestage.errors import OnestageError
 from onestage.models import build_model
 
@@ -70,6 +71,113 @@ def test_resume_2_plus_2_equals_4_straight(tmp_path: Path):
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
     rows = (first.run_dir / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + 4
+
+
+class StopAfterEpoch:
+    """A progress reporter that interrupts training after a given epoch, like Ctrl-C would."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.messages: list[str] = []
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def step(self, parts: dict[str, float], lr: float, images_per_s: float) -> None:
+        pass
+
+    def end_epoch(self, row: dict[str, float]) -> None:
+        if row["epoch"] == self.epoch:
+            raise KeyboardInterrupt
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+
+COSINE = {"scheduler": "cosine", "lr": 1e-3, "min_lr": 1e-5, "warmup_steps": 3, "hflip": 0.5}
+
+
+def test_plain_resume_of_an_interrupted_cosine_run_is_bit_identical(tmp_path: Path):
+    straight = train(tiny_config(tmp_path, epochs=4, name="straight", **COSINE))
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path, epochs=4, name="cut", **COSINE), StopAfterEpoch(2))
+    resumed = train(resume_config(tmp_path / "cut", {}), resume=tmp_path / "cut")
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    # (the rows of the first two epochs come back from results.csv, 6 significant digits)
+    assert [row["lr"] for row in resumed.history] == pytest.approx(
+        [row["lr"] for row in straight.history], rel=1e-5
+    )
+
+
+def test_extending_a_cosine_run_continues_its_learning_rate(tmp_path: Path):
+    first = train(tiny_config(tmp_path, epochs=2, name="ext", **COSINE))
+    progress = StopAfterEpoch(0)
+    trainer = Trainer(resume_config(first.run_dir, {"epochs": 4}), progress, first.run_dir)
+    # 2 steps per epoch: the first run ended at step 4 with its cosine at min_lr
+    assert progress.messages == [
+        "extending the run from 2 to 4 epochs (4 more steps): the cosine learning rate "
+        "continues from 1.000e-05 at step 4 and decays to min_lr 1.0e-05 over the remaining "
+        "steps (it has already reached min_lr: fine-tune with weights=... for a new decay)"
+    ]
+    assert [trainer._learning_rate(step) for step in range(4, 8)] == [1e-5] * 4
+    assert trainer._learning_rate(3) == first.history[-1]["lr"]
+    trainer.run()
+    saved = resume_config(first.run_dir, {})  # config.yaml now says 4 epochs
+    assert saved.epochs == 4
+
+
+def test_extending_an_interrupted_cosine_run_decays_over_the_new_length(tmp_path: Path):
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path, epochs=4, name="mid", **COSINE), StopAfterEpoch(2))
+    progress = StopAfterEpoch(0)
+    trainer = Trainer(resume_config(tmp_path / "mid", {"epochs": 8}), progress, tmp_path / "mid")
+    rates = [trainer._learning_rate(step) for step in range(16)]
+    # the rate at the resume point is the one the run had there: halfway down its cosine
+    assert rates[4] == pytest.approx((1e-3 + 1e-5) / 2, rel=1e-12)
+    assert all(a > b for a, b in zip(rates[3:15], rates[4:16], strict=True))
+    # the second half of the cosine spread over steps 4..16: progress 0.5 + 0.5 * 11 / 12
+    last = 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * (0.5 + 0.5 * 11 / 12)))
+    assert rates[15] == pytest.approx(last, rel=1e-12)
+    assert (
+        len(progress.messages) == 1
+        and "continues from 5.050e-04 at step 4" in (progress.messages[0])
+    )
+
+
+def test_resume_refuses_a_change_of_steps_or_batch(tmp_path: Path):
+    first = train(tiny_config(tmp_path, epochs=1, name="steps"))
+    with pytest.raises(OnestageError, match=r"--resume cannot change steps \(2 -> 3\)"):
+        resume_config(first.run_dir, {"steps": 3, "epochs": 2})
+    with pytest.raises(OnestageError, match=r"--resume cannot change batch \(4 -> 8\)"):
+        resume_config(first.run_dir, {"batch": 8})
+    assert resume_config(first.run_dir, {"steps": 2, "batch": 4}).steps == 2
+
+
+def test_training_state_keeps_the_cuda_generator_and_the_grad_scaler(tmp_path, monkeypatch):
+    """The CUDA path on CPU: the GPU generator is faked, the loss scaler is a CPU one."""
+    cuda_states = {"saved": torch.arange(16, dtype=torch.uint8), "restored": None}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: cuda_states["saved"])
+    monkeypatch.setattr(
+        torch.cuda, "set_rng_state", lambda state, device: cuda_states.update(restored=state)
+    )
+
+    def scaler(self):
+        return torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1)
+
+    monkeypatch.setattr(Trainer, "_make_scaler", scaler)
+    first = Trainer(tiny_config(tmp_path, epochs=1, name="cuda"))
+    first.run()
+    scaled = first.scaler.state_dict()
+    assert scaled["scale"] == 2.0**12  # grew once per step: 2 steps
+    first.device = torch.device("cuda", 0)  # saved again as a GPU run would save it
+    first._save_epoch(1, first.history[-1], improved=False)
+    resumed = Trainer(resume_config(first.run_dir, {"epochs": 2}), resume_from=first.run_dir)
+    assert resumed.scaler.state_dict() == scaled
+    assert cuda_states["restored"] is None  # a CPU run does not touch a GPU generator
+    resumed.device = torch.device("cuda", 0)
+    resumed._restore(first.run_dir)
+    assert torch.equal(cuda_states["restored"], cuda_states["saved"])
 
 
 def test_resume_cannot_shorten(tmp_path: Path):

@@ -21,6 +21,11 @@ maximum, i.e. the lowest anchor index, then the lowest box index. Worked example
 One deviation from the seed, which only degenerate data can reach: step 2 forces pairs with a
 positive IoU only (the seed would give a box that overlaps no free anchor some arbitrary anchor
 with IoU 0). Padding slots never match.
+
+Ignored objects (VOC "difficult", COCO "iscrowd": the metrics neither reward nor punish
+detecting them) take part in step 1 only. An anchor that step 1 gives to an ignored object, and
+that step 2 does not force onto a real one, is neither positive nor negative: `build_targets`
+marks it `ignored`, and the losses leave it out of every term, hard-negative mining included.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ from onestage.boxes import DEFAULT_VARIANCES, batched_box_iou, encode_offsets
 # matched_gt value of an anchor that takes no ground-truth box (background).
 BACKGROUND = -1
 
+# Ground-truth class ids below 0: PAD_CLASS_ID marks the padding slots of a batch,
+# IGNORED_CLASS_ID an object to ignore in training (VOC difficult, COCO crowd).
+PAD_CLASS_ID = -1
+IGNORED_CLASS_ID = -2
+
 # IoU given to padding slots and to removed rows and columns: below every real IoU (>= 0).
 _REMOVED = -1.0
 
@@ -45,13 +55,15 @@ def match_anchors(
     gt_valid: Tensor,
     iou_threshold: float = 0.4,
     force_best: bool = True,
+    gt_ignored: Tensor | None = None,
 ) -> Tensor:
     """Assign ground-truth boxes to anchors with the seed's rule (see the module docstring).
 
     anchors: (A, 4) and gt_boxes: (B, M, 4), xyxy in the same unit (normalised in onestage);
-    gt_valid: (B, M) bool, False for padding slots. Returns matched_gt: (B, A) int64, the index
-    into M of the box each anchor takes, or BACKGROUND (-1). force_best=False skips the forced
-    step (threshold only). IoU is computed in at least float32.
+    gt_valid: (B, M) bool, False for padding slots; gt_ignored: (B, M) bool, objects matched by
+    the threshold only (never forced). Returns matched_gt: (B, A) int64, the index into M of the
+    box each anchor takes, or BACKGROUND (-1). force_best=False skips the forced step (threshold
+    only). IoU is computed in at least float32.
     """
     batch, max_boxes = gt_valid.shape
     num_anchors = anchors.shape[0]
@@ -71,6 +83,8 @@ def match_anchors(
     if not force_best:
         return matched
 
+    if gt_ignored is not None:
+        iou = iou.masked_fill(gt_ignored[:, None, :], _REMOVED)  # ignored objects are not forced
     images = torch.arange(batch, device=anchors.device)
     flat = iou.reshape(batch, num_anchors * max_boxes)  # (B, A * M), contiguous
     grid = flat.view(batch, num_anchors, max_boxes)  # (B, A, M), shares memory with flat
@@ -91,15 +105,18 @@ def match_anchors(
 class AssignedTargets:
     """Training targets of a batch, one row per anchor.
 
-    class_targets: (B, A) int64, the matched box's class, or num_classes for background.
-    box_targets: (B, A, 4) encode_offsets of the matched box against the anchor, 0 on background.
-    positive: (B, A) bool, anchors that took a box.
+    class_targets: (B, A) int64, the matched box's class, or num_classes for background (and
+    for ignored anchors, which no loss term reads).
+    box_targets: (B, A, 4) encode_offsets of the matched box against the anchor, 0 elsewhere.
+    positive: (B, A) bool, anchors that took a real box.
+    ignored: (B, A) bool, anchors that took an ignored box: neither positive nor negative.
     matched_gt: (B, A) int64, the index of the matched box, or -1 (see match_anchors).
     """
 
     class_targets: Tensor
     box_targets: Tensor
     positive: Tensor
+    ignored: Tensor
     matched_gt: Tensor
 
 
@@ -115,19 +132,23 @@ def build_targets(
     """Match anchors to boxes and build class and offset targets.
 
     anchors: (A, 4) and gt_boxes: (B, M, 4) normalised xyxy; gt_class_ids: (B, M) int64 in
-    [0, num_classes), -1 for padding slots. Background anchors get class num_classes (the
-    seed's 15 for 15 classes). Box targets are in the anchors' dtype.
+    [0, num_classes), PAD_CLASS_ID (-1) for padding slots, IGNORED_CLASS_ID (-2) for objects to
+    ignore. Background anchors get class num_classes (the seed's 15 for 15 classes). Box
+    targets are in the anchors' dtype.
     """
     batch, max_boxes = gt_class_ids.shape
     num_anchors = anchors.shape[0]
-    gt_valid = gt_class_ids >= 0  # (B, M)
-    matched = match_anchors(anchors, gt_boxes, gt_valid, iou_threshold, force_best)  # (B, A)
-    positive = matched >= 0  # (B, A)
+    gt_ignored = gt_class_ids == IGNORED_CLASS_ID  # (B, M)
+    gt_valid = (gt_class_ids >= 0) | gt_ignored  # (B, M)
+    matched = match_anchors(
+        anchors, gt_boxes, gt_valid, iou_threshold, force_best, gt_ignored
+    )  # (B, A)
     if max_boxes == 0:
         return AssignedTargets(
             class_targets=torch.full_like(matched, num_classes),
             box_targets=anchors.new_zeros(batch, num_anchors, 4),
-            positive=positive,
+            positive=matched >= 0,
+            ignored=torch.zeros_like(matched, dtype=torch.bool),
             matched_gt=matched,
         )
 
@@ -136,10 +157,13 @@ def build_targets(
         1, index[:, :, None].expand(batch, num_anchors, 4)
     )  # (B, A, 4)
     matched_classes = gt_class_ids.gather(1, index)  # (B, A)
+    positive = (matched >= 0) & (matched_classes >= 0)  # (B, A)
+    ignored = (matched >= 0) & (matched_classes == IGNORED_CLASS_ID)  # (B, A)
     offsets = encode_offsets(matched_boxes, anchors, variances)  # (B, A, 4)
     return AssignedTargets(
         class_targets=torch.where(positive, matched_classes, num_classes),
         box_targets=torch.where(positive[:, :, None], offsets, 0.0),
         positive=positive,
+        ignored=ignored,
         matched_gt=matched,
     )

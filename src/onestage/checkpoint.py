@@ -1,9 +1,10 @@
 """Weights and training state in safetensors files (never pickle), with JSON metadata.
 
 A weights file holds the model's state dict and, in its header, a JSON document under the key
-"onestage": model name, class names, anchor config, input size, epoch, metrics. A training-state
-file (for --resume) holds the optimiser's tensors, the torch RNG state and, in its header, the
-optimiser's hyper-parameters and the loop counters.
+"onestage": model name, class names, anchor config, input size, epoch, metrics and, for weights
+trained on a COCO dataset, "category_ids" (its category id per class name, in class order). A
+training-state file (for --resume) holds the optimiser's tensors, the torch RNG state and, in its
+header, the optimiser's hyper-parameters and the loop counters.
 """
 
 from __future__ import annotations
@@ -85,11 +86,15 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     counters: dict[str, Any],
     raw_weights: dict[str, torch.Tensor] | None = None,
+    device: torch.device | None = None,
 ) -> None:
-    """Write optimiser state, torch RNG state, loop counters (JSON) and, when the weights file
-    holds averaged (EMA) weights, the raw training weights, atomically."""
+    """Write optimiser state, the CPU RNG state (and the CUDA one of `device` when it is a GPU),
+    loop counters (JSON) and, when the weights file holds averaged (EMA) weights, the raw
+    training weights, atomically."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     for name, tensor in (raw_weights or {}).items():
         tensors[f"raw.{name}"] = tensor.detach().cpu().contiguous()
     scalars: dict[str, dict[str, Any]] = {}
@@ -110,10 +115,11 @@ def save_training_state(
 
 
 def load_training_state(
-    path: Path, optimizer: torch.optim.Optimizer
+    path: Path, optimizer: torch.optim.Optimizer, device: torch.device | None = None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore optimiser and torch RNG state from `path`; returns the loop counters and the raw
-    training weights (empty when the weights file holds them itself)."""
+    """Restore optimiser and RNG state from `path` (the CUDA generator of `device` too, when it
+    is a GPU and the file has one); returns the loop counters and the raw training weights
+    (empty when the weights file holds them itself)."""
     tensors, header = _read_safetensors(path)
     if METADATA_KEY not in header:
         raise OnestageError(f"{path}: not a onestage training-state file")
@@ -127,6 +133,8 @@ def load_training_state(
         param_state.setdefault(int(param_id), {}).update(values)
     optimizer.load_state_dict({"state": param_state, "param_groups": document["param_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
+    if device is not None and device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     raw = {key[4:]: tensor for key, tensor in tensors.items() if key.startswith("raw.")}
     return document["counters"], raw
 

@@ -169,21 +169,30 @@ def data_synth(
     console.print(f"wrote {fmt} dataset to [bold]{out}[/] ({counts} images)")
 
 
+StrictOption = Annotated[
+    bool, typer.Option("--strict", help="Refuse boxes slightly outside the image (no clipping).")
+]
+
+
 @data_app.command("check")
 def data_check(
     root: Annotated[Path, typer.Argument(help="Dataset folder.")],
     fmt: Annotated[str | None, typer.Option("--format", help=FORMAT_HELP)] = None,
+    strict: StrictOption = False,
 ) -> None:
-    """Validate a dataset: counts per class, box sizes, and every problem found (exit 1 if any)."""
+    """Validate a dataset: counts per class, box sizes, boxes clipped to the image (warnings) and
+    every problem found (exit 1 if any)."""
     from onestage.data.check import check_dataset
 
-    report = check_dataset(root, _check_format(fmt) if fmt else None)
+    report = check_dataset(root, _check_format(fmt) if fmt else None, strict=strict)
     _print_report(root, report)
     if report.problems:
         raise typer.Exit(code=1)
 
 
 def _print_report(root: Path, report) -> None:
+    from onestage.data.records import label_fixes_summary
+
     splits = ", ".join(f"{name}: {count}" for name, count in report.images_per_split.items())
     console.print(f"[bold]{root}[/] — {report.format} dataset, {len(report.class_names)} classes")
     console.print(f"images: {splits} (without objects: {report.images_without_objects})")
@@ -200,6 +209,11 @@ def _print_report(root: Path, report) -> None:
     for measure, (low, median, high) in report.box_sizes.items():
         sizes.add_row(measure, f"{low:.3g}", f"{median:.3g}", f"{high:.3g}")
     console.print(sizes)
+    if report.label_fixes:
+        summary = label_fixes_summary(report.label_fixes)
+        console.print(f"[bold yellow]warning:[/] {summary} (--strict refuses them):")
+        for fix in report.label_fixes:
+            console.print(f"  {fix}", highlight=False, soft_wrap=True)
     if report.problems:
         console.print(f"[bold red]{len(report.problems)} problem(s):[/]")
         for problem in report.problems:
@@ -219,6 +233,7 @@ def data_convert(
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Report and skip bad images instead of failing.")
     ] = False,
+    strict: StrictOption = False,
 ) -> None:
     """Convert a dataset between YOLO, VOC and COCO."""
     from onestage.data.formats import read_dataset, write_dataset
@@ -227,6 +242,7 @@ def data_convert(
         src,
         _check_format(src_format) if src_format else None,
         skip_invalid=skip_invalid,
+        strict=strict,
         verify_images=True,
     )
     for problem in problems:
@@ -374,7 +390,8 @@ def train_command(
 ) -> None:
     """Train a detector; writes runs/train/NAME/ (config, results.csv, plots, weights)."""
     from onestage.config import make_config, parse_override
-    from onestage.engine.trainer import resume_config, train
+    from onestage.engine.run_folder import resume_config
+    from onestage.engine.trainer import train
 
     values = dict(parse_override(text) for text in overrides or [])
     flags = {
@@ -525,8 +542,8 @@ def evaluate_command(
         str, typer.Option("--candidates", help="all (multi-label) or argmax (the seed's rule).")
     ] = "all",
     iou_convention: Annotated[
-        str, typer.Option("--iou-convention", help="voc (+1 pixel, Cartucho) or continuous.")
-    ] = "voc",
+        str, typer.Option("--iou-convention", help="continuous (geometric) or cartucho (+1 px).")
+    ] = "continuous",
     export_cartucho: Annotated[
         Path | None, typer.Option("--export-cartucho", help="Write Cartucho/mAP input files.")
     ] = None,

@@ -7,6 +7,8 @@ Every loss takes the model output and the assigner's per-anchor targets:
 - `box_targets` (B, A, 4) encoded offsets (see `boxes.encode_offsets`), zeros on background;
 - `positive` (B, A) bool, the anchors matched to an object;
 - `anchors_xyxy` (A, 4) normalised xyxy anchors, needed only by losses that decode boxes (GIoU);
+- `ignored` (B, A) bool or None, anchors matched to an ignored object (VOC difficult, COCO
+  crowd): left out of every term, as neither positive nor negative;
 
 and returns a dict of scalar tensors: "loss" (what to minimise) = "cls" + "box", so a trainer
 can log the parts. All losses compute in float32, whatever dtype the model ran in; none uses
@@ -40,6 +42,7 @@ class DetectionLoss(Protocol):
         box_targets: Tensor,
         positive: Tensor,
         anchors_xyxy: Tensor | None = None,
+        ignored: Tensor | None = None,
     ) -> dict[str, Tensor]: ...
 
 
@@ -65,6 +68,24 @@ def _split(pred: Tensor) -> tuple[Tensor, Tensor]:
     """(B, A, 4 + K) -> float32 offsets (B, A, 4) and logits (B, A, K)."""
     pred = pred.float()
     return pred[..., :4], pred[..., 4:]
+
+
+def _counted(ignored: Tensor | None, like: Tensor) -> Tensor:
+    """(B, A) bool: the anchors that count in the classification term (all but the ignored)."""
+    if ignored is None:
+        return torch.ones_like(like, dtype=torch.bool)
+    return ~ignored
+
+
+def _focal_modulator(logits: Tensor, targets: Tensor, gamma: float) -> Tensor:
+    """(1 - p_t) ** gamma for sigmoid `logits` and 0/1 `targets` of the same shape.
+
+    1 - p_t = sigmoid(-logit) for target 1 and sigmoid(logit) for target 0, so the power is
+    computed as exp(gamma * logsigmoid(+-logit)): finite, with finite gradients, for every
+    gamma >= 0 and every logit. The direct form rounds 1 - p_t to 0 for a confident logit
+    (20 in float32), where x ** gamma with gamma < 1 has an infinite slope: NaN gradients.
+    """
+    return torch.exp(gamma * F.logsigmoid(logits * (1 - 2 * targets)))
 
 
 def _per_anchor_cross_entropy(logits: Tensor, class_targets: Tensor) -> Tensor:
@@ -113,7 +134,8 @@ class _BoxTerm:
 class SeedLoss:
     """The seed's loss, exactly: no mining, no normalisation by the number of positives.
 
-    cls = softmax cross-entropy averaged over all B * A anchors, background included.
+    cls = softmax cross-entropy averaged over all B * A anchors, background included (ignored
+    anchors count as zero).
     box = squared offset error on positive anchors, averaged over all B * A * 4 values
     (background entries count as zero error, as in the seed's masked Keras MSE).
     """
@@ -125,9 +147,11 @@ class SeedLoss:
         box_targets: Tensor,
         positive: Tensor,
         anchors_xyxy: Tensor | None = None,
+        ignored: Tensor | None = None,
     ) -> dict[str, Tensor]:
         offsets, logits = _split(pred)
-        cls = _per_anchor_cross_entropy(logits, class_targets).mean()
+        cross_entropy = _per_anchor_cross_entropy(logits, class_targets)  # (B, A)
+        cls = torch.where(_counted(ignored, positive), cross_entropy, 0.0).mean()
         squared = (offsets - box_targets.float()).square()  # (B, A, 4)
         box = torch.where(positive[..., None], squared, 0.0).mean()
         return {"loss": cls + box, "cls": cls, "box": box}
@@ -155,13 +179,17 @@ class SSDLoss(_BoxTerm):
         if self.neg_pos_ratio < 0 or self.min_negatives < 0:
             raise OnestageError("neg_pos_ratio and min_negatives must not be negative")
 
-    def hard_negatives(self, cross_entropy: Tensor, positive: Tensor) -> Tensor:
-        """(B, A) bool: the background anchors kept for classification, per image."""
+    def hard_negatives(
+        self, cross_entropy: Tensor, positive: Tensor, ignored: Tensor | None = None
+    ) -> Tensor:
+        """(B, A) bool: the background anchors kept for classification, per image (never an
+        ignored anchor)."""
+        not_negative = positive if ignored is None else positive | ignored  # (B, A)
         num_positive = positive.sum(dim=1)  # (B,)
         num_negative = (num_positive * self.neg_pos_ratio).long().clamp(min=self.min_negatives)
-        num_negative = torch.minimum(num_negative, positive.shape[1] - num_positive)
-        # Rank the background anchors by loss, highest first; positives rank last.
-        candidates = cross_entropy.detach().masked_fill(positive, float("-inf"))
+        num_negative = torch.minimum(num_negative, positive.shape[1] - not_negative.sum(dim=1))
+        # Rank the background anchors by loss, highest first; positives and ignored rank last.
+        candidates = cross_entropy.detach().masked_fill(not_negative, float("-inf"))
         order = candidates.argsort(dim=1, descending=True, stable=True)
         rank = order.argsort(dim=1)  # (B, A): each anchor's place in `order`
         return rank < num_negative[:, None]
@@ -173,11 +201,12 @@ class SSDLoss(_BoxTerm):
         box_targets: Tensor,
         positive: Tensor,
         anchors_xyxy: Tensor | None = None,
+        ignored: Tensor | None = None,
     ) -> dict[str, Tensor]:
         offsets, logits = _split(pred)
         normaliser = positive.sum().clamp(min=1)
         cross_entropy = _per_anchor_cross_entropy(logits, class_targets)  # (B, A)
-        kept = positive | self.hard_negatives(cross_entropy, positive)
+        kept = positive | self.hard_negatives(cross_entropy, positive, ignored)
         cls = torch.where(kept, cross_entropy, 0.0).sum() / normaliser
         box = self.box_sum(offsets, box_targets, positive, anchors_xyxy) / normaliser
         return {"loss": cls + box, "cls": cls, "box": box}
@@ -191,8 +220,8 @@ class FocalLoss(_BoxTerm):
     Each of the first K - 1 logits is a separate sigmoid classifier with a one-hot target
     (background anchors: all zeros; the background logit is unused). Per logit:
     alpha_t * (1 - p_t) ** gamma * BCE, with p_t = p for target 1 and 1 - p for target 0, and
-    alpha_t = alpha for target 1, 1 - alpha for 0. Summed over all anchors and classes, so empty
-    images still count, and divided by the number of positive anchors in the batch (at least 1),
+    alpha_t = alpha for target 1, 1 - alpha for 0. Summed over all anchors (but the ignored
+    ones) and classes, so empty images still count, and divided by the number of positive anchors in the batch (at least 1),
     like the box term: smooth-L1 on the offsets (`beta`) or 1 - GIoU of decoded boxes ("giou").
     """
 
@@ -211,15 +240,17 @@ class FocalLoss(_BoxTerm):
         box_targets: Tensor,
         positive: Tensor,
         anchors_xyxy: Tensor | None = None,
+        ignored: Tensor | None = None,
     ) -> dict[str, Tensor]:
         offsets, logits = _split(pred)
         normaliser = positive.sum().clamp(min=1)
         object_logits = logits[..., :-1]  # (B, A, K - 1)
         targets = F.one_hot(class_targets, logits.shape[-1])[..., :-1].float()  # (B, A, K - 1)
-        probability = object_logits.sigmoid()
         bce = F.binary_cross_entropy_with_logits(object_logits, targets, reduction="none")
-        p_t = probability * targets + (1 - probability) * (1 - targets)
         alpha_t = self.alpha * targets + (1 - self.alpha) * (1 - targets)
-        cls = (alpha_t * (1 - p_t) ** self.gamma * bce).sum() / normaliser
+        modulator = _focal_modulator(object_logits, targets, self.gamma)  # (1 - p_t) ** gamma
+        per_logit = alpha_t * modulator * bce  # (B, A, K - 1)
+        counted = _counted(ignored, positive)[..., None]  # (B, A, 1)
+        cls = torch.where(counted, per_logit, 0.0).sum() / normaliser
         box = self.box_sum(offsets, box_targets, positive, anchors_xyxy) / normaliser
         return {"loss": cls + box, "cls": cls, "box": box}

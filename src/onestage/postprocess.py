@@ -6,12 +6,15 @@ background LAST; sigmoid (focal) models score only the first K - 1 logits (the l
 unused). Anchors are (A, 4) normalised xyxy. Detections come back as normalised xyxy boxes.
 
 Everything is batched: one `torch.topk` picks each image's candidates from a padded
-(B, A * num_classes) score tensor, and `batched_nms` suppresses all images at once, without a
-Python loop over boxes. Only the final split into one `Detections` per image loops over images.
+(B, A * num_classes) score tensor, and `batched_nms` works on as many images (or, for many
+candidates, as many columns of one image's pairs) at once as a fixed budget of box pairs allows;
+only a long suppression chain makes it loop over boxes. The final split into one `Detections`
+per image loops over images.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +43,15 @@ class Detections:
         return self.scores.shape[0]
 
 
+# Work bounds of `batched_nms`. At most PAIRS_PER_STEP box pairs are compared at once: about 17
+# bytes each of float32 and bool intermediates, so about 4.5 MB whatever the batch size and the
+# number of candidates N (one image of 400 candidates per step; N pairs per step if N exceeds
+# it). A tile whose fixed-point iteration has not settled after SETTLE_ROUNDS passes (a long
+# suppression chain) is finished one box at a time instead.
+PAIRS_PER_STEP = 1 << 18
+SETTLE_ROUNDS = 6
+
+
 def batched_nms(
     boxes_xyxy: Tensor, scores: Tensor, class_ids: Tensor, valid: Tensor, iou_threshold: float
 ) -> Tensor:
@@ -47,64 +59,89 @@ def batched_nms(
 
     boxes_xyxy (B, N, 4) xyxy (any unit), scores (B, N), class_ids (B, N), valid (B, N) bool
     (False = padding: never kept, never suppresses). A kept box suppresses every lower-scored
-    valid box of the same class whose IoU with it is > iou_threshold. Equal scores are ordered
-    by index (the lower index counts as higher-scored), so the result is deterministic.
+    valid box of the same class whose IoU with it is > iou_threshold, tested as intersection >
+    iou_threshold x union in the boxes' dtype; classes are compared as ids. Equal scores are
+    ordered by index (the lower index counts as higher-scored), so the result is deterministic.
 
     Why this equals greedy NMS: in score order, greedy NMS keeps box j exactly when
     keep[j] = valid[j] and not any(keep[i] and S[i, j] for i before j), with S[i, j] = "i
-    outscores j, same class, both valid, IoU > threshold". S only points forward, so this
-    recurrence has exactly one solution (settle j = 0, 1, 2, ... in turn), the greedy one.
-    Iterating keep <- f(keep) from keep = valid reaches it: a box with no suppressor is right
-    from the start, and after t steps every box whose longest chain of suppressors has length
-    <= t is right, so at most N steps are needed and any step that changes nothing has found
-    the unique solution. Unlike Fast-NMS, a box suppressed by a kept box stops suppressing.
+    outscores j, same class, IoU > threshold". S only points forward, so this recurrence has
+    exactly one solution (settle j = 0, 1, 2, ... in turn), the greedy one. It is settled tile
+    by tile, a tile being T consecutive boxes in score order (T = N unless N^2 exceeds
+    PAIRS_PER_STEP). The boxes before a tile are final, so the kept ones strike out what they
+    suppress in it. Inside the tile, iterating keep <- f(keep) from keep = (what is left)
+    reaches the solution: a box with no suppressor is right from the start, and after t steps
+    every box whose longest chain of suppressors has length <= t is right, so a step that
+    changes nothing has found the unique solution. A tile not settled after SETTLE_ROUNDS steps
+    (a chain of boxes each suppressing the next) is settled one box at a time in score order
+    instead. Unlike Fast-NMS, a box suppressed by a kept box stops suppressing.
     """
-    count = scores.shape[1]
+    batch, count = scores.shape
     if scores.numel() == 0:
         return torch.zeros_like(valid)
     order = scores.argsort(dim=1, descending=True, stable=True)  # (B, N)
     sorted_boxes = boxes_xyxy.gather(1, order[:, :, None].expand(-1, -1, 4))  # (B, N, 4)
     sorted_classes = class_ids.gather(1, order)  # (B, N)
-    sorted_valid = valid.gather(1, order)  # (B, N)
+    keep = valid.gather(1, order)  # (B, N), settled in place below
 
-    # Shift each class to its own region of the plane so boxes of different classes never
-    # overlap: one IoU test then covers "same class and IoU > threshold".
-    extent = sorted_boxes.abs().amax().clamp(min=1.0) * 2 + 1
-    shifted = sorted_boxes + (sorted_classes.to(sorted_boxes.dtype) * extent)[:, :, None]
-    earlier = torch.ones(count, count, dtype=torch.bool, device=scores.device).triu(1)  # (N, N)
-    suppresses = (
-        _iou_exceeds(shifted, iou_threshold)
-        & (sorted_valid[:, :, None] & sorted_valid[:, None, :])
-        & earlier
-    )  # (B, N, N): S[b, i, j] = kept i would suppress j
-
-    keep = sorted_valid
-    for _ in range(count):
-        suppressed = (keep[:, :, None] & suppresses).any(dim=1)  # (B, N)
-        new_keep = sorted_valid & ~suppressed
-        if torch.equal(new_keep, keep):
-            break
-        keep = new_keep
+    columns = max(1, min(count, PAIRS_PER_STEP // count))  # tile width
+    images = max(1, PAIRS_PER_STEP // (count * columns))  # images per step
+    positions = torch.arange(count, device=scores.device)  # (N,)
+    for first in range(0, batch, images):
+        rows = slice(first, first + images)
+        for start in range(0, count, columns):
+            stop = min(start + columns, count)
+            suppresses = _same_class_iou_exceeds(
+                sorted_boxes[rows, :stop],
+                sorted_classes[rows, :stop],
+                sorted_boxes[rows, start:stop],
+                sorted_classes[rows, start:stop],
+                iou_threshold,
+            )  # (b, stop, T): boxes i and start + j, same class and IoU > threshold
+            suppresses &= positions[:stop, None] < positions[None, start:stop]  # i before j
+            earlier = suppresses[:, :start] & keep[rows, :start, None]  # (b, start, T)
+            left = keep[rows, start:stop] & ~earlier.any(dim=1)  # (b, T)
+            keep[rows, start:stop] = _settle(left, suppresses[:, start:])
 
     return torch.zeros_like(valid).scatter(1, order, keep)  # back to the input order
 
 
-def _iou_exceeds(boxes_xyxy: Tensor, threshold: float) -> Tensor:
-    """(B, N, 4) xyxy -> (B, N, N) bool: IoU(i, j) > threshold, tested as
-    intersection > threshold x union (no division; degenerate pairs give False)."""
-    x0, y0, x1, y1 = boxes_xyxy.unbind(-1)  # each (B, N)
-    width = (
-        torch.minimum(x1[:, :, None], x1[:, None, :])
-        - torch.maximum(x0[:, :, None], x0[:, None, :])
-    ).clamp_(min=0)
-    height = (
-        torch.minimum(y1[:, :, None], y1[:, None, :])
-        - torch.maximum(y0[:, :, None], y0[:, None, :])
-    ).clamp_(min=0)
-    intersection = width.mul_(height)  # (B, N, N)
-    area = (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)  # (B, N)
-    union = area[:, :, None] + area[:, None, :] - intersection
-    return intersection > threshold * union
+def _same_class_iou_exceeds(
+    boxes_xyxy: Tensor, class_ids: Tensor, tile_xyxy: Tensor, tile_ids: Tensor, threshold: float
+) -> Tensor:
+    """(b, M, 4) xyxy and (b, M) ids against (b, T, 4) xyxy and (b, T) ids -> (b, M, T) bool:
+    same class and IoU > threshold, tested as intersection > threshold x union (no division;
+    degenerate pairs give False)."""
+    x0, y0, x1, y1 = (side[:, :, None] for side in boxes_xyxy.unbind(-1))  # each (b, M, 1)
+    tx0, ty0, tx1, ty1 = (side[:, None, :] for side in tile_xyxy.unbind(-1))  # each (b, 1, T)
+    width = (torch.minimum(x1, tx1) - torch.maximum(x0, tx0)).clamp_(min=0)  # (b, M, T)
+    height = (torch.minimum(y1, ty1) - torch.maximum(y0, ty0)).clamp_(min=0)
+    intersection = width.mul_(height)
+    area = (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)  # (b, M, 1)
+    tile_area = (tx1 - tx0).clamp(min=0) * (ty1 - ty0).clamp(min=0)  # (b, 1, T)
+    threshold_union = (area + tile_area).sub_(intersection).mul_(threshold)  # (b, M, T)
+    return (intersection > threshold_union) & (class_ids[:, :, None] == tile_ids[:, None, :])
+
+
+def _settle(left: Tensor, suppresses: Tensor) -> Tensor:
+    """Greedy NMS inside one tile: (b, T) bool boxes not yet suppressed, (b, T, T) bool
+    S[b, i, j] = "box i would suppress box j" (only for i before j) -> (b, T) bool kept.
+
+    Iterates keep <- left & not suppressed by keep for up to SETTLE_ROUNDS steps; if that has
+    not settled, walks the tile in score order instead: each box, if still kept, strikes out
+    the later boxes it suppresses (b x T steps whatever the length of the chains)."""
+    keep = left
+    for _ in range(SETTLE_ROUNDS):
+        new_keep = left & ~(keep[:, :, None] & suppresses).any(dim=1)
+        if torch.equal(new_keep, keep):
+            return keep
+        keep = new_keep
+    kept = left.cpu().numpy().copy()  # (b, T), numpy: its per-box steps cost ~1 us, torch's ~10
+    suppressing = suppresses.cpu().numpy()  # (b, T, T)
+    for image, box in itertools.product(range(kept.shape[0]), range(kept.shape[1] - 1)):
+        if kept[image, box]:
+            kept[image, box + 1 :] &= ~suppressing[image, box, box + 1 :]
+    return torch.from_numpy(kept).to(left.device)
 
 
 def nms(boxes_xyxy: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -169,7 +206,8 @@ def postprocess(
     mAP with a low threshold such as 0.001); "argmax" = each anchor's best class only, dropping
     anchors whose best class is background (the seed's rule). Per image, the `pre_nms_topk`
     best candidates go through per-class NMS (IoU > iou_threshold suppresses) and at most
-    `max_det` survive. Computes in float32 whatever the input dtype; boxes are clipped to [0, 1].
+    `max_det` survive. Computes in float32 whatever the input dtype; boxes are clipped to [0, 1],
+    and a box left with zero width or height (wholly outside the image, say) is no candidate.
     """
     pred = pred.float()
     batch, num_anchors, _ = pred.shape
@@ -177,6 +215,9 @@ def postprocess(
     scores, is_candidate = _class_scores(pred[..., 4:], score_mode, candidates)  # (B, A, C)
     num_classes = scores.shape[-1]
 
+    # A box clipped (or decoded) to zero width or height is no detection; NMS would keep it.
+    has_area = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])  # (B, A)
+    is_candidate = is_candidate & has_area[:, :, None]
     scores = scores.reshape(batch, num_anchors * num_classes)  # (B, A * C)
     valid = is_candidate.reshape_as(scores) & (scores > conf_threshold)
     # Only as many slots as the fullest image needs: NMS costs grow with k squared.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,41 @@ def test_pixel_limit_is_passed_on(tmp_path: Path) -> None:
     root = _voc_dataset(tmp_path)
     with pytest.raises(DataError, match="dataset has no valid images"):
         check_dataset(root, max_pixels=100)
+
+
+def _overshooting_voc_dataset(tmp_path: Path) -> tuple[Path, Path]:
+    """_voc_dataset with a.png's cat boxes moved: one 0.5 px past the right edge of the 40x40
+    image (clipped), one wholly past it by 0.6 px (dropped); 2 % of the side is 0.8 px."""
+    root = _voc_dataset(tmp_path)
+    xml = root / "Annotations" / "a.xml"
+    tree = ET.parse(xml)
+    first, second = tree.iter("object")
+    first.find("bndbox/xmax").text = "40.5"
+    second.find("bndbox/xmin").text = "41.2"
+    second.find("bndbox/xmax").text = "40.6"
+    tree.write(xml)
+    return root, xml
+
+
+def test_report_lists_label_fixes_apart_from_problems(tmp_path: Path) -> None:
+    root, xml = _overshooting_voc_dataset(tmp_path)
+    report = check_dataset(root)
+    assert report.problems == []
+    assert [(f.path, f.field, f.dropped) for f in report.label_fixes] == [
+        (xml, "object[1]/bndbox", False),
+        (xml, "object[2]/bndbox", True),
+    ]
+    assert report.images_per_split == {"train": 2, "val": 1}
+    assert report.objects_per_class == {"cat": 1, "dog": 1, "emu": 0}
+    assert report.box_sizes["box width (px)"].maximum == 40  # clipped from 40.5
+
+
+def test_strict_report_counts_label_fixes_as_problems(tmp_path: Path) -> None:
+    root, xml = _overshooting_voc_dataset(tmp_path)
+    report = check_dataset(root, strict=True)
+    assert report.label_fixes == []
+    assert [(p.path, p.field, p.message) for p in report.problems] == [
+        (xml, "object[1]/bndbox", "box (0, 0, 40.5, 4) lies outside the 40x40 image"),
+        (xml, "object[2]/bndbox", "box (40.2, 0, 40.6, 10) lies outside the 40x40 image"),
+    ]
+    assert report.images_per_split == {"train": 1, "val": 1}

@@ -159,7 +159,7 @@ def tool_map(folder: Path, min_overlap: float = 0.5) -> float:
 def test_map_from_exported_text_matches_evaluate_voc(tmp_path, seed):
     gts, dets = random_set(seed)
     export_cartucho(tmp_path, gts, dets, CLASS_NAMES, image_names(len(gts)))
-    expected = evaluate_voc(gts, dets, CLASS_NAMES)
+    expected = evaluate_voc(gts, dets, CLASS_NAMES, iou_convention="cartucho")
     assert 0.0 < expected.map < 1.0
     assert tool_map(tmp_path) == pytest.approx(expected.map, abs=1e-9)
 

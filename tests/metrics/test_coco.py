@@ -103,6 +103,23 @@ def test_empty_detections_give_zero(backend):
     assert result.ap_per_class == {"a": 0.0, "b": 0.0}
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_image_ids_set_the_order_of_equal_scores_as_pycocotools_does(backend):
+    # Two images, one object each; both detections score 0.5: image 0's misses (FP), image 1's
+    # is exact (TP). COCOeval ranks equal scores in ascending image id. Ids by position: FP
+    # first, precision 0 then 1/2 at recall 1/2 (the only TP), AP = 0.5 x 0.5 = 0.25 (the
+    # envelope is 1/2 up to recall 1/2, 51 of 101 recall points: 0.5 x 51/101 exactly).
+    # With the dataset's own ids 9 and 4, image 1 comes first: TP then FP, AP = 1 x 51/101.
+    gts = [gt([(0, 0, 50, 50)], [0]), gt([(0, 0, 50, 50)], [0])]
+    dets = [det([(100, 100, 150, 150)], [0.5], [0]), det([(0, 0, 50, 50)], [0.5], [0])]
+    by_position = evaluate_coco(gts, dets, [SIZE] * 2, ["a"], backend=backend)
+    own_ids = evaluate_coco(gts, dets, [SIZE] * 2, ["a"], backend=backend, image_ids=[9, 4])
+    assert by_position.ap == pytest.approx(0.5 * 51 / 101)
+    assert own_ids.ap == pytest.approx(51 / 101)
+    with pytest.raises(ValueError, match="image ids"):
+        evaluate_coco(gts, dets, [SIZE] * 2, ["a"], image_ids=[3, 3])
+
+
 @pytest.mark.skipif(not HAS_FASTER, reason="faster-coco-eval not installed")
 def test_backends_agree_on_random_data():
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""VOC AP (Cartucho/mAP definition) on hand-worked examples."""
+"""VOC AP (Cartucho/mAP matching, both IoU conventions) on hand-worked examples."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_duplicate_on_matched_ground_truth_is_false_positive():
 
 
 def test_best_ground_truth_used_means_false_positive_even_if_another_is_free():
-    # VOC inclusive pixels: A = (0,0,10,10) and B = (4,0,14,10) are 11 x 11 = 121 px each.
+    # Cartucho inclusive pixels: A = (0,0,10,10) and B = (4,0,14,10) are 11 x 11 = 121 px each.
     # d1 = A exactly -> IoU(A) = 1 -> TP, A used.
     # d2 = (1,0,11,10): with A: iw = 10 - 1 + 1 = 10, ih = 11 -> 110 / (242 - 110) = 0.833
     #                   with B: iw = 11 - 4 + 1 = 8,  ih = 11 -> 88 / (242 - 88) = 0.571
@@ -75,11 +75,11 @@ def test_best_ground_truth_used_means_false_positive_even_if_another_is_free():
     # recall (0.5, 0.5), precision (1, 0.5) -> AP = 0.5 * 1 = 0.5 (a matcher that fell back
     # to B would give 1.0).
     d2 = np.array([[1, 0, 11, 10]], dtype=float)
-    ious = pairwise_iou(d2, np.array([[0, 0, 10, 10], [4, 0, 14, 10]], dtype=float))
+    ious = pairwise_iou(d2, np.array([[0, 0, 10, 10], [4, 0, 14, 10]], dtype=float), "cartucho")
     np.testing.assert_allclose(ious, [[110 / 132, 88 / 154]])
     gts = [gt([(0, 0, 10, 10), (4, 0, 14, 10)], [0, 0])]
     dets = [det([(0, 0, 10, 10), (1, 0, 11, 10)], [0.9, 0.8], [0, 0])]
-    result = evaluate_voc(gts, dets, ["a"])
+    result = evaluate_voc(gts, dets, ["a"], iou_convention="cartucho")
     assert result.counts["a"].true_positives == 1 and result.counts["a"].false_positives == 1
     assert result.ap_per_class["a"] == pytest.approx(0.5)
 
@@ -110,24 +110,37 @@ def test_only_difficult_ground_truth_means_no_ground_truth():
     assert result.classes_without_ground_truth == ("b",)
 
 
+def test_default_iou_is_geometric_and_cartucho_adds_a_pixel():
+    # A 10 px box and a detection 1 px off in x and y (continuous coordinates):
+    #   continuous (default): intersection 9 x 9 = 81, union 100 + 100 - 81 = 119 -> 0.681, the
+    #     VOC devkit's value for the same boxes stored 1-based, (1,1,10,10) and (2,2,11,11)
+    #   cartucho (+1 on the stored coordinates): 10 x 10 = 100 / (121 + 121 - 100) -> 0.704
+    a, b = np.array([[0.0, 0, 10, 10]]), np.array([[1.0, 1, 11, 11]])
+    assert pairwise_iou(a, b)[0, 0] == 81 / 119
+    assert pairwise_iou(a, b, "continuous")[0, 0] == 81 / 119
+    assert pairwise_iou(a, b, "cartucho")[0, 0] == 100 / 142
+    result = evaluate_voc([gt(a, [0])], [det(b, [0.9], [0])], ["a"])
+    assert result.iou_convention == "continuous"
+
+
 def test_inclusive_pixel_convention_crosses_the_threshold():
     # GT (0,0,2,2), detection (1,0,3,2):
     #   continuous: intersection 1 x 2 = 2, union 4 + 4 - 2 = 6 -> IoU 1/3 < 0.5 -> FP -> AP 0
-    #   voc (+1):   boxes 3 x 3 = 9, intersection 2 x 3 = 6, union 18 - 6 = 12 -> 0.5 -> TP -> AP 1
+    #   cartucho (+1): boxes 3 x 3 = 9, intersection 2 x 3 = 6, union 18 - 6 = 12 -> 0.5 -> TP
     boxes_gt, boxes_det = np.array([[0.0, 0, 2, 2]]), np.array([[1.0, 0, 3, 2]])
     assert pairwise_iou(boxes_det, boxes_gt, "continuous")[0, 0] == pytest.approx(1 / 3)
-    assert pairwise_iou(boxes_det, boxes_gt, "voc")[0, 0] == 0.5
+    assert pairwise_iou(boxes_det, boxes_gt, "cartucho")[0, 0] == 0.5
     gts, dets = [gt(boxes_gt, [0])], [det(boxes_det, [0.9], [0])]
-    assert evaluate_voc(gts, dets, ["a"]).map == 1.0
-    assert evaluate_voc(gts, dets, ["a"], iou_convention="continuous").map == 0.0
+    assert evaluate_voc(gts, dets, ["a"]).map == 0.0
+    assert evaluate_voc(gts, dets, ["a"], iou_convention="cartucho").map == 1.0
 
 
 def test_touching_boxes_overlap_only_with_inclusive_pixels():
-    # (0,0,1,1) and (1,0,2,1) share the pixel column x = 1 in the VOC convention:
+    # (0,0,1,1) and (1,0,2,1) share the pixel column x = 1 in the cartucho convention:
     # iw = 1 - 1 + 1 = 1, ih = 2 -> 2 / (4 + 4 - 2) = 1/3; continuously they only touch (-1).
     a, b = np.array([[0.0, 0, 1, 1]]), np.array([[1.0, 0, 2, 1]])
-    assert pairwise_iou(a, b, "voc")[0, 0] == pytest.approx(1 / 3)
-    assert pairwise_iou(a, b, "continuous")[0, 0] == -1.0
+    assert pairwise_iou(a, b, "cartucho")[0, 0] == pytest.approx(1 / 3)
+    assert pairwise_iou(a, b)[0, 0] == -1.0
 
 
 def test_class_without_detections_has_ap_zero_and_counts_in_map():
@@ -183,3 +196,8 @@ def test_rejects_mismatched_inputs():
         evaluate_voc([gt([(0, 0, 9, 9)], [3])], [det([FAR], [0.5], [0])], ["a"])
     with pytest.raises(ValueError, match="iou_convention"):
         evaluate_voc([], [], ["a"], iou_convention="pixels")
+
+
+def test_the_former_voc_convention_name_is_refused_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"'continuous' or 'cartucho'.*'voc'"):
+        evaluate_voc([], [], ["a"], iou_convention="voc")

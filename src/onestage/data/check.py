@@ -10,7 +10,7 @@ import numpy as np
 
 from onestage.data.formats import detect_format, read_dataset
 from onestage.data.images import DEFAULT_MAX_PIXELS
-from onestage.data.records import ImageRecord
+from onestage.data.records import ImageRecord, LabelFix
 from onestage.errors import DataError
 
 
@@ -24,7 +24,9 @@ class SizeSummary(NamedTuple):
 
 @dataclass
 class DatasetReport:
-    """What `check_dataset` found. Counts and sizes cover the valid images only."""
+    """What `check_dataset` found. Counts and sizes cover the valid images only, as read (boxes
+    clipped, degenerate ones dropped). `label_fixes` are warnings; with `strict` they are
+    problems instead."""
 
     root: Path
     format: str
@@ -36,6 +38,7 @@ class DatasetReport:
     # Empty when the dataset has no boxes.
     box_sizes: dict[str, SizeSummary]
     problems: list[DataError]
+    label_fixes: list[LabelFix]
 
     @property
     def num_images(self) -> int:
@@ -47,13 +50,16 @@ class DatasetReport:
 
 
 def check_dataset(
-    root: Path, fmt: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    root: Path, fmt: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, strict: bool = False
 ) -> DatasetReport:
-    """Read the dataset at `root` leniently, decoding every image, and summarise it."""
+    """Read the dataset at `root` skipping bad images, decoding every image, and summarise it.
+
+    `strict` refuses boxes overshooting the image even a little (see `read_dataset`).
+    """
     root = Path(root)
     fmt = fmt or detect_format(root)
     dataset, problems = read_dataset(
-        root, fmt, skip_invalid=True, verify_images=True, max_pixels=max_pixels
+        root, fmt, skip_invalid=True, strict=strict, verify_images=True, max_pixels=max_pixels
     )
     records = [record for split in dataset.splits.values() for record in split]
     counts = np.zeros(len(dataset.class_names), dtype=np.int64)
@@ -68,6 +74,7 @@ def check_dataset(
         images_without_objects=sum(1 for record in records if record.num_objects == 0),
         box_sizes=_box_sizes(records),
         problems=problems,
+        label_fixes=dataset.label_fixes,
     )
 
 

@@ -6,14 +6,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from onestage.assign import IGNORED_CLASS_ID, PAD_CLASS_ID
 from onestage.data.images import load_image_rgb
 from onestage.data.records import ImageRecord
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
 from onestage.data.transforms import fit_image
-
-# Class id used to pad the per-image box lists of a batch to one length.
-PAD_CLASS_ID = -1
-
 
 class SyntheticDataset(Dataset):
     """Fresh synthetic samples per epoch: item `i` of epoch `e` is drawn from seed (seed, e, i).
@@ -66,7 +63,8 @@ class RecordDataset(Dataset):
     """Images and labels from dataset records, fitted to a square input of `size` pixels.
 
     Items are (image (3, size, size) uint8, boxes (N, 4) float32 xyxy normalised to the input,
-    class ids (N,) int64).
+    class ids (N,) int64). "difficult" objects (VOC difficult, COCO crowd) get the class id
+    IGNORED_CLASS_ID (-2): training neither rewards nor punishes detections of them.
     """
 
     def __init__(self, records: list[ImageRecord], size: int, letterbox: bool = False) -> None:
@@ -88,14 +86,15 @@ class RecordDataset(Dataset):
         return (
             image,
             torch.from_numpy(boxes.astype(np.float32)).clamp_(0.0, 1.0),
-            torch.from_numpy(record.class_ids.copy()),
+            torch.from_numpy(np.where(record.difficult, IGNORED_CLASS_ID, record.class_ids)),
         )
 
 
 def collate_detections(
     batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Stack images and pad box lists: (B, 3, H, W), (B, M, 4) boxes, (B, M) ids padded with -1."""
+    """Stack images and pad box lists: (B, 3, H, W), (B, M, 4) boxes, (B, M) ids padded with
+    PAD_CLASS_ID (-1)."""
     images = torch.stack([item[0] for item in batch])
     max_objects = max((len(item[2]) for item in batch), default=0)
     boxes = torch.zeros(len(batch), max_objects, 4, dtype=torch.float32)

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from onestage.errors import DataError
+
+Box = tuple[float, float, float, float]
+
 # Coordinates may overshoot the image by this many pixels (float rounding in converted labels).
 BOX_TOLERANCE_PX = 1e-3
+# Unless reading strictly, a box overshooting an image edge by at most this fraction of the image
+# side (width for x, height for y) is clipped into the image, as Ultralytics does.
+CLIP_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -55,30 +62,80 @@ class ImageRecord:
         return [self.class_names[i] for i in self.class_ids]
 
 
+@dataclass(frozen=True)
+class LabelFix:
+    """A box that overshot the image a little, as read leniently: clipped into the image, or
+    dropped when clipping left no area. Located like a DataError (file, then line or field).
+    """
+
+    path: Path
+    box_xyxy: Box  # as in the file, absolute pixels
+    clipped_xyxy: Box | None  # None: dropped
+    image_size: tuple[int, int]  # (width, height)
+    line: int | None = None
+    field: str | None = None
+
+    @property
+    def dropped(self) -> bool:
+        return self.clipped_xyxy is None
+
+    def __str__(self) -> str:
+        width, height = self.image_size
+        outcome = (
+            "dropped (no area left after clipping)"
+            if self.clipped_xyxy is None
+            else f"clipped to {_fmt(self.clipped_xyxy)}"
+        )
+        message = f"box {_fmt(self.box_xyxy)} overshoots the {width}x{height} image: {outcome}"
+        return str(DataError(self.path, message, line=self.line, field=self.field))
+
+
+def label_fixes_summary(fixes: list[LabelFix]) -> str:
+    """E.g. "3 boxes clipped to the image, 1 degenerate box dropped"."""
+    dropped = sum(fix.dropped for fix in fixes)
+    clipped = len(fixes) - dropped
+    parts = [f"{clipped} {_boxes(clipped)} clipped to the image"] if clipped else []
+    parts += [f"{dropped} degenerate {_boxes(dropped)} dropped"] if dropped else []
+    return ", ".join(parts)
+
+
 @dataclass
 class DetectionDataset:
-    """Class names plus records per split (e.g. "train", "val")."""
+    """Class names plus records per split (e.g. "train", "val").
+
+    `label_fixes` lists the boxes a reader clipped or dropped (see `CLIP_TOLERANCE`).
+    """
 
     class_names: tuple[str, ...]
     splits: dict[str, list[ImageRecord]]
+    label_fixes: list[LabelFix] = field(default_factory=list)
 
     @property
     def num_images(self) -> int:
         return sum(len(records) for records in self.splits.values())
 
 
-def box_problem(box_xyxy: tuple[float, float, float, float], width: int, height: int) -> str | None:
-    """Why an absolute-pixel xyxy box is invalid for a width x height image, or None if valid."""
+def box_problem(box_xyxy: Box, width: int, height: int, overshoot: float = 0.0) -> str | None:
+    """Why an absolute-pixel xyxy box is invalid for a width x height image, or None if valid.
+
+    Edges may lie outside the image by BOX_TOLERANCE_PX, or by `overshoot` times the image side
+    when that is more.
+    """
     x1, y1, x2, y2 = (float(v) for v in box_xyxy)
     if not all(np.isfinite([x1, y1, x2, y2])):
         return f"box {_fmt(box_xyxy)} has a non-finite coordinate"
     if x2 <= x1 or y2 <= y1:
         return f"box {_fmt(box_xyxy)} has non-positive size"
-    tol = BOX_TOLERANCE_PX
-    if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
+    tol_x = max(BOX_TOLERANCE_PX, overshoot * width)
+    tol_y = max(BOX_TOLERANCE_PX, overshoot * height)
+    if x1 < -tol_x or y1 < -tol_y or x2 > width + tol_x or y2 > height + tol_y:
         return f"box {_fmt(box_xyxy)} lies outside the {width}x{height} image"
     return None
 
 
-def _fmt(box: tuple[float, float, float, float]) -> str:
+def _fmt(box: Box) -> str:
     return "(" + ", ".join(f"{float(v):g}" for v in box) + ")"
+
+
+def _boxes(count: int) -> str:
+    return "box" if count == 1 else "boxes"

@@ -8,15 +8,17 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from onestage.data.formats import read_dataset
+from onestage.data.formats import detect_format, read_dataset
+from onestage.data.formats.coco import annotation_files
 from onestage.data.images import load_image_rgb, save_image
-from onestage.data.records import DetectionDataset
+from onestage.data.records import DetectionDataset, ImageRecord
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_stream
 from onestage.data.transforms import fit_image
 from onestage.drawing import draw_boxes, image_grid
@@ -27,7 +29,7 @@ from onestage.metrics import ImageDetections, ImageGroundTruth
 from onestage.metrics.cartucho import export_cartucho
 from onestage.metrics.coco import CocoResult, evaluate_coco
 from onestage.metrics.confusion import confusion_matrix
-from onestage.metrics.voc import VocResult, evaluate_voc
+from onestage.metrics.voc import IOU_CONVENTIONS, IouConvention, VocResult, evaluate_voc
 
 # Evaluation keeps nearly every candidate, as COCO and VOC scoring expect.
 EVAL_OPTIONS = PredictOptions(conf=0.001, iou=0.5, max_det=100)
@@ -35,13 +37,19 @@ EVAL_OPTIONS = PredictOptions(conf=0.001, iou=0.5, max_det=100)
 
 @dataclass
 class EvalSet:
-    """A test set: ground truth per image (absolute pixel xyxy) and a way to load each image."""
+    """A test set: ground truth per image (absolute pixel xyxy) and a way to load each image.
+
+    A COCO dataset's own ids go to predictions.json (and order COCO ties as pycocotools does);
+    without them, image id = position + 1 and category id = class id + 1.
+    """
 
     names: list[str]
     ground_truths: list[ImageGroundTruth]
     sizes: list[tuple[int, int]]  # (width, height) per image
     class_names: tuple[str, ...]
     load_image: Callable[[int], np.ndarray]  # index -> (H, W, 3) uint8 RGB
+    image_ids: list[int] | None = None  # COCO image id per image
+    category_ids: dict[str, int] | None = None  # COCO category id per class name
 
     def __len__(self) -> int:
         return len(self.names)
@@ -116,6 +124,9 @@ def dataset_eval_set(
         )
     to_weights = np.array([class_names.index(name) for name in dataset.class_names], dtype=np.int64)
     records = dataset.splits[split]
+    image_ids, category_ids = None, None
+    if detect_format(root) == "coco":
+        image_ids, category_ids = _coco_ids(annotation_files(root)[split], records)
     return EvalSet(
         names=[record.image_path.stem for record in records],
         ground_truths=[
@@ -124,7 +135,49 @@ def dataset_eval_set(
         sizes=[(record.width, record.height) for record in records],
         class_names=class_names,
         load_image=lambda index: load_image_rgb(records[index].image_path),
+        image_ids=image_ids,
+        category_ids=category_ids,
     )
+
+
+def _coco_ids(
+    annotation_file: Path, records: list[ImageRecord]
+) -> tuple[list[int], dict[str, int]]:
+    """The COCO image id of each record read from `annotation_file` (its image entries in file
+    order, some left out when read leniently; matched by file name) and the category id of each
+    class name."""
+    content = json.loads(annotation_file.read_text(encoding="utf-8"))
+    entries = iter(content["images"])
+    image_ids = []
+    for record in records:
+        name = record.image_path.name
+        entry = next((e for e in entries if Path(e["file_name"]).name == name), None)
+        if entry is None:
+            raise OnestageError(f"{annotation_file}: no image entry for {record.image_path}")
+        image_ids.append(int(entry["id"]))
+    return image_ids, _category_ids(content)
+
+
+def coco_category_ids(
+    root: str | Path | None, class_names: tuple[str, ...], split: str = "train"
+) -> list[int] | None:
+    """The category id of each class (by name) in `split` of `root` when that is a COCO
+    dataset, else None. Reads the annotation file once per process and file version."""
+    if root is None or detect_format(Path(root)) != "coco":
+        return None
+    path = annotation_files(Path(root))[split]
+    stat = path.stat()
+    categories = _read_category_ids(path, stat.st_mtime_ns, stat.st_size)
+    return [categories[name] for name in class_names]
+
+
+@lru_cache(maxsize=4)
+def _read_category_ids(annotation_file: Path, mtime_ns: int, size: int) -> dict[str, int]:
+    return _category_ids(json.loads(annotation_file.read_text(encoding="utf-8")))
+
+
+def _category_ids(content: dict[str, Any]) -> dict[str, int]:
+    return {entry["name"]: int(entry["id"]) for entry in content["categories"]}
 
 
 @dataclass
@@ -146,6 +199,7 @@ class EvaluationResult:
             "voc": {
                 "definition": "Pascal VOC AP@0.5, all-point interpolation (Cartucho/mAP); "
                 f"IoU convention {self.voc.iou_convention}",
+                "iou_convention": self.voc.iou_convention,
                 "mAP50": self.voc.map,
                 "ap_per_class": self.voc.ap_per_class,
             },
@@ -189,7 +243,7 @@ def evaluate_detector(
     eval_set: EvalSet,
     options: PredictOptions = EVAL_OPTIONS,
     batch_size: int = 32,
-    iou_convention: str = "voc",
+    iou_convention: IouConvention = "continuous",
 ) -> EvaluationResult:
     """Detect on every image of `eval_set` and score VOC AP@0.5, COCO metrics and confusion."""
     detections: list[ImageDetections] = []
@@ -219,7 +273,12 @@ def evaluate_detector(
         eval_set.ground_truths, detections, class_names, iou_convention=iou_convention
     )
     coco = evaluate_coco(
-        eval_set.ground_truths, detections, eval_set.sizes, class_names, max_dets=options.max_det
+        eval_set.ground_truths,
+        detections,
+        eval_set.sizes,
+        class_names,
+        max_dets=options.max_det,
+        image_ids=eval_set.image_ids,
     )
     confusion = confusion_matrix(eval_set.ground_truths, detections, len(class_names))
     seconds["metrics"] = time.perf_counter() - began
@@ -242,7 +301,7 @@ def write_report(
     atomic_write_text(out_dir / "metrics.json", json.dumps(result.metrics(), indent=2) + "\n")
     atomic_write_text(out_dir / "per_class.csv", _per_class_csv(result))
     atomic_write_text(
-        out_dir / "predictions.json", json.dumps(coco_results(result.detections), indent=None)
+        out_dir / "predictions.json", json.dumps(coco_results(eval_set, result.detections))
     )
     plots.plot_ap_per_class(
         result.voc.ap_per_class, out_dir / "ap_per_class.png", "VOC AP@0.5 per class"
@@ -284,22 +343,31 @@ def prediction_grid(result: EvaluationResult, count: int = 16, conf: float = 0.2
     return np.asarray(image_grid(tiles))
 
 
-def coco_results(detections: list[ImageDetections]) -> list[dict[str, Any]]:
-    """COCO results format: image_id (1-based position), category_id (class id + 1), bbox xywh."""
+def coco_results(eval_set: EvalSet, detections: list[ImageDetections]) -> list[dict[str, Any]]:
+    """COCO results format, bbox absolute pixel xywh, numbers unrounded (pycocotools then gives
+    the report's COCO numbers). A COCO dataset's own image and category ids (by class name;
+    detections of classes it lacks are left out), else position + 1 and class id + 1."""
+    image_ids = eval_set.image_ids or list(range(1, len(eval_set) + 1))
+    known = eval_set.category_ids
+    category_ids = {
+        class_id: known[name] if known is not None else class_id + 1
+        for class_id, name in enumerate(eval_set.class_names)
+        if known is None or name in known
+    }
     results = []
-    for image_index, found in enumerate(detections):
-        for box, score, class_id in zip(
-            found.boxes_xyxy, found.scores, found.class_ids, strict=True
+    for image_id, found in zip(image_ids, detections, strict=True):
+        for (x1, y1, x2, y2), score, class_id in zip(
+            found.boxes_xyxy.tolist(), found.scores.tolist(), found.class_ids.tolist(), strict=True
         ):
-            x1, y1, x2, y2 = (round(float(v), 3) for v in box)
-            results.append(
-                {
-                    "image_id": image_index + 1,
-                    "category_id": int(class_id) + 1,
-                    "bbox": [x1, y1, round(x2 - x1, 3), round(y2 - y1, 3)],
-                    "score": round(float(score), 5),
-                }
-            )
+            if class_id in category_ids:
+                results.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": category_ids[class_id],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": score,
+                    }
+                )
     return results
 
 
@@ -347,15 +415,18 @@ def evaluate(
     synthetic_options: dict[str, Any] | None = None,
     options: PredictOptions = EVAL_OPTIONS,
     batch_size: int = 32,
-    iou_convention: str = "voc",
+    iou_convention: IouConvention = "continuous",
     device: str = "auto",
 ) -> EvaluationResult:
     """Score weights on a dataset split or on `synthetic` fixed synthetic images (the Python API
     behind `onestage evaluate`); `synthetic_options` go to `synthetic_eval_set`."""
     if (data is None) == (synthetic is None):
         raise OnestageError("give either a dataset folder or a number of synthetic images")
-    if iou_convention not in ("voc", "continuous"):
-        raise OnestageError(f"IoU convention must be voc or continuous, got {iou_convention!r}")
+    if iou_convention not in IOU_CONVENTIONS:
+        raise OnestageError(
+            f"unknown IoU convention {iou_convention!r}; valid: {', '.join(IOU_CONVENTIONS)}"
+            + (" ('voc' was the former name of cartucho)" if iou_convention == "voc" else "")
+        )
     detector = Detector.load(weights, device)
     if data is not None:
         eval_set = dataset_eval_set(Path(data), detector.class_names, split)

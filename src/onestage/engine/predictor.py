@@ -16,6 +16,7 @@ from onestage.anchors import generate_anchors
 from onestage.checkpoint import load_model_weights, load_weights
 from onestage.data.images import load_image_rgb
 from onestage.data.transforms import FitTransform, fit_image
+from onestage.engine.device import resolve_device
 from onestage.errors import OnestageError
 from onestage.metrics import ImageDetections
 from onestage.models import build_model
@@ -84,8 +85,6 @@ class Detector:
     @classmethod
     def load(cls, weights: str | Path = "seed_animals", device: str = "auto") -> Detector:
         """Load a onestage weights file (or shipped weights by name)."""
-        from onestage.engine.trainer import resolve_device
-
         path = resolve_weights(weights)
         _, metadata = load_weights(path)
         for key in ("model", "class_names", "anchors", "input_size"):
@@ -253,9 +252,10 @@ def predict_source(
     on_image: Callable[[], None] | None = None,
 ) -> PredictSummary:
     """Predict on every image of `source`; write annotated images, predictions.json (COCO
-    results format: category_id = class id + 1, bbox xywh pixels) and, with `save_txt`, YOLO
-    `labels/<stem>.txt` lines `class cx cy w h score` (normalised). An unreadable image inside a
-    folder is skipped and reported; a single unreadable image is an error."""
+    results format: category_id = the COCO training set's id kept in the weights' metadata,
+    else class id + 1; bbox xywh pixels) and, with `save_txt`, YOLO `labels/<stem>.txt` lines
+    `class cx cy w h score` (normalised). An unreadable image inside a folder is skipped and
+    reported; a single unreadable image is an error."""
     import json
 
     from onestage.data.images import save_image
@@ -263,6 +263,12 @@ def predict_source(
     from onestage.errors import DataError
     from onestage.fileio import atomic_write_text
 
+    names = detector.class_names
+    category_ids = detector.metadata.get("category_ids") or [i + 1 for i in range(len(names))]
+    if len(category_ids) != len(names):
+        raise OnestageError(
+            f"the weights' metadata has {len(category_ids)} category ids for {len(names)} classes"
+        )
     paths = list_images(source)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
@@ -294,7 +300,7 @@ def predict_source(
                 {
                     "image_id": image_id,
                     "file_name": path.name,
-                    "category_id": int(class_id) + 1,
+                    "category_id": int(category_ids[int(class_id)]),
                     "category_name": label,
                     "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
                     "score": round(float(score), 5),

@@ -1,8 +1,18 @@
-"""Learning-rate schedules as pure functions of the step, so resuming needs only the counters."""
+"""Learning-rate schedules as pure functions of the step, so resuming needs only the counters.
+
+Extending a run (`onestage train --resume RUN --epochs N` with N above the run's epochs) keeps
+the learning rate continuous: the step and constant schedules do not depend on the number of
+epochs and simply go on; the cosine schedule continues from the value it has reached and
+follows the rest of its curve, stretched over the remaining steps of the longer run. This is
+recorded as a list of `CosineSegment`s in the training state, so steps already taken keep the
+rates they had and a plain `--resume` replays the same curve.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from onestage.config import TrainConfig
 from onestage.errors import OnestageError
@@ -10,11 +20,38 @@ from onestage.errors import OnestageError
 SCHEDULERS = ("step", "cosine", "constant")
 
 
-def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+@dataclass(frozen=True)
+class CosineSegment:
+    """From `start_step` on, the cosine's progress runs linearly from `start_progress` (0 = the
+    initial rate, 1 = min_lr) to 1 at `end_step`, then stays at 1."""
+
+    start_step: int
+    start_progress: float
+    end_step: int
+
+    def progress(self, step: int) -> float:
+        """The cosine's progress in [0, 1] at global step `step` (>= start_step)."""
+        span = max(1, self.end_step - self.start_step)
+        done = self.start_progress + (1.0 - self.start_progress) * (step - self.start_step) / span
+        return min(1.0, done)
+
+
+def initial_segments(epochs: int, steps_per_epoch: int) -> tuple[CosineSegment, ...]:
+    """The cosine of a run that was never extended: progress 0 -> 1 over all its steps."""
+    return (CosineSegment(0, 0.0, max(1, epochs * steps_per_epoch)),)
+
+
+def learning_rate(
+    config: TrainConfig,
+    step: int,
+    steps_per_epoch: int,
+    segments: Sequence[CosineSegment] | None = None,
+) -> float:
     """Learning rate for global optimiser step `step` (0-based).
 
     step: lr x gamma^(epoch // every) (the seed: x0.8 every 5 epochs); cosine: from lr down to
-    min_lr over all epochs; constant: lr. All floored at min_lr, after a linear warm-up.
+    min_lr along `segments` (default: over all `config.epochs`); constant: lr. All floored at
+    min_lr, after a linear warm-up.
     """
     if config.scheduler not in SCHEDULERS:
         raise OnestageError(
@@ -24,8 +61,9 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
     if config.scheduler == "step":
         rate = config.lr * config.step_gamma ** (epoch // config.step_every)
     elif config.scheduler == "cosine":
-        total = max(1, config.epochs * steps_per_epoch)
-        progress = min(1.0, step / total)
+        if segments is None:
+            segments = initial_segments(config.epochs, steps_per_epoch)
+        progress = _active_segment(segments, step).progress(step)
         rate = config.min_lr + (config.lr - config.min_lr) * 0.5 * (
             1 + math.cos(math.pi * progress)
         )
@@ -34,3 +72,44 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
     if config.warmup_steps and step < config.warmup_steps:
         rate *= (step + 1) / config.warmup_steps
     return max(rate, config.min_lr) if config.scheduler != "constant" else rate
+
+
+def extend_segments(
+    segments: Sequence[CosineSegment], step: int, epochs: int, steps_per_epoch: int
+) -> tuple[CosineSegment, ...]:
+    """The segments of a run extended at global step `step` to `epochs` epochs in all: the
+    cosine goes on from its progress at `step` and reaches 1 at the new last step."""
+    progress = _active_segment(segments, step).progress(step)
+    kept = tuple(segment for segment in segments if segment.start_step < step)
+    return (*kept, CosineSegment(step, progress, max(step + 1, epochs * steps_per_epoch)))
+
+
+def describe_extension(
+    config: TrainConfig, old_epochs: int, step: int, steps_per_epoch: int, rate: float
+) -> str:
+    """One line saying what extending a run from `old_epochs` to `config.epochs` does."""
+    added = (config.epochs - old_epochs) * steps_per_epoch
+    head = f"extending the run from {old_epochs} to {config.epochs} epochs ({added} more steps): "
+    if config.scheduler == "cosine":
+        tail = (
+            f"the cosine learning rate continues from {rate:.3e} at step {step} and decays to "
+            f"min_lr {config.min_lr:.1e} over the remaining steps"
+        )
+        if rate <= config.min_lr:
+            tail += " (it has already reached min_lr: fine-tune with weights=... for a new decay)"
+        return head + tail
+    if config.scheduler == "step":
+        return head + (
+            f"the step schedule goes on (x{config.step_gamma} every {config.step_every} "
+            f"epochs, now {rate:.3e})"
+        )
+    return head + f"the learning rate stays {rate:.3e}"
+
+
+def _active_segment(segments: Sequence[CosineSegment], step: int) -> CosineSegment:
+    """The last segment starting at or before `step`."""
+    active = segments[0]
+    for segment in segments:
+        if segment.start_step <= step:
+            active = segment
+    return active

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from onestage.anchors import generate_anchors
 from onestage.assign import build_targets
@@ -22,24 +19,33 @@ from onestage.checkpoint import (
     save_training_state,
     save_weights,
 )
-from onestage.config import TrainConfig, load_yaml, make_config, save_config
+from onestage.config import TrainConfig, load_yaml, save_config
 from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections
 from onestage.data.images import save_image
 from onestage.data.synthetic import SyntheticConfig, parse_count_range
 from onestage.engine import distributed
-from onestage.engine.distributed import DistContext
+from onestage.engine.device import autocast_dtype, resolve_device
 from onestage.engine.ema import ModelEMA
 from onestage.engine.evaluator import (
     EvalSet,
+    coco_category_ids,
     dataset_eval_set,
     evaluate_detector,
     prediction_grid,
     synthetic_eval_set,
 )
 from onestage.engine.predictor import Detector
-from onestage.engine.schedule import learning_rate
+from onestage.engine.run_folder import read_results, run_dir_of, write_results
+from onestage.engine.sampler import EpochSampler
+from onestage.engine.schedule import (
+    CosineSegment,
+    describe_extension,
+    extend_segments,
+    initial_segments,
+    learning_rate,
+)
 from onestage.errors import OnestageError
-from onestage.fileio import atomic_write_text, unique_run_dir
+from onestage.fileio import unique_run_dir
 from onestage.losses import build_loss
 from onestage.models import build_model
 from onestage.plots import plot_results
@@ -60,6 +66,8 @@ class TrainProgress(Protocol):
 
     def end_epoch(self, row: dict[str, float]) -> None: ...
 
+    def message(self, text: str) -> None: ...
+
 
 class SilentProgress:
     """Reports nothing (the default for library use and tests)."""
@@ -73,76 +81,33 @@ class SilentProgress:
     def end_epoch(self, row: dict[str, float]) -> None:
         pass
 
+    def message(self, text: str) -> None:
+        pass
+
 
 @dataclass
 class TrainResult:
-    """What a finished run left behind."""
+    """What a finished run left behind; `best_epoch` is the epoch saved as best.safetensors."""
 
     run_dir: Path | None
     model: torch.nn.Module
     epochs_done: int
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
+    best_epoch: int | None = None
 
+    @property
+    def best_row(self) -> dict[str, float] | None:
+        """The results.csv row of the best epoch."""
+        rows = [row for row in self.history if row.get("epoch") == self.best_epoch]
+        return rows[0] if rows else None
 
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when available, else cpu; an unavailable cuda is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise OnestageError("--device cuda: no CUDA device is available here")
-    if name not in ("cpu", "cuda"):
-        raise OnestageError(f"unknown device {name!r}; valid: auto, cpu, cuda")
-    return torch.device(name)
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for --amp (None = full fp32)."""
-    if amp == "none":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise OnestageError("--amp fp16 needs CUDA; use bf16 on CPU")
-        return torch.float16
-    raise OnestageError(f"unknown amp {amp!r}; valid: none, bf16, fp16")
-
-
-class EpochSampler(Sampler[int]):
-    """Indices for one epoch and one rank.
-
-    Fresh synthetic data: indices 0..n-1 (each epoch is a new stream). A fixed set: a
-    permutation seeded by (seed, epoch), repeated to fill n. Ranks take interleaved slices.
-    """
-
-    def __init__(
-        self, dataset_size: int, count: int, shuffle: bool, seed: int, context: DistContext
-    ) -> None:
-        self.dataset_size = dataset_size
-        self.count = count
-        self.shuffle = shuffle
-        self.seed = seed
-        self.context = context
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _indices(self) -> list[int]:
-        if not self.shuffle:
-            return [i % self.dataset_size for i in range(self.count)]
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        repeats = math.ceil(self.count / self.dataset_size)
-        order = torch.cat([torch.randperm(self.dataset_size, generator=generator)] * repeats)
-        return order[: self.count].tolist()
-
-    def __iter__(self) -> Iterator[int]:
-        indices = self._indices()
-        return iter(indices[self.context.rank :: self.context.world_size])
-
-    def __len__(self) -> int:
-        return len(range(self.context.rank, self.count, self.context.world_size))
+    @property
+    def best_weights(self) -> Path | None:
+        """Path of best.safetensors (None without a run folder or a best epoch)."""
+        if self.run_dir is None or self.best_epoch is None:
+            return None
+        return self.run_dir / "weights" / "best.safetensors"
 
 
 class Trainer:
@@ -186,14 +151,15 @@ class Trainer:
         loss_options = {} if config.loss == "seed" else {"box_loss": config.box_loss}
         self.loss_fn = build_loss(config.loss, **loss_options)
         self.optimizer = self._make_optimizer()
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.amp_dtype == torch.float16 and self.device.type == "cuda"
-        )
+        self.scaler = self._make_scaler()
         self.start_epoch = 0
         self.global_step = 0
         self.best_fitness = -math.inf
+        self.best_epoch: int | None = None
         self.epochs_without_improvement = 0
         self.history: list[dict[str, float]] = []
+        self.steps_per_epoch = config.steps or math.ceil(len(self.train_set) / config.batch)
+        self.cosine_segments = initial_segments(config.epochs, self.steps_per_epoch)
         self.run_dir = self._prepare_run_dir(resume_from)
         self.ema = ModelEMA(self.model, config.ema, config.ema_tau) if config.ema else None
         self.val_set = self._make_val_set() if self.context.is_main else None
@@ -205,7 +171,6 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         per_rank_batch = config.batch // self.context.world_size
-        self.steps_per_epoch = config.steps or math.ceil(len(self.train_set) / config.batch)
         self.sampler = EpochSampler(
             len(self.train_set),
             self.steps_per_epoch * config.batch,
@@ -303,6 +268,11 @@ class Trainer:
             )
         raise OnestageError(f"unknown optimizer {config.optimizer!r}; valid: adam, adamw, sgd")
 
+    def _make_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling for fp16 on CUDA; a disabled no-op otherwise."""
+        enabled = self.amp_dtype == torch.float16 and self.device.type == "cuda"
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+
     def _prepare_run_dir(self, resume_from: Path | None) -> Path | None:
         if not self.context.is_main:
             return None
@@ -319,18 +289,50 @@ class Trainer:
             self.model, weights_dir / "last.safetensors", self._weights_identity()
         )
         counters, raw_weights = load_training_state(
-            weights_dir / "last.state.safetensors", self.optimizer
+            weights_dir / "last.state.safetensors", self.optimizer, self.device
         )
         if self.ema is not None:
             self.ema = ModelEMA(self.model, self.config.ema, self.config.ema_tau, counters["ema"])
             self.model.load_state_dict(raw_weights)
+        if counters.get("grad_scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(counters["grad_scaler"])
         self.start_epoch = counters["epoch"]
         self.global_step = counters["global_step"]
         self.best_fitness = counters["best_fitness"]
+        self.best_epoch = counters.get("best_epoch")
         self.epochs_without_improvement = counters["epochs_without_improvement"]
-        self.history = _read_results(run_dir_of(resume_from) / "results.csv")
+        self.history = read_results(run_dir_of(resume_from) / "results.csv")
         if metadata.get("epoch") != self.start_epoch:
             raise OnestageError(f"{weights_dir}: weights and training state disagree on the epoch")
+        self._restore_schedule(run_dir_of(resume_from), counters)
+
+    def _restore_schedule(self, run_dir: Path, counters: dict[str, Any]) -> None:
+        """Take the run's learning-rate curve; extend it when the config asks for more epochs."""
+        saved_steps = counters.get("steps_per_epoch", self.steps_per_epoch)
+        if saved_steps != self.steps_per_epoch:
+            raise OnestageError(
+                f"{run_dir}: the run took {saved_steps} steps per epoch, the resumed config "
+                f"gives {self.steps_per_epoch}; steps, batch and the training set cannot change "
+                "on --resume"
+            )
+        saved_epochs = counters.get("epochs") or int(load_yaml(run_dir / "config.yaml")["epochs"])
+        if "cosine_segments" in counters:
+            self.cosine_segments = tuple(CosineSegment(*s) for s in counters["cosine_segments"])
+        else:
+            self.cosine_segments = initial_segments(saved_epochs, self.steps_per_epoch)
+        if self.config.epochs <= saved_epochs:
+            return
+        self.cosine_segments = extend_segments(
+            self.cosine_segments, self.global_step, self.config.epochs, self.steps_per_epoch
+        )
+        if self.context.is_main:
+            rate = self._learning_rate(self.global_step)
+            self.progress.message(
+                describe_extension(
+                    self.config, saved_epochs, self.global_step, self.steps_per_epoch, rate
+                )
+            )
+            save_config(self.config, run_dir / "config.yaml")
 
     def _weights_identity(self) -> dict[str, Any]:
         return {"model": self.config.model, "num_classes": len(self.class_names)}
@@ -352,6 +354,7 @@ class Trainer:
                         improved = fitness > self.best_fitness
                         if improved:
                             self.best_fitness = fitness
+                            self.best_epoch = epoch + 1
                             self.epochs_without_improvement = 0
                         else:
                             self.epochs_without_improvement += 1
@@ -375,6 +378,7 @@ class Trainer:
             epochs_done=len(self.history),
             history=self.history,
             stopped_early=stopped_early,
+            best_epoch=self.best_epoch,
         )
 
     @property
@@ -420,7 +424,7 @@ class Trainer:
         steps = 0
         began = time.perf_counter()
         for images, boxes_xyxy, class_ids in self.loader:
-            lr = learning_rate(config, self.global_step, self.steps_per_epoch)
+            lr = self._learning_rate(self.global_step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             parts = self._train_step(images, boxes_xyxy, class_ids)
@@ -443,10 +447,13 @@ class Trainer:
             "train/loss": means.get("loss", float("nan")),
             "train/cls": means.get("cls", float("nan")),
             "train/box": means.get("box", float("nan")),
-            "lr": learning_rate(config, max(self.global_step - 1, 0), self.steps_per_epoch),
+            "lr": self._learning_rate(max(self.global_step - 1, 0)),
             "images_per_s": steps * config.batch / max(elapsed, 1e-9),
             "time_s": elapsed,
         }
+
+    def _learning_rate(self, step: int) -> float:
+        return learning_rate(self.config, step, self.steps_per_epoch, self.cosine_segments)
 
     def _train_step(
         self, images: torch.Tensor, boxes_xyxy: torch.Tensor, class_ids: torch.Tensor
@@ -477,6 +484,7 @@ class Trainer:
             targets.box_targets,
             targets.positive,
             anchors_xyxy=self.anchors_xyxy,
+            ignored=targets.ignored,
         )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses["loss"]).backward()
@@ -508,16 +516,23 @@ class Trainer:
                 "global_step": self.global_step,
                 "best_fitness": self.best_fitness,
                 "epochs_without_improvement": self.epochs_without_improvement,
+                "best_epoch": self.best_epoch,
                 "ema": self.ema.updates if self.ema else 0,
+                "grad_scaler": self.scaler.state_dict(),
+                "epochs": self.config.epochs,
+                "steps_per_epoch": self.steps_per_epoch,
+                "cosine_segments": [list(astuple(s)) for s in self.cosine_segments],
             },
             raw_weights=self.model.state_dict() if self.ema else None,
+            device=self.device,
         )
         if improved:
             save_weights(weights_dir / "best.safetensors", self.deployed_model, metadata)
-        _write_results(self.run_dir / "results.csv", self.history)
+        write_results(self.run_dir / "results.csv", self.history)
 
     def weights_metadata(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
-        """What a weights file says about itself."""
+        """What a weights file says about itself (and a COCO training set's category ids)."""
+        category_ids = coco_category_ids(self.config.data, self.class_names)
         return {
             "model": self.config.model,
             "num_classes": len(self.class_names),
@@ -528,6 +543,7 @@ class Trainer:
             "loss": self.config.loss,
             "epoch": epoch,
             "metrics": metrics,
+            **({"category_ids": category_ids} if category_ids else {}),
         }
 
 
@@ -550,46 +566,8 @@ def random_hflip(
     return images, boxes_xyxy
 
 
-def run_dir_of(path: Path) -> Path:
-    """The run folder for a run folder or for one of its weights files."""
-    path = Path(path)
-    if path.is_file():
-        return path.parent.parent
-    if not (path / "weights" / "last.safetensors").is_file():
-        raise OnestageError(f"{path}: not a run folder with weights/last.safetensors to resume")
-    return path
-
-
-def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
-    """The run's saved config with allowed overrides (e.g. more epochs) applied."""
-    saved = load_yaml(run_dir_of(run) / "config.yaml")
-    config = make_config(overrides={**saved, **overrides})
-    if config.epochs < int(saved.get("epochs", 0)) and "epochs" in overrides:
-        raise OnestageError("--resume can extend the number of epochs, not shorten it")
-    return replace(config, exist_ok=True)
-
-
 def train(
     config: TrainConfig, progress: TrainProgress | None = None, resume: Path | None = None
 ) -> TrainResult:
     """Train a detector (the Python API behind `onestage train`)."""
     return Trainer(config, progress, resume_from=resume).run()
-
-
-def _write_results(path: Path, history: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
-
-
-def _read_results(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        return [
-            {key: (int(v) if key == "epoch" else float(v)) for key, v in row.items()}
-            for row in csv.DictReader(handle)
-        ]

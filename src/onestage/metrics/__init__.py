@@ -1,4 +1,4 @@
-"""Detection metrics: VOC AP@0.5 (the Cartucho/mAP definition), COCO metrics, Cartucho export.
+"""Detection metrics: VOC AP@0.5 (Cartucho/mAP matching, `metrics.voc`), COCO, Cartucho export.
 
 Every metric takes two lists in the same image order, one ground truth and one detection set per
 image. Any object with the attributes below works (duck typing; numpy arrays or CPU tensors), so

@@ -5,7 +5,8 @@ on 1,000 images and identical summary numbers in our comparison) and pycocotools
 a project dependency). "auto" takes faster-coco-eval when it is installed, else pycocotools.
 
 The ground truth and detections are converted to COCO dictionaries in memory: image id = list
-position, category id = class id, bbox = [x, y, w, h] from absolute pixel xyxy, area = w * h.
+position (or the given ids; COCOeval ranks equal scores of different images in ascending image
+id), category id = class id, bbox = [x, y, w, h] from absolute pixel xyxy, area = w * h.
 Difficult ground truths become ``iscrowd: 1``, which COCOeval ignores: a detection matched to one
 counts neither as TP nor FP. (Unlike VOC difficult, a crowd region may absorb several detections
 and is matched by intersection over the detection's area.)
@@ -83,6 +84,7 @@ def evaluate_coco(
     class_names: list[str],
     max_dets: int = 100,
     backend: Backend = "auto",
+    image_ids: list[int] | None = None,
 ) -> CocoResult:
     """COCO metrics of detections (absolute pixel xyxy) against ground truth, one entry per image.
 
@@ -90,7 +92,9 @@ def evaluate_coco(
     detections per image (params.maxDets = [1, 10, max_dets]); AP and `ar_max_dets` use that
     limit; it must be >= 10 so that list stays sorted (faster-coco-eval sorts it). Empty
     detections give AP 0. `backend`: "auto" (faster-coco-eval if importable, else pycocotools),
-    "faster" or "pycocotools"; the result names the one used.
+    "faster" or "pycocotools"; the result names the one used. `image_ids`: a dataset's own
+    unique image ids, one per image (default: positions); with them, equal scores in different
+    images rank as pycocotools ranks them on that dataset's annotation file.
     """
     if max_dets < 10:
         raise ValueError(f"max_dets must be >= 10, got {max_dets}")
@@ -98,12 +102,15 @@ def evaluate_coco(
     gts, dets = as_evaluation_inputs(ground_truths, detections, len(class_names))
     if len(image_sizes) != len(gts):
         raise ValueError(f"{len(image_sizes)} image sizes for {len(gts)} images")
+    image_ids = list(range(len(gts))) if image_ids is None else [int(i) for i in image_ids]
+    if len(image_ids) != len(gts) or len(set(image_ids)) != len(image_ids):
+        raise ValueError(f"need {len(gts)} unique image ids, got {len(set(image_ids))}")
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco_gt = _coco(coco_class, coco_ground_truth(gts, image_sizes, class_names))
+        coco_gt = _coco(coco_class, coco_ground_truth(gts, image_sizes, class_names, image_ids))
         coco_dt = _coco(coco_class, coco_detections(dets, coco_gt.dataset))
         evaluator = eval_class(coco_gt, coco_dt, iouType="bbox")
-        evaluator.params.imgIds = list(range(len(gts)))
+        evaluator.params.imgIds = sorted(image_ids)  # as COCOeval's default
         evaluator.params.catIds = list(range(len(class_names)))
         evaluator.params.maxDets = [1, 10, max_dets]
         evaluator.evaluate()
@@ -131,10 +138,12 @@ def coco_ground_truth(
     ground_truths: list[ImageGroundTruth],
     image_sizes: list[tuple[int, int]],
     class_names: list[str],
+    image_ids: list[int],
 ) -> dict:
-    """COCO ground-truth dict: images (id = position), categories (id = class id), annotations."""
+    """COCO ground-truth dict: images (one id per image), categories (id = class id),
+    annotations."""
     annotations = []
-    for image_id, gt in enumerate(ground_truths):
+    for image_id, gt in zip(image_ids, ground_truths, strict=True):
         for box, class_id, difficult in zip(
             gt.boxes_xyxy.tolist(), gt.class_ids.tolist(), gt.difficult.tolist(), strict=True
         ):
@@ -147,7 +156,8 @@ def coco_ground_truth(
             )
     return {
         "images": [
-            {"id": i, "width": int(w), "height": int(h)} for i, (w, h) in enumerate(image_sizes)
+            {"id": i, "width": int(w), "height": int(h)}
+            for i, (w, h) in zip(image_ids, image_sizes, strict=True)
         ],
         "categories": [{"id": i, "name": name} for i, name in enumerate(class_names)],
         "annotations": annotations,
@@ -155,9 +165,10 @@ def coco_ground_truth(
 
 
 def coco_detections(detections: list[ImageDetections], ground_truth: dict) -> dict:
-    """COCO results dict sharing the ground truth's images and categories."""
+    """COCO results dict sharing the ground truth's images (in order) and categories."""
     annotations = []
-    for image_id, det in enumerate(detections):
+    image_ids = [image["id"] for image in ground_truth["images"]]
+    for image_id, det in zip(image_ids, detections, strict=True):
         for box, class_id, score in zip(
             det.boxes_xyxy.tolist(), det.class_ids.tolist(), det.scores.tolist(), strict=True
         ):

@@ -1,4 +1,4 @@
-"""Pascal VOC average precision exactly as the Cartucho/mAP tool (main.py) computes it.
+"""Pascal VOC average precision: the Cartucho/mAP tool's (main.py) matching and AP, two IoU rules.
 
 Definition, per class:
 
@@ -17,6 +17,15 @@ Definition, per class:
 
 mAP is the mean AP over the classes with at least one non-difficult ground truth, as in the tool;
 classes that only have detections are listed in `VocResult.classes_without_ground_truth`.
+
+IoU conventions (boxes are always continuous absolute pixel xyxy, as onestage stores them):
+
+- "continuous" (default): geometric IoU, a width is x2 - x1. The VOC reader stores a 1-based
+  inclusive VOC box as (xmin - 1, ymin - 1, xmax, ymax), so on VOC-format data this gives the
+  VOC devkit's IoU (VOCevaldet.m: width xmax - xmin + 1) exactly, and the same matching and AP.
+- "cartucho": the Cartucho/mAP tool's rule, +1 on the stored coordinates (a width is
+  x2 - x1 + 1). It reproduces the tool exactly on the files `export_cartucho` writes (and the seed
+  project's scores); on continuous coordinates it counts the inclusive pixel a second time.
 """
 
 from __future__ import annotations
@@ -34,7 +43,8 @@ from onestage.metrics import (
     as_evaluation_inputs,
 )
 
-IouConvention = Literal["voc", "continuous"]
+IouConvention = Literal["continuous", "cartucho"]
+IOU_CONVENTIONS: tuple[IouConvention, ...] = ("continuous", "cartucho")
 
 
 @dataclass(frozen=True)
@@ -68,16 +78,15 @@ class VocResult:
 
 
 def pairwise_iou(
-    boxes_a: np.ndarray, boxes_b: np.ndarray, convention: IouConvention = "voc"
+    boxes_a: np.ndarray, boxes_b: np.ndarray, convention: IouConvention = "continuous"
 ) -> np.ndarray:
     """IoU of (A, 4) and (B, 4) absolute pixel xyxy boxes -> (A, B); -1 where they do not overlap.
 
-    "voc": pixels are inclusive, so a width is x2 - x1 + 1 (the tool's and VOC devkit's
-    convention); "continuous": a width is x2 - x1. Pairs count as overlapping only when the
-    intersection width and height are both > 0. The arithmetic follows the tool term by term, so
-    the values are bit-identical to its Python floats.
+    "continuous": a width is x2 - x1; "cartucho": x2 - x1 + 1 (module docstring). Pairs count as
+    overlapping only when the intersection width and height are both > 0. The arithmetic follows
+    the tool term by term, so "cartucho" values are bit-identical to its Python floats.
     """
-    plus = {"voc": 1.0, "continuous": 0.0}[convention]
+    plus = {"continuous": 0.0, "cartucho": 1.0}[convention]
     a = boxes_a[:, None, :]  # (A, 1, 4)
     b = boxes_b[None, :, :]  # (1, B, 4)
     iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + plus  # (A, B)
@@ -112,7 +121,7 @@ def evaluate_voc(
     detections: list[DetectionsLike],
     class_names: list[str],
     iou_threshold: float = 0.5,
-    iou_convention: IouConvention = "voc",
+    iou_convention: IouConvention = "continuous",
 ) -> VocResult:
     """VOC AP per class and mAP over classes with ground truth (module docstring: definition).
 
@@ -121,8 +130,11 @@ def evaluate_voc(
     """
     if not 0.0 <= iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
-    if iou_convention not in ("voc", "continuous"):
-        raise ValueError(f"iou_convention must be 'voc' or 'continuous', got {iou_convention!r}")
+    if iou_convention not in IOU_CONVENTIONS:
+        raise ValueError(
+            f"iou_convention must be 'continuous' or 'cartucho', got {iou_convention!r}"
+            + (" (the former name of 'cartucho')" if iou_convention == "voc" else "")
+        )
     gts, dets = as_evaluation_inputs(ground_truths, detections, len(class_names))
 
     # Flat arrays over all images; each detection's best ground truth is an index into them.

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 from onestage.data.formats import coco, voc, yolo
 from onestage.data.formats._common import Problems
 from onestage.data.images import DEFAULT_MAX_PIXELS
-from onestage.data.records import DetectionDataset
+from onestage.data.records import DetectionDataset, label_fixes_summary
 from onestage.errors import DataError
 
 FORMATS = ("yolo", "voc", "coco")
+_log = logging.getLogger(__name__)
 _MODULES = {"yolo": yolo, "voc": voc, "coco": coco}
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -40,19 +42,22 @@ def read_dataset(
     fmt: str | None = None,
     *,
     skip_invalid: bool = False,
+    strict: bool = False,
     verify_images: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[DetectionDataset, list[DataError]]:
     """Read the dataset at `root` (format detected when `fmt` is None).
 
-    Strict mode raises the first problem. With `skip_invalid`, each problem is returned in the
-    list and the image it concerns is left out. `verify_images` decodes every image fully
-    (catches truncated files); otherwise only headers are read. A dataset without any usable
-    image is always an error.
+    The first problem raises. With `skip_invalid`, each problem is returned in the list and the
+    image it concerns is left out. A box overshooting an image edge by at most 2 % of the side
+    (`records.CLIP_TOLERANCE`) is clipped, and dropped when that leaves no area: the fixes are in
+    `dataset.label_fixes` and summed up in one logged warning. `strict` refuses such boxes as
+    lying outside the image. `verify_images` decodes every image fully (catches truncated
+    files); otherwise only headers are read. A dataset without any usable image is an error.
     """
     root = Path(root)
     fmt = detect_format(root) if fmt is None else _checked_format(fmt, root)
-    problems = Problems(skip_invalid)
+    problems = Problems(skip_invalid, strict)
     dataset = _MODULES[fmt].read(root, problems, verify_images=verify_images, max_pixels=max_pixels)
     if dataset.num_images == 0:
         if problems.errors:
@@ -62,6 +67,13 @@ def read_dataset(
                 f"{problems.errors[0]})",
             )
         raise DataError(root, "dataset has no images")
+    dataset.label_fixes = problems.fixes
+    if problems.fixes:
+        _log.warning(
+            "%s: %s (onestage data check lists them; --strict refuses them)",
+            root,
+            label_fixes_summary(problems.fixes),
+        )
     return dataset, problems.errors
 
 

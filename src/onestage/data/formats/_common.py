@@ -10,22 +10,68 @@ from pathlib import Path
 import numpy as np
 
 from onestage.data.images import load_image_rgb, read_image_size
-from onestage.data.records import ImageRecord
+from onestage.data.records import (
+    BOX_TOLERANCE_PX,
+    CLIP_TOLERANCE,
+    Box,
+    ImageRecord,
+    LabelFix,
+    box_problem,
+)
 from onestage.errors import DataError
 
 
 class Problems:
-    """Where readers report bad input: strict mode raises the first error, lenient keeps all."""
+    """Where readers report bad input and lenient box fixes.
 
-    def __init__(self, skip_invalid: bool) -> None:
+    Without `skip_invalid` the first error raises; with it, all are kept in `errors`. Unless
+    `strict`, `fit_box` clips small overshoots; readers keep the fixes of the images they return
+    in `fixes`.
+    """
+
+    def __init__(self, skip_invalid: bool, strict: bool = False) -> None:
         self.skip_invalid = skip_invalid
+        self.strict = strict
         self.errors: list[DataError] = []
+        self.fixes: list[LabelFix] = []
 
     def add(self, error: DataError) -> None:
         """Raise `error`, or keep it when invalid input is being skipped."""
         if not self.skip_invalid:
             raise error
         self.errors.append(error)
+
+    def fit_box(
+        self,
+        box: Box,
+        width: int,
+        height: int,
+        path: Path,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> tuple[Box | None, LabelFix | None]:
+        """Absolute-pixel xyxy `box` checked against a width x height image, and the fix made.
+
+        A box overshooting an edge by at most CLIP_TOLERANCE of the side comes back clipped
+        (None, to be dropped, when under BOX_TOLERANCE_PX of width or height is left), unless
+        `strict`. Raises DataError, located by `path` and `line` or `field`, for a bad box.
+        """
+        problem = box_problem(box, width, height)
+        if problem is None:
+            return box, None
+        if self.strict or box_problem(box, width, height, CLIP_TOLERANCE) is not None:
+            raise DataError(path, problem, line=line, field=field)
+        x1, y1, x2, y2 = box
+        clipped: Box | None = (
+            min(max(x1, 0.0), float(width)),
+            min(max(y1, 0.0), float(height)),
+            min(max(x2, 0.0), float(width)),
+            min(max(y2, 0.0), float(height)),
+        )
+        if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) < BOX_TOLERANCE_PX:
+            clipped = None
+        return clipped, LabelFix(path, box, clipped, (width, height), line=line, field=field)
 
     def __len__(self) -> int:
         return len(self.errors)

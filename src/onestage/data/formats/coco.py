@@ -18,7 +18,7 @@ from onestage.data.formats._common import (
     image_size,
     place_image,
 )
-from onestage.data.records import DetectionDataset, ImageRecord, box_problem
+from onestage.data.records import Box, DetectionDataset, ImageRecord, LabelFix
 from onestage.errors import DataError
 from onestage.fileio import atomic_write_text
 
@@ -31,9 +31,10 @@ class _Image:
     file_name: str
     width: int
     height: int
-    boxes_xyxy: list[tuple[float, float, float, float]] = field(default_factory=list)
+    boxes_xyxy: list[Box] = field(default_factory=list)
     class_ids: list[int] = field(default_factory=list)
     difficult: list[bool] = field(default_factory=list)
+    fixes: list[LabelFix] = field(default_factory=list)
     ok: bool = True
 
 
@@ -240,10 +241,14 @@ def _add_annotations(
         if image is None:
             continue
         try:
-            class_id, box, crowd = _parse_annotation(entry, path, field, image, category_index)
+            class_id, box, crowd = _parse_annotation(entry, path, field, category_index)
+            box, fix = problems.fit_box(box, image.width, image.height, path, field=f"{field}.bbox")
         except DataError as error:
             problems.add(error)
             image.ok = False
+            continue
+        image.fixes += [fix] if fix else []
+        if box is None:
             continue
         image.boxes_xyxy.append(box)
         image.class_ids.append(class_id)
@@ -251,9 +256,9 @@ def _add_annotations(
 
 
 def _parse_annotation(
-    entry: dict[str, Any], path: Path, field: str, image: _Image, category_index: dict[int, int]
-) -> tuple[int, tuple[float, float, float, float], bool]:
-    """Class index, absolute-pixel xyxy box and crowd flag of one annotation."""
+    entry: dict[str, Any], path: Path, field: str, category_index: dict[int, int]
+) -> tuple[int, Box, bool]:
+    """Class index, absolute-pixel xyxy box (unchecked) and crowd flag of one annotation."""
     category_id = _int(_get(entry, "category_id", path, field), path, f"{field}.category_id")
     if category_id not in category_index:
         raise DataError(path, f"unknown category id {category_id}", field=f"{field}.category_id")
@@ -266,9 +271,6 @@ def _parse_annotation(
         raise DataError(path, f"expected [x, y, w, h] numbers, got {bbox!r}", field=f"{field}.bbox")
     x, y, w, h = (float(v) for v in bbox)
     box = (x, y, x + w, y + h)
-    problem = box_problem(box, image.width, image.height)
-    if problem:
-        raise DataError(path, problem, field=f"{field}.bbox")
     crowd = entry.get("iscrowd", 0)
     if type(crowd) is not int or crowd not in (0, 1):
         raise DataError(path, f"expected 0 or 1, got {crowd!r}", field=f"{field}.iscrowd")
@@ -298,6 +300,7 @@ def _record(
     except DataError as error:
         problems.add(error)
         return None
+    problems.fixes += image.fixes
     return ImageRecord(
         image_path,
         image.width,

@@ -19,7 +19,7 @@ from onestage.data.formats._common import (
     place_image,
 )
 from onestage.data.images import IMAGE_SUFFIXES
-from onestage.data.records import DetectionDataset, ImageRecord, box_problem
+from onestage.data.records import Box, DetectionDataset, ImageRecord
 from onestage.errors import DataError
 from onestage.fileio import atomic_write_text
 
@@ -33,7 +33,7 @@ class _Annotation:
     image_path: Path
     width: int
     height: int
-    boxes_xyxy: list[tuple[float, float, float, float]]  # absolute pixels, continuous
+    boxes_xyxy: list[Box]  # absolute pixels, continuous
     names: list[str]
     difficult: list[bool]
 
@@ -174,15 +174,17 @@ def _read_annotation(
         problems.add(error)
         return None
     annotation = _Annotation(_image_path(root, filename, xml_path), width, height, [], [], [])
+    fixes = []
     for number, obj in enumerate(tree.findall("object"), start=1):
+        field = f"object[{number}]"
         try:
-            name, difficult, box = _parse_object(obj, f"object[{number}]", xml_path, known)
+            name, difficult, box = _parse_object(obj, field, xml_path, known)
+            box, fix = problems.fit_box(box, width, height, xml_path, field=f"{field}/bndbox")
         except DataError as error:
             problems.add(error)
             continue
-        problem = box_problem(box, width, height)
-        if problem:
-            problems.add(DataError(xml_path, problem, field=f"object[{number}]/bndbox"))
+        fixes += [fix] if fix else []
+        if box is None:
             continue
         annotation.names.append(name)
         annotation.difficult.append(difficult)
@@ -198,7 +200,10 @@ def _read_annotation(
             f"{actual[0]}x{actual[1]}"
         )
         problems.add(DataError(xml_path, message, field="size"))
-    return annotation if len(problems) == problems_before else None
+    if len(problems) > problems_before:
+        return None
+    problems.fixes += fixes
+    return annotation
 
 
 def _parse_xml(path: Path) -> ET.Element:
@@ -244,8 +249,8 @@ def _size(tree: ET.Element, tag_path: str, xml_path: Path) -> int:
 
 def _parse_object(
     obj: ET.Element, field: str, xml_path: Path, known: tuple[str, ...] | None
-) -> tuple[str, bool, tuple[float, float, float, float]]:
-    """Class name, difficult flag and absolute-pixel xyxy box of one <object>."""
+) -> tuple[str, bool, Box]:
+    """Class name, difficult flag and absolute-pixel xyxy box (unchecked) of one <object>."""
     name = _text(obj, "name", xml_path, f"{field}/name")
     if known is not None and name not in known:
         raise DataError(

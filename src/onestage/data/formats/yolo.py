@@ -19,7 +19,7 @@ from onestage.data.formats._common import (
     place_image,
 )
 from onestage.data.images import IMAGE_SUFFIXES
-from onestage.data.records import DetectionDataset, ImageRecord, box_problem
+from onestage.data.records import Box, DetectionDataset, ImageRecord
 from onestage.errors import DataError
 from onestage.fileio import atomic_write_text
 
@@ -188,27 +188,31 @@ def _read_image(
     except (OSError, UnicodeDecodeError) as error:
         problems.add(DataError(label, f"cannot read the file ({error})"))
         return None
-    boxes, class_ids = [], []
+    boxes, class_ids, fixes = [], [], []
     problems_before = len(problems)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             class_id, box = _parse_line(line, label, number, len(class_names), width, height)
+            box, fix = problems.fit_box(box, width, height, label, line=number)
         except DataError as error:
             problems.add(error)
             continue
-        class_ids.append(class_id)
-        boxes.append(box)
+        fixes += [fix] if fix else []
+        if box is not None:
+            class_ids.append(class_id)
+            boxes.append(box)
     if len(problems) > problems_before:
         return None
+    problems.fixes += fixes
     return ImageRecord(path, width, height, boxes, class_ids, class_names)
 
 
 def _parse_line(
     line: str, label: Path, number: int, num_classes: int, width: int, height: int
-) -> tuple[int, tuple[float, float, float, float]]:
-    """Class id and absolute-pixel xyxy box of one label line."""
+) -> tuple[int, Box]:
+    """Class id and absolute-pixel xyxy box (not yet checked against the image) of one line."""
     values = line.split()
     if len(values) != 5:
         raise DataError(
@@ -227,9 +231,6 @@ def _parse_line(
     except ValueError:
         raise DataError(label, f"non-numeric value in {line.strip()!r}", line=number) from None
     box = ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height)
-    problem = box_problem(box, width, height)
-    if problem:
-        raise DataError(label, problem, line=number)
     return class_id, box
 
 

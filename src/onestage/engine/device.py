@@ -1,0 +1,31 @@
+"""Device and precision choices shared by the trainer and the predictor."""
+
+from __future__ import annotations
+
+import torch
+
+from onestage.errors import OnestageError
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu; an unavailable cuda is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise OnestageError("--device cuda: no CUDA device is available here")
+    if name not in ("cpu", "cuda"):
+        raise OnestageError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for --amp (None = full fp32)."""
+    if amp == "none":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise OnestageError("--amp fp16 needs CUDA; use bf16 on CPU")
+        return torch.float16
+    raise OnestageError(f"unknown amp {amp!r}; valid: none, bf16, fp16")

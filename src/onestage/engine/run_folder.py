@@ -1,0 +1,60 @@
+"""A training run's folder: finding it from a path, its saved config, its results.csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from onestage.config import TrainConfig, load_yaml, make_config
+from onestage.errors import OnestageError
+from onestage.fileio import atomic_write_text
+
+
+def run_dir_of(path: Path) -> Path:
+    """The run folder for a run folder or for one of its weights files."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent.parent
+    if not (path / "weights" / "last.safetensors").is_file():
+        raise OnestageError(f"{path}: not a run folder with weights/last.safetensors to resume")
+    return path
+
+
+def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The run's saved config with allowed overrides (e.g. more epochs) applied."""
+    saved = load_yaml(run_dir_of(run) / "config.yaml")
+    config = make_config(overrides={**saved, **overrides})
+    if config.epochs < int(saved.get("epochs", 0)) and "epochs" in overrides:
+        raise OnestageError("--resume can extend the number of epochs, not shorten it")
+    for key in ("steps", "batch"):
+        if key in overrides and getattr(config, key) != saved.get(key):
+            raise OnestageError(
+                f"--resume cannot change {key} ({saved.get(key)} -> {getattr(config, key)}): "
+                "it moves every epoch boundary; fine-tune from the run's weights in a new run "
+                "(weights=RUN/weights/last.safetensors) instead"
+            )
+    return replace(config, exist_ok=True)
+
+
+def write_results(path: Path, history: list[dict[str, float]]) -> None:
+    """Write results.csv (one row per epoch, floats to 6 significant digits), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_results(path: Path) -> list[dict[str, float]]:
+    """The rows of results.csv (none when it does not exist yet)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [
+            {key: (int(v) if key == "epoch" else float(v)) for key, v in row.items()}
+            for row in csv.DictReader(handle)
+        ]

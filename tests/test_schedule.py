@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -67,7 +68,7 @@ def test_extending_mid_run_follows_the_rest_of_the_cosine_over_the_new_length():
     assert learning_rate(config, 1250, 100, segments) == pytest.approx(expected, rel=1e-12)
     assert learning_rate(config, 1999, 100, segments) == pytest.approx(1e-5, rel=1e-4)
     rates = [learning_rate(config, s, 100, segments) for s in range(400, 2000)]
-    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))  # never jumps up
+    assert all(a >= b for a, b in itertools.pairwise(rates))  # never jumps up
 
 
 def test_a_second_extension_keeps_the_first():

@@ -33,6 +33,7 @@ class TrainConfig:
     data: str | None = _knob(None, "dataset folder (yolo/voc/coco); none = synthetic animals")
     imgsz: int = _knob(320, "model input side in pixels")
     letterbox: bool = _knob(False, "keep aspect ratio with padding when resizing dataset images")
+    strict_labels: bool = _knob(False, "refuse boxes slightly outside the image (default: clip)")
     synthetic_objects: str = _knob("4", "synthetic objects per image: N or MIN-MAX")
     synthetic_seed: int = _knob(0, "seed of the synthetic training stream")
     synthetic_icons: str | None = _knob(None, "folder of RGBA PNG icons; none = OpenMoji")

@@ -221,8 +221,9 @@ class FocalLoss(_BoxTerm):
     (background anchors: all zeros; the background logit is unused). Per logit:
     alpha_t * (1 - p_t) ** gamma * BCE, with p_t = p for target 1 and 1 - p for target 0, and
     alpha_t = alpha for target 1, 1 - alpha for 0. Summed over all anchors (but the ignored
-    ones) and classes, so empty images still count, and divided by the number of positive anchors in the batch (at least 1),
-    like the box term: smooth-L1 on the offsets (`beta`) or 1 - GIoU of decoded boxes ("giou").
+    ones) and classes, so empty images still count, and divided by the number of positive
+    anchors in the batch (at least 1), like the box term: smooth-L1 on the offsets (`beta`) or
+    1 - GIoU of decoded boxes ("giou").
     """
 
     alpha: float = 0.25

@@ -12,6 +12,7 @@ from onestage.data.records import ImageRecord
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
 from onestage.data.transforms import fit_image
 
+
 class SyntheticDataset(Dataset):
     """Fresh synthetic samples per epoch: item `i` of epoch `e` is drawn from seed (seed, e, i).
 

@@ -101,15 +101,17 @@ def dataset_eval_set(
     class_names: tuple[str, ...],
     split: str | None = None,
     dataset: DetectionDataset | None = None,
+    strict: bool = False,
 ) -> EvalSet:
     """A split of a dataset folder (default: val, else test, else the first split); `dataset`
-    is the folder already read, when the caller has it.
+    is the folder already read, when the caller has it; `strict` refuses boxes slightly outside
+    their image instead of clipping them.
 
     Dataset class ids are mapped to the weights' class ids by name; a class the weights do not
     know is an error.
     """
     if dataset is None:
-        dataset, _ = read_dataset(root)
+        dataset, _ = read_dataset(root, strict=strict)
     if split is None:
         split = next(
             (s for s in ("val", "test") if s in dataset.splits), next(iter(dataset.splits))
@@ -417,9 +419,11 @@ def evaluate(
     batch_size: int = 32,
     iou_convention: IouConvention = "continuous",
     device: str = "auto",
+    strict_labels: bool = False,
 ) -> EvaluationResult:
     """Score weights on a dataset split or on `synthetic` fixed synthetic images (the Python API
-    behind `onestage evaluate`); `synthetic_options` go to `synthetic_eval_set`."""
+    behind `onestage evaluate`); `synthetic_options` go to `synthetic_eval_set`; `strict_labels`
+    refuses dataset boxes slightly outside their image instead of clipping them."""
     if (data is None) == (synthetic is None):
         raise OnestageError("give either a dataset folder or a number of synthetic images")
     if iou_convention not in IOU_CONVENTIONS:
@@ -429,7 +433,7 @@ def evaluate(
         )
     detector = Detector.load(weights, device)
     if data is not None:
-        eval_set = dataset_eval_set(Path(data), detector.class_names, split)
+        eval_set = dataset_eval_set(Path(data), detector.class_names, split, strict=strict_labels)
     else:
         eval_set = synthetic_eval_set(
             detector.class_names, synthetic, size=detector.input_size, **(synthetic_options or {})

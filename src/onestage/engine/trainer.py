@@ -204,7 +204,7 @@ class Trainer:
             return dataset, dataset.class_names
         from onestage.data.formats import read_dataset
 
-        self.dataset, _ = read_dataset(Path(config.data))
+        self.dataset, _ = read_dataset(Path(config.data), strict=config.strict_labels)
         if "train" not in self.dataset.splits:
             raise OnestageError(
                 f"{config.data}: no 'train' split; found {', '.join(self.dataset.splits)}"

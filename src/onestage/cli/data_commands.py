@@ -1,0 +1,236 @@
+"""`onestage data ...`: make, check, convert and view datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from onestage.cli.app import FORMAT_HELP, console, data_app, error_console
+from onestage.cli.options import (
+    BackgroundsOption,
+    ClassesOption,
+    IconsOption,
+    ObjectsOption,
+    OverlapOption,
+    SeedOption,
+    SizeOption,
+    SizeRangeOption,
+    StrictOption,
+)
+from onestage.errors import OnestageError
+
+
+def _synthetic_config(
+    size: int,
+    objects: str,
+    size_range: str,
+    max_overlap: float,
+    classes: str | None,
+    icons: Path | None,
+    backgrounds: Path | None,
+    seed: int,
+):
+    from onestage.data.synthetic import (
+        SyntheticConfig,
+        parse_count_range,
+        parse_fraction_range,
+    )
+
+    return SyntheticConfig(
+        width=size,
+        height=size,
+        objects=parse_count_range(objects),
+        size_range=parse_fraction_range(size_range),
+        max_overlap=max_overlap,
+        classes=tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else (),
+        icons=icons,
+        backgrounds=backgrounds,
+        seed=seed,
+    )
+
+
+def _parse_splits(specs: list[str]) -> dict[str, int]:
+    splits: dict[str, int] = {}
+    for spec in specs:
+        name, _, count = spec.partition(":")
+        if not name or not count.isdigit():
+            raise OnestageError(f"--split: expected NAME:COUNT such as train:1000, got {spec!r}")
+        splits[name] = int(count)
+    return splits
+
+
+def _check_format(fmt: str) -> str:
+    from onestage.data.formats import FORMATS
+
+    if fmt not in FORMATS:
+        raise OnestageError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "yolo",
+    split: Annotated[
+        list[str] | None, typer.Option("--split", help="NAME:COUNT, repeatable.")
+    ] = None,
+    size: SizeOption = 320,
+    objects: ObjectsOption = "4",
+    size_range: SizeRangeOption = "0.15625-0.5",
+    max_overlap: OverlapOption = 0.01,
+    classes: ClassesOption = None,
+    icons: IconsOption = None,
+    backgrounds: BackgroundsOption = None,
+    seed: SeedOption = 0,
+    image_format: Annotated[str, typer.Option("--image-format", help="png or jpg.")] = "png",
+) -> None:
+    """Write a synthetic detection dataset (icons pasted on backgrounds)."""
+    from onestage.data.synthesize import synthesize_dataset
+    from onestage.data.synthetic import SyntheticGenerator
+
+    generator = SyntheticGenerator(
+        _synthetic_config(size, objects, size_range, max_overlap, classes, icons, backgrounds, seed)
+    )
+    split_sizes = _parse_splits(split or ["train:1000", "val:200"])
+    if image_format not in ("png", "jpg"):
+        raise OnestageError(f"--image-format must be png or jpg, got {image_format!r}")
+    with _progress() as progress:
+        task = progress.add_task("synthesising", total=sum(split_sizes.values()))
+        dataset = synthesize_dataset(
+            generator,
+            out,
+            _check_format(fmt),
+            split_sizes,
+            image_suffix=f".{image_format}",
+            on_image=lambda: progress.advance(task),
+        )
+    counts = ", ".join(f"{name} {len(records)}" for name, records in dataset.splits.items())
+    console.print(f"wrote {fmt} dataset to [bold]{out}[/] ({counts} images)")
+
+
+@data_app.command("check")
+def data_check(
+    root: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    fmt: Annotated[str | None, typer.Option("--format", help=FORMAT_HELP)] = None,
+    strict: StrictOption = False,
+) -> None:
+    """Validate a dataset: counts per class, box sizes, boxes clipped to the image (warnings) and
+    every problem found (exit 1 if any)."""
+    from onestage.data.check import check_dataset
+
+    report = check_dataset(root, _check_format(fmt) if fmt else None, strict=strict)
+    _print_report(root, report)
+    if report.problems:
+        raise typer.Exit(code=1)
+
+
+def _print_report(root: Path, report) -> None:
+    from onestage.data.records import label_fixes_summary
+
+    splits = ", ".join(f"{name}: {count}" for name, count in report.images_per_split.items())
+    console.print(f"[bold]{root}[/] — {report.format} dataset, {len(report.class_names)} classes")
+    console.print(f"images: {splits} (without objects: {report.images_without_objects})")
+    table = Table(title="objects per class")
+    table.add_column("id", justify="right")
+    table.add_column("class")
+    table.add_column("objects", justify="right")
+    for class_id, name in enumerate(report.class_names):
+        table.add_row(str(class_id), name, str(report.objects_per_class.get(name, 0)))
+    console.print(table)
+    sizes = Table(title="box sizes")
+    for column in ("measure", "min", "median", "max"):
+        sizes.add_column(column, justify="right" if column != "measure" else "left")
+    for measure, (low, median, high) in report.box_sizes.items():
+        sizes.add_row(measure, f"{low:.3g}", f"{median:.3g}", f"{high:.3g}")
+    console.print(sizes)
+    if report.label_fixes:
+        summary = label_fixes_summary(report.label_fixes)
+        console.print(f"[bold yellow]warning:[/] {summary} (--strict refuses them):")
+        for fix in report.label_fixes:
+            console.print(f"  {fix}", highlight=False, soft_wrap=True)
+    if report.problems:
+        console.print(f"[bold red]{len(report.problems)} problem(s):[/]")
+        for problem in report.problems:
+            console.print(f"  {problem}", highlight=False, soft_wrap=True)
+    else:
+        console.print("[green]no problems found[/]")
+
+
+@data_app.command("convert")
+def data_convert(
+    src: Annotated[Path, typer.Argument(help="Source dataset folder.")],
+    dst: Annotated[Path, typer.Argument(help="Destination folder.")],
+    fmt: Annotated[str, typer.Option("--format", help="Target format: yolo, voc or coco.")],
+    src_format: Annotated[
+        str | None, typer.Option("--from", help="Source format (default: detected).")
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Report and skip bad images instead of failing.")
+    ] = False,
+    strict: StrictOption = False,
+) -> None:
+    """Convert a dataset between YOLO, VOC and COCO."""
+    from onestage.data.formats import read_dataset, write_dataset
+
+    dataset, problems = read_dataset(
+        src,
+        _check_format(src_format) if src_format else None,
+        skip_invalid=skip_invalid,
+        strict=strict,
+        verify_images=True,
+    )
+    for problem in problems:
+        error_console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
+    write_dataset(dataset, dst, _check_format(fmt))
+    console.print(f"wrote {dataset.num_images} images as {fmt} to [bold]{dst}[/]")
+
+
+@data_app.command("show")
+def data_show(
+    root: Annotated[Path | None, typer.Argument(help="Dataset folder.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output PNG.")] = Path("grid.png"),
+    synthetic: Annotated[
+        bool, typer.Option("--synthetic", help="Show generated samples instead of a folder.")
+    ] = False,
+    count: Annotated[int, typer.Option("--count", help="Number of images.")] = 16,
+    split: Annotated[str | None, typer.Option("--split", help="Split to show.")] = None,
+    size: SizeOption = 320,
+    objects: ObjectsOption = "4",
+    size_range: SizeRangeOption = "0.15625-0.5",
+    max_overlap: OverlapOption = 0.01,
+    classes: ClassesOption = None,
+    icons: IconsOption = None,
+    backgrounds: BackgroundsOption = None,
+    seed: SeedOption = 0,
+) -> None:
+    """Draw ground-truth boxes and class names on a grid of images."""
+    from onestage.data.preview import dataset_grid, synthetic_grid
+
+    if synthetic == (root is not None):
+        raise OnestageError("give either a dataset folder or --synthetic")
+    if synthetic:
+        config = _synthetic_config(
+            size, objects, size_range, max_overlap, classes, icons, backgrounds, seed
+        )
+        grid = synthetic_grid(config, count)
+    else:
+        grid = dataset_grid(root, count, split)
+    from onestage.data.images import save_image
+
+    save_image(grid, out)
+    console.print(f"wrote [bold]{out}[/]")

@@ -1,0 +1,149 @@
+"""`onestage predict` and `evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from onestage.cli.app import app, console, error_console
+from onestage.cli.options import (
+    BackgroundsOption,
+    DeviceOption,
+    IconsOption,
+    ObjectsOption,
+    SeedOption,
+    StrictOption,
+    WeightsOption,
+)
+
+
+@app.command("predict")
+def predict_command(
+    source: Annotated[str, typer.Argument(help="An image, a folder or a glob pattern.")],
+    weights: WeightsOption = "seed_animals",
+    conf: Annotated[float, typer.Option("--conf", help="Score threshold.")] = 0.25,
+    iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.5,
+    max_det: Annotated[int, typer.Option("--max-det", help="Detections per image.")] = 100,
+    candidates: Annotated[
+        str, typer.Option("--candidates", help="all (multi-label) or argmax (the seed's rule).")
+    ] = "all",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default runs/predict/expN).")
+    ] = None,
+    save_txt: Annotated[bool, typer.Option("--save-txt", help="Also write YOLO txt.")] = False,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="bf16 + torch.compile: slower start, faster images.")
+    ] = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """Detect objects: annotated images, predictions.json (COCO results), optional YOLO txt."""
+    from onestage.engine.predictor import Detector, PredictOptions, predict_source
+    from onestage.fileio import unique_run_dir
+
+    detector = Detector.load(weights, device)
+    if compile_model:
+        detector.accelerate()
+    options = PredictOptions(conf=conf, iou=iou, max_det=max_det, candidates=candidates)
+    out_dir = out or unique_run_dir("runs/predict", "exp")
+    summary = predict_source(detector, source, out_dir, options, save_txt)
+    for message in summary.skipped:
+        error_console.print(f"skipped: {message}", highlight=False)
+    console.print(
+        f"{summary.images} image(s), {summary.detections} detection(s); "
+        f"results in [bold]{summary.out_dir}[/]"
+    )
+
+
+@app.command("evaluate")
+def evaluate_command(
+    weights: WeightsOption = "seed_animals",
+    data: Annotated[Path | None, typer.Option("--data", help="Dataset folder.")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split (default val).")] = None,
+    synthetic: Annotated[
+        int | None, typer.Option("--synthetic", help="Evaluate on N fixed synthetic images.")
+    ] = None,
+    objects: ObjectsOption = "4",
+    icons: IconsOption = None,
+    backgrounds: BackgroundsOption = None,
+    seed: SeedOption = 0,
+    conf: Annotated[float, typer.Option("--conf", help="Score threshold.")] = 0.001,
+    iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.5,
+    max_det: Annotated[
+        int, typer.Option("--max-det", help="Detections per image (also COCO maxDets).")
+    ] = 100,
+    candidates: Annotated[
+        str, typer.Option("--candidates", help="all (multi-label) or argmax (the seed's rule).")
+    ] = "all",
+    iou_convention: Annotated[
+        str, typer.Option("--iou-convention", help="continuous (geometric) or cartucho (+1 px).")
+    ] = "continuous",
+    export_cartucho: Annotated[
+        Path | None, typer.Option("--export-cartucho", help="Write Cartucho/mAP input files.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report folder (default runs/evaluate/expN).")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Images per forward pass.")] = 32,
+    device: DeviceOption = "auto",
+    strict: StrictOption = False,
+) -> None:
+    """Score weights on a dataset or a synthetic test set: VOC mAP@0.5, COCO metrics, report."""
+    from onestage.data.synthetic import parse_count_range
+    from onestage.engine.evaluator import evaluate, write_report
+    from onestage.engine.predictor import PredictOptions
+    from onestage.fileio import unique_run_dir
+
+    options = PredictOptions(conf=conf, iou=iou, max_det=max_det, candidates=candidates)
+    synthetic_options = {
+        "objects": parse_count_range(objects),
+        "seed": seed,
+        "icons": icons,
+        "backgrounds": backgrounds,
+    }
+    with console.status("evaluating"):
+        result = evaluate(
+            weights,
+            data,
+            split,
+            synthetic,
+            synthetic_options,
+            options,
+            batch,
+            iou_convention,
+            device,
+            strict,
+        )
+    out_dir = out or unique_run_dir("runs/evaluate", "exp")
+    write_report(result, out_dir, export_cartucho)
+    _print_evaluation(result)
+    console.print(f"report in [bold]{out_dir}[/]")
+
+
+def _print_evaluation(result) -> None:
+    table = Table(title=f"{len(result.eval_set)} images")
+    for column in ("class", "GT", "det", "TP", "FP", "VOC AP50", "COCO AP"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name in result.eval_set.class_names:
+        counts = result.voc.counts[name]
+        voc_ap = result.voc.ap_per_class.get(name)
+        coco_ap = result.coco.ap_per_class.get(name)
+        table.add_row(
+            name,
+            str(counts.ground_truths),
+            str(counts.detections),
+            str(counts.true_positives),
+            str(counts.false_positives),
+            "-" if voc_ap is None else f"{voc_ap:.3f}",
+            "-" if coco_ap is None else f"{coco_ap:.3f}",
+        )
+    console.print(table)
+    coco = result.coco
+    console.print(
+        f"VOC mAP@0.5 (all-point) [bold]{result.voc.map:.4f}[/]   "
+        f"COCO AP@[.5:.95] [bold]{coco.ap:.4f}[/]  AP50 {coco.ap50:.4f}  AP75 {coco.ap75:.4f}  "
+        f"APs {coco.ap_small:.3f} APm {coco.ap_medium:.3f} APl {coco.ap_large:.3f}  "
+        f"AR@{coco.max_dets} {coco.ar_max_dets:.4f}"
+    )

@@ -1,0 +1,46 @@
+"""Option types shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# Synthetic generator options: `data synth`, `data show --synthetic`, `evaluate --synthetic`.
+SizeOption = Annotated[int, typer.Option("--size", help="Image side in pixels (square images).")]
+ObjectsOption = Annotated[str, typer.Option("--objects", help="Objects per image: N or MIN-MAX.")]
+SizeRangeOption = Annotated[
+    str,
+    typer.Option(
+        "--size-range",
+        help="Icon side as a fraction of the image side, MIN-MAX (seed: 50-160 px at 320).",
+    ),
+]
+OverlapOption = Annotated[
+    float, typer.Option("--max-overlap", help="Placement limit: max IoU x normalised area.")
+]
+ClassesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--classes",
+        help="Comma-separated emoji: seed animal names, Unicode names ('giraffe face'), "
+        "code points (U+1F992), optionally NAME=EMOJI. Default: the seed's 15 animals.",
+    ),
+]
+IconsOption = Annotated[
+    Path | None, typer.Option("--icons", help="Folder of RGBA PNG icons (class = file stem).")
+]
+BackgroundsOption = Annotated[
+    Path | None,
+    typer.Option("--backgrounds", help="Folder of background photos (default: procedural)."),
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same bytes).")]
+
+WeightsOption = Annotated[
+    str, typer.Option("--weights", help="Weights file, or shipped weights by name.")
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+StrictOption = Annotated[
+    bool, typer.Option("--strict", help="Refuse boxes slightly outside the image (no clipping).")
+]

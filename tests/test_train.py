@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from onestage.checkpoint import load_model_weights, load_weights, save_weights
+from onestage.cli.train_commands import training_summary
 from onestage.config import make_config, parse_override
 from onestage.engine.run_folder import resume_config
 from onestage.engine.trainer import Trainer, TrainingDiverged, train
@@ -27,12 +29,21 @@ def tiny_config(tmp_path: Path, **overrides):
 
 def test_seed_model_loss_falls_on_a_tiny_fixed_set(tmp_path: Path):
     config = tiny_config(
-        tmp_path, epochs=8, steps=3, batch=4, train_images=4, lr=1e-3, name="learn"
+        tmp_path, epochs=8, steps=3, batch=4, train_images=4, lr=1e-3, val_every=0, name="learn"
     )
     result = train(config)
     losses = [row["train/loss"] for row in result.history]
     assert len(losses) == 8
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def ranked_validation(monkeypatch: pytest.MonkeyPatch, maps: list[float]) -> None:
+    """Replace validation by known scores: epoch e gets mAP50-95 maps[e - 1] (mAP50 + 0.3)."""
+
+    def validate(self: Trainer, epochs_done: int) -> dict[str, float]:
+        return {"val/mAP50": maps[epochs_done - 1] + 0.3, "val/mAP50-95": maps[epochs_done - 1]}
+
+    monkeypatch.setattr(Trainer, "_validate", validate)
 
 
 def test_run_folder_contents(tmp_path: Path):
@@ -45,24 +56,46 @@ def test_run_folder_contents(tmp_path: Path):
     columns = header.split(",")
     assert columns[:4] == ["epoch", "train/loss", "train/cls", "train/box"]
     assert columns[-2:] == ["val/mAP50", "val/mAP50-95"]
-    assert len(rows) == 2
-    assert [float(row.split(",")[-1]) >= 0 for row in rows] == [True, True]
+    assert [row.split(",")[0] for row in rows] == ["1", "2"]
     assert sorted(p.name for p in (run / "val").iterdir()) == ["epoch_001.png", "epoch_002.png"]
     _, metadata = load_weights(run / "weights" / "last.safetensors")
     assert metadata["model"] == "seed" and metadata["num_classes"] == 15
     assert metadata["class_names"][:2] == ["octopus", "cat"]
     assert metadata["anchors"] == "seed" and metadata["input_size"] == 320
     assert metadata["epoch"] == 2 and "val/mAP50-95" in metadata["metrics"]
-    _, best = load_weights(run / "weights" / "best.safetensors")
-    maps = [row["val/mAP50-95"] for row in result.history]
-    assert best["metrics"]["val/mAP50-95"] == max(maps)  # best is chosen by mAP50-95
     assert (run / "weights" / "last.json").is_file()
     # a second run with the same name gets a fresh folder, Ultralytics-style
     assert train(tiny_config(tmp_path, epochs=1, name="run")).run_dir == tmp_path / "run2"
 
 
-def test_resume_2_plus_2_equals_4_straight(tmp_path: Path):
-    recipe = {"hflip": 0.5, "ema": 0.9, "ema_tau": 2.0}
+def test_best_weights_are_the_epoch_with_the_highest_map50_95(tmp_path, monkeypatch):
+    ranked_validation(monkeypatch, [0.2, 0.6, 0.4])
+    result = train(tiny_config(tmp_path, epochs=3, steps=1, batch=2, name="best"))
+    assert result.best_epoch == 2 and result.best_row["val/mAP50-95"] == 0.6
+    _, best = load_weights(result.run_dir / "weights" / "best.safetensors")
+    assert best["epoch"] == 2 and best["metrics"]["val/mAP50-95"] == 0.6
+    _, last = load_weights(result.run_dir / "weights" / "last.safetensors")
+    assert last["epoch"] == 3 and last["metrics"]["val/mAP50-95"] == 0.4
+    assert training_summary(result) == (
+        f"done: 3 epochs; best epoch 2: mAP@0.5 0.9000, mAP@[.5:.95] 0.6000; best weights "
+        f"{result.run_dir / 'weights' / 'best.safetensors'}; results in {result.run_dir}"
+    )
+
+
+def test_patience_stops_after_that_many_validations_without_improvement(tmp_path, monkeypatch):
+    ranked_validation(monkeypatch, [0.5, 0.4, 0.45, 0.9, 0.9, 0.9])
+    quick = {"steps": 1, "batch": 2, "patience": 2}
+    result = train(tiny_config(tmp_path, epochs=6, name="patience", **quick))
+    assert result.stopped_early and result.epochs_done == 3 and result.best_epoch == 1
+    assert training_summary(result).startswith("done: 3 epochs (stopped early); best epoch 1")
+    ranked_validation(monkeypatch, [0.5, 0.4, 0.6, 0.5, 0.7, 0.8])
+    patient = train(tiny_config(tmp_path, epochs=6, name="patient", **quick))
+    assert not patient.stopped_early and patient.epochs_done == 6 and patient.best_epoch == 6
+
+
+def test_extending_a_step_schedule_run_equals_the_longer_run(tmp_path: Path):
+    # the step schedule does not depend on the number of epochs: 2 + 2 extended = 4 straight
+    recipe = {"hflip": 0.5, "ema": 0.9, "ema_tau": 2.0, "val_every": 0}
     straight = train(tiny_config(tmp_path, epochs=4, name="straight", **recipe))
     first = train(tiny_config(tmp_path, epochs=2, name="split", **recipe))
     config = resume_config(first.run_dir, {"epochs": 4})
@@ -95,13 +128,21 @@ class StopAfterEpoch:
         self.messages.append(text)
 
 
-COSINE = {"scheduler": "cosine", "lr": 1e-3, "min_lr": 1e-5, "warmup_steps": 3, "hflip": 0.5}
+COSINE = {
+    "scheduler": "cosine",
+    "lr": 1e-3,
+    "min_lr": 1e-5,
+    "warmup_steps": 3,
+    "hflip": 0.5,
+    "val_every": 0,
+}
 
 
 def test_plain_resume_of_an_interrupted_cosine_run_is_bit_identical(tmp_path: Path):
-    straight = train(tiny_config(tmp_path, epochs=4, name="straight", **COSINE))
+    recipe = {**COSINE, "ema": 0.9, "ema_tau": 2.0, "val_every": 2}
+    straight = train(tiny_config(tmp_path, epochs=4, name="straight", **recipe))
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tmp_path, epochs=4, name="cut", **COSINE), StopAfterEpoch(2))
+        train(tiny_config(tmp_path, epochs=4, name="cut", **recipe), StopAfterEpoch(2))
     resumed = train(resume_config(tmp_path / "cut", {}), resume=tmp_path / "cut")
     for name, tensor in straight.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
@@ -277,9 +318,25 @@ def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path):
         "threads=2",
         "val_images=4",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    # precedence: recipe seed (lr 1e-4, loss seed) < YAML (lr, hflip, loss) < KEY=VALUE (lr)
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("lr: 0.5\nhflip: 0.25\nloss: ssd\nepochs: 7\n")
+    done = subprocess.run(
+        [*command, "--config", str(yaml_file), "lr=0.002"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "cli" / "weights" / "last.safetensors").is_file()
+    saved = yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())
+    assert (saved["lr"], saved["hflip"], saved["loss"]) == (0.002, 0.25, "ssd")
+    assert (saved["epochs"], saved["steps"], saved["batch"]) == (1, 1, 2)  # flags beat YAML
+    assert (saved["optimizer"], saved["anchors"]) == ("adam", "seed")  # from the recipe
+    assert saved["ema"] == 0.0  # a field default nothing overrides
+    last_line = done.stdout.strip().splitlines()[-1]
+    assert last_line.startswith("done: 1 epochs; best epoch 1: mAP@0.5 ")
+    assert str(tmp_path / "cli" / "weights" / "best.safetensors") in last_line
     bad = subprocess.run([*command, "lrr=3"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown config key(s) 'lrr'" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -327,3 +384,22 @@ def test_anchors_command_writes_the_seed_anchors(tmp_path: Path):
     np.testing.assert_allclose(
         anchors[2], [0.025 - 0.1, 0.025 - 0.1, 0.025 + 0.1, 0.025 + 0.1], atol=1e-6
     )
+
+
+def test_validation_reads_the_datasets_val_split(tmp_path: Path):
+    from onestage.data.synthesize import synthesize_dataset
+    from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
+
+    generator = SyntheticGenerator(
+        SyntheticConfig(width=160, height=160, objects=(1, 2), classes=("cat", "dog"))
+    )
+    synthesize_dataset(generator, tmp_path / "yolo", "yolo", {"train": 4, "val": 3, "test": 2})
+    trainer = Trainer(tiny_config(tmp_path, data=str(tmp_path / "yolo"), epochs=1, name="val"))
+    val_names = sorted(p.stem for p in (tmp_path / "yolo" / "images" / "val").iterdir())
+    assert sorted(trainer.val_set.names) == val_names and len(val_names) == 3
+    result = trainer.run()
+    assert not math.isnan(result.history[0]["val/mAP50-95"])
+    other = Trainer(
+        tiny_config(tmp_path, data=str(tmp_path / "yolo"), val_split="test", name="test")
+    )
+    assert len(other.val_set) == 2

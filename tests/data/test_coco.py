@@ -51,6 +51,8 @@ def test_category_ids_map_to_contiguous_indices_by_id(tmp_path: Path) -> None:
     np.testing.assert_allclose(record.boxes_xyxy, [[1, 2, 11, 7], [0, 0, 32, 24]])
     assert record.labels == ["dog", "cat"]
     assert record.difficult.tolist() == [False, True]
+    # the dataset's own ids are kept, to write results back in them
+    assert dataset.category_ids == (3, 9) and record.image_id == 7
 
 
 def test_file_name_relative_to_dataset_root(tmp_path: Path) -> None:

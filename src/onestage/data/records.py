@@ -34,6 +34,7 @@ class ImageRecord:
     class_ids: np.ndarray  # (N,) int64
     class_names: tuple[str, ...]
     difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (N,) bool
+    image_id: int | None = None  # the dataset's own id of the image (COCO), else None
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
@@ -103,12 +104,14 @@ def label_fixes_summary(fixes: list[LabelFix]) -> str:
 class DetectionDataset:
     """Class names plus records per split (e.g. "train", "val").
 
-    `label_fixes` lists the boxes a reader clipped or dropped (see `CLIP_TOLERANCE`).
+    `label_fixes` lists the boxes a reader clipped or dropped (see `CLIP_TOLERANCE`);
+    `category_ids` the dataset's own id of each class (COCO), else None.
     """
 
     class_names: tuple[str, ...]
     splits: dict[str, list[ImageRecord]]
     label_fixes: list[LabelFix] = field(default_factory=list)
+    category_ids: tuple[int, ...] | None = None
 
     @property
     def num_images(self) -> int:

@@ -8,17 +8,15 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from onestage.data.formats import detect_format, read_dataset
-from onestage.data.formats.coco import annotation_files
+from onestage.data.formats import read_dataset
 from onestage.data.images import load_image_rgb, save_image
-from onestage.data.records import DetectionDataset, ImageRecord
+from onestage.data.records import DetectionDataset
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_stream
 from onestage.data.transforms import fit_image
 from onestage.drawing import draw_boxes, image_grid
@@ -126,9 +124,8 @@ def dataset_eval_set(
         )
     to_weights = np.array([class_names.index(name) for name in dataset.class_names], dtype=np.int64)
     records = dataset.splits[split]
-    image_ids, category_ids = None, None
-    if detect_format(root) == "coco":
-        image_ids, category_ids = _coco_ids(annotation_files(root)[split], records)
+    image_ids = [record.image_id for record in records]
+    category_ids = dataset.category_ids
     return EvalSet(
         names=[record.image_path.stem for record in records],
         ground_truths=[
@@ -137,49 +134,11 @@ def dataset_eval_set(
         sizes=[(record.width, record.height) for record in records],
         class_names=class_names,
         load_image=lambda index: load_image_rgb(records[index].image_path),
-        image_ids=image_ids,
-        category_ids=category_ids,
+        image_ids=image_ids if None not in image_ids else None,
+        category_ids=dict(zip(dataset.class_names, category_ids, strict=True))
+        if category_ids is not None
+        else None,
     )
-
-
-def _coco_ids(
-    annotation_file: Path, records: list[ImageRecord]
-) -> tuple[list[int], dict[str, int]]:
-    """The COCO image id of each record read from `annotation_file` (its image entries in file
-    order, some left out when read leniently; matched by file name) and the category id of each
-    class name."""
-    content = json.loads(annotation_file.read_text(encoding="utf-8"))
-    entries = iter(content["images"])
-    image_ids = []
-    for record in records:
-        name = record.image_path.name
-        entry = next((e for e in entries if Path(e["file_name"]).name == name), None)
-        if entry is None:
-            raise OnestageError(f"{annotation_file}: no image entry for {record.image_path}")
-        image_ids.append(int(entry["id"]))
-    return image_ids, _category_ids(content)
-
-
-def coco_category_ids(
-    root: str | Path | None, class_names: tuple[str, ...], split: str = "train"
-) -> list[int] | None:
-    """The category id of each class (by name) in `split` of `root` when that is a COCO
-    dataset, else None. Reads the annotation file once per process and file version."""
-    if root is None or detect_format(Path(root)) != "coco":
-        return None
-    path = annotation_files(Path(root))[split]
-    stat = path.stat()
-    categories = _read_category_ids(path, stat.st_mtime_ns, stat.st_size)
-    return [categories[name] for name in class_names]
-
-
-@lru_cache(maxsize=4)
-def _read_category_ids(annotation_file: Path, mtime_ns: int, size: int) -> dict[str, int]:
-    return _category_ids(json.loads(annotation_file.read_text(encoding="utf-8")))
-
-
-def _category_ids(content: dict[str, Any]) -> dict[str, int]:
-    return {entry["name"]: int(entry["id"]) for entry in content["categories"]}
 
 
 @dataclass

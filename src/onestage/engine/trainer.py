@@ -22,13 +22,13 @@ from onestage.checkpoint import (
 from onestage.config import TrainConfig, load_yaml, save_config
 from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections
 from onestage.data.images import save_image
+from onestage.data.records import DetectionDataset
 from onestage.data.synthetic import SyntheticConfig, parse_count_range
 from onestage.engine import distributed
 from onestage.engine.device import autocast_dtype, resolve_device
 from onestage.engine.ema import ModelEMA
 from onestage.engine.evaluator import (
     EvalSet,
-    coco_category_ids,
     dataset_eval_set,
     evaluate_detector,
     prediction_grid,
@@ -134,6 +134,7 @@ class Trainer:
                 "processes"
             )
         torch.manual_seed(config.seed)
+        self.dataset: DetectionDataset | None = None  # a dataset folder, when training on one
         self.train_set, self.class_names = self._make_dataset()
         model_options = {} if config.bn_momentum is None else {"bn_momentum": config.bn_momentum}
         self.model = build_model(
@@ -532,7 +533,7 @@ class Trainer:
 
     def weights_metadata(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         """What a weights file says about itself (and a COCO training set's category ids)."""
-        category_ids = coco_category_ids(self.config.data, self.class_names)
+        category_ids = self.dataset.category_ids if self.dataset is not None else None
         return {
             "model": self.config.model,
             "num_classes": len(self.class_names),
@@ -543,7 +544,7 @@ class Trainer:
             "loss": self.config.loss,
             "epoch": epoch,
             "metrics": metrics,
-            **({"category_ids": category_ids} if category_ids else {}),
+            **({"category_ids": list(category_ids)} if category_ids else {}),
         }
 
 

@@ -1,7 +1,9 @@
 """COCO layout: annotations/instances_<split>.json, images/<split>/.
 
 bbox is [x, y, w, h] in absolute pixels. Category ids are 1..K in class order when written; when
-read, categories sorted by id become class indices 0..K-1. `iscrowd: 1` maps to `difficult`.
+read, categories sorted by id become class indices 0..K-1, and the dataset keeps their ids
+(`DetectionDataset.category_ids`) and each image's id (`ImageRecord.image_id`), so results can be
+written back in the dataset's own ids. `iscrowd: 1` maps to `difficult`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def read(
     if not files:
         raise DataError(root, "no annotations/*.json found")
     class_names: tuple[str, ...] | None = None
+    category_ids: tuple[int, ...] | None = None
     first_file = None
     splits: dict[str, list[ImageRecord]] = {}
     for split, path in files.items():
@@ -74,14 +77,17 @@ def read(
             problems.add(error)
             continue
         class_names, first_file = names, first_file or path
+        category_ids = tuple(category_index)  # ids in class order
         splits[split] = []
-        for image in images.values():
+        for image_id, image in images.items():
             if image is None or not image.ok:
                 continue
-            record = _record(image, root, split, path, names, problems, verify_images, max_pixels)
+            record = _record(
+                image, image_id, root, split, path, names, problems, verify_images, max_pixels
+            )
             if record is not None:
                 splits[split].append(record)
-    return DetectionDataset(class_names or (), splits)
+    return DetectionDataset(class_names or (), splits, category_ids=category_ids)
 
 
 def write(dataset: DetectionDataset, out_dir: Path) -> None:
@@ -279,6 +285,7 @@ def _parse_annotation(
 
 def _record(
     image: _Image,
+    image_id: int,
     root: Path,
     split: str,
     json_path: Path,
@@ -309,6 +316,7 @@ def _record(
         image.class_ids,
         class_names,
         image.difficult,
+        image_id,
     )
 
 

@@ -403,3 +403,20 @@ def test_validation_reads_the_datasets_val_split(tmp_path: Path):
         tiny_config(tmp_path, data=str(tmp_path / "yolo"), val_split="test", name="test")
     )
     assert len(other.val_set) == 2
+
+
+def test_labels_slightly_outside_the_image_are_clipped_unless_strict(tmp_path: Path, caplog):
+    from PIL import Image
+
+    root = tmp_path / "yolo"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    Image.new("RGB", (640, 640)).save(root / "images" / "train" / "a.png")
+    (root / "labels" / "train" / "a.txt").write_text("0 0.995 0.5 0.02 0.1\n")  # 3.2 px over
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [cat]\n")
+    with caplog.at_level("WARNING", logger="onestage"):
+        trainer = Trainer(tiny_config(tmp_path, data=str(root), val_every=0, name="lenient"))
+    assert "1 box clipped to the image" in caplog.text
+    assert trainer.train_set[0][1].tolist() == [pytest.approx([0.985, 0.45, 1.0, 0.55])]
+    with pytest.raises(OnestageError, match=r"a.txt:1: box .* lies outside the 640x640 image"):
+        Trainer(tiny_config(tmp_path, data=str(root), strict_labels=True, name="strict"))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onestage.errors import OnestageError
-from onestage.models import register_model
+from onestage.models.registry import register_model
 
 # Filters of the six conv -> max-pool -> batch-norm blocks.
 BLOCK_FILTERS = (16, 32, 64, 128, 256, 256)

@@ -106,7 +106,8 @@ def main() -> None:
     data = "seed icons+backgrounds" if assets else "OpenMoji+procedural"
     command = shlex.join(["python", "benchmarks/seed_animals.py", *sys.argv[1:]])
     row = (
-        f"| {args.recipe} | {data} | {args.images:,} | {scores.voc.map:.4f} | "
+        f"| {args.recipe} | {data} | {args.images:,} | "
+        f"{scores.voc.map:.4f} ({scores.voc.iou_convention}) | "
         f"{scores.coco.ap:.4f} | {train_seconds / 60:.1f} min | {statistics.median(rates):.1f} | "
         f"{latency:.2f} ms | {peak_mib:,.0f} MiB | {platform.machine()} {os.cpu_count()} cores "
         f"CPU | `{command}` |"

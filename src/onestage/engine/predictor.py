@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,6 +244,18 @@ def list_images(source: str | Path) -> list[Path]:
     return paths
 
 
+def output_stems(paths: list[Path]) -> list[str]:
+    """A distinct file stem per image for its outputs: the image's own stem, with its suffix
+    added where two images share a stem (a.jpg, a.png -> a_jpg, a_png), then its position."""
+    counts = Counter(path.stem for path in paths)
+    stems = [
+        path.stem if counts[path.stem] == 1 else f"{path.stem}_{path.suffix[1:].lower()}"
+        for path in paths
+    ]
+    repeated = Counter(stems)
+    return [stem if repeated[stem] == 1 else f"{stem}_{i}" for i, stem in enumerate(stems)]
+
+
 def predict_source(
     detector: Detector,
     source: str | Path,
@@ -270,11 +283,12 @@ def predict_source(
             f"the weights' metadata has {len(category_ids)} category ids for {len(names)} classes"
         )
     paths = list_images(source)
+    stems = output_stems(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     skipped: list[str] = []
     total = 0
-    for path in paths:
+    for path, stem in zip(paths, stems, strict=True):
         try:
             image = load_image_rgb(path)
         except DataError as error:
@@ -288,8 +302,8 @@ def predict_source(
         picture = draw_boxes(
             image, found.boxes_xyxy, found.class_ids, detector.class_names, found.scores
         )
-        save_image(np.asarray(picture), out_dir / f"{path.stem}.png")
-        image_id: int | str = int(path.stem) if path.stem.isdigit() else path.stem
+        save_image(np.asarray(picture), out_dir / f"{stem}.png")
+        image_id: int | str = int(stem) if stem.isdigit() and str(int(stem)) == stem else stem
         height, width = image.shape[:2]
         lines = []
         for box, score, class_id, label in zip(
@@ -312,7 +326,7 @@ def predict_source(
             )
         if save_txt:
             atomic_write_text(
-                out_dir / "labels" / f"{path.stem}.txt", "".join(f"{line}\n" for line in lines)
+                out_dir / "labels" / f"{stem}.txt", "".join(f"{line}\n" for line in lines)
             )
         if on_image is not None:
             on_image()

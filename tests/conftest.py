@@ -1,12 +1,74 @@
-"""Shared fixtures: small data made by the tests themselves."""
+"""Shared fixtures: small data made by the tests themselves, and isolation between tests.
+
+Hypothesis: the "ci" profile (derandomised: the same examples on every run, so a red build is
+reproducible, and no example database) is loaded when the CI environment variable is set;
+locally the "dev" profile keeps random exploration, which finds new counterexamples over time.
+Both drop the per-example deadline, which on two shared cores flags only load, not bugs.
+HYPOTHESIS_PROFILE=<name> picks a profile explicitly.
+
+Global state a test may change (the numpy and `random` RNGs; torch's thread count, RNG,
+default dtype and grad mode, and Inductor's config, which `Detector.accelerate()` changes) is
+put back after every test, so no test depends on which tests ran before it. torch is not
+imported here, so tests that do not use it do not pay for it: its state is saved once a test
+module has imported it (they do at the top, as they are collected).
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+import random
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from PIL import Image, ImageDraw
+
+pytest_plugins = ("pytester",)  # test_conftest.py runs this conftest in a pytest of its own
+
+settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def torch_state(torch: Any) -> dict[str, Any]:
+    inductor = importlib.import_module("torch._inductor.config")
+    return {
+        "threads": torch.get_num_threads(),
+        "rng": torch.get_rng_state(),
+        "dtype": torch.get_default_dtype(),
+        "grad": torch.is_grad_enabled(),
+        "inductor": inductor.get_config_copy(),
+    }
+
+
+def restore_torch_state(torch: Any, saved: dict[str, Any]) -> None:
+    if torch.get_num_threads() != saved["threads"]:
+        torch.set_num_threads(saved["threads"])
+    torch.set_rng_state(saved["rng"])
+    torch.set_default_dtype(saved["dtype"])
+    torch.set_grad_enabled(saved["grad"])
+    inductor = importlib.import_module("torch._inductor.config")
+    for name, value in inductor.get_config_copy().items():
+        if value != saved["inductor"][name]:
+            setattr(inductor, name, saved["inductor"][name])
+
+
+@pytest.fixture(autouse=True)
+def restore_global_state():
+    """Put back, after the test, the process-wide settings the code under test may change."""
+    numpy_rng = np.random.get_state()
+    python_rng = random.getstate()
+    torch = sys.modules.get("torch")
+    saved = torch_state(torch) if torch is not None else None
+    yield
+    np.random.set_state(numpy_rng)
+    random.setstate(python_rng)
+    if saved is not None:
+        restore_torch_state(torch, saved)
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
-"""Run by test_distributed.py under torchrun: trains briefly and saves this rank's weights."""
+"""Run by test_distributed.py under torchrun: trains briefly on a fixed synthetic set and saves
+this rank's initial and final weights and the training-set indices this rank read, per epoch."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -9,9 +11,11 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from onestage.config import make_config
-from onestage.engine.trainer import train
+from onestage.data.dataset import SyntheticDataset
+from onestage.engine.trainer import Trainer
 
 out_dir = Path(sys.argv[1])
+rank = int(os.environ["RANK"])
 config = make_config(
     "seed",
     overrides={
@@ -21,12 +25,35 @@ config = make_config(
         "threads": 1,
         "hflip": 0.5,
         "synthetic_objects": "1-3",
+        "train_images": 8,  # a fixed set of one epoch's size: the shuffled, rank-sliced path
         "val_images": 4,
         "project": str(out_dir),
         "name": "ddp",
     },
 )
-result = train(config)
-rank = int(os.environ["RANK"])
-state = {name: tensor.contiguous() for name, tensor in result.model.state_dict().items()}
-save_file(state, str(out_dir / f"rank{rank}.safetensors"))
+
+reads: dict[int, list[int]] = {}  # epoch -> training-set indices this rank loaded, in order
+load_item = SyntheticDataset.__getitem__
+
+
+def recording_getitem(self: SyntheticDataset, index: int):
+    reads.setdefault(self.epoch, []).append(int(index))
+    return load_item(self, index)
+
+
+SyntheticDataset.__getitem__ = recording_getitem
+
+
+def save_state(state: dict, path: Path) -> None:
+    save_file(
+        {name: tensor.detach().clone().contiguous() for name, tensor in state.items()}, str(path)
+    )
+
+
+trainer = Trainer(config)
+save_state(trainer.model.state_dict(), out_dir / f"rank{rank}_init.safetensors")
+result = trainer.run()
+save_state(result.model.state_dict(), out_dir / f"rank{rank}.safetensors")
+(out_dir / f"rank{rank}_reads.json").write_text(
+    json.dumps({"master_addr": os.environ.get("MASTER_ADDR"), "reads": reads})
+)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 
@@ -71,6 +72,43 @@ def test_synth_check_convert_show(tmp_path: Path):
     )
     assert shown.returncode == 0, shown.stderr
     assert synthetic_grid.is_file()
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+# Files that name the splits and classes only: the same for every seed.
+SEED_FREE = {
+    "yolo": {"data.yaml"},
+    "voc": {"classes.txt", "ImageSets/Main/train.txt", "ImageSets/Main/val.txt"},
+    "coco": set(),
+}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "image_format"), [("yolo", "png"), ("voc", "jpg"), ("coco", "png")]
+)
+def test_synth_is_byte_identical_for_one_seed_and_differs_for_another(
+    tmp_path: Path, fmt: str, image_format: str
+):
+    made = {}
+    for run, seed in (("a", "3"), ("b", "3"), ("other", "4")):
+        out = tmp_path / run
+        done = onestage(
+            "data", "synth", "--out", str(out), "--format", fmt, "--image-format", image_format,
+            "--seed", seed, "--split", "train:4", "--split", "val:2", "--size", "96",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        made[run] = files_of(out)
+    images = {name for name in made["a"] if name.endswith(f".{image_format}")}
+    assert len(images) == 6
+    assert made["a"].keys() == made["b"].keys() == made["other"].keys()
+    assert [name for name in made["a"] if made["a"][name] != made["b"][name]] == []  # byte for byte
+    same = {name for name in made["a"] if made["a"][name] == made["other"][name]}
+    assert same == SEED_FREE[fmt]  # every image and every label file differs
 
 
 def test_bad_input_is_one_error_line_with_exit_code_2(tmp_path: Path):

@@ -95,7 +95,7 @@ def test_patience_stops_after_that_many_validations_without_improvement(tmp_path
 
 def test_extending_a_step_schedule_run_equals_the_longer_run(tmp_path: Path):
     # the step schedule does not depend on the number of epochs: 2 + 2 extended = 4 straight
-    recipe = {"hflip": 0.5, "ema": 0.9, "ema_tau": 2.0, "val_every": 0}
+    recipe = {"hflip": 0.5, "ema": 0.9, "ema_tau": 2.0, "val_every": 0, "steps": 1, "batch": 2}
     straight = train(tiny_config(tmp_path, epochs=4, name="straight", **recipe))
     first = train(tiny_config(tmp_path, epochs=2, name="split", **recipe))
     config = resume_config(first.run_dir, {"epochs": 4})
@@ -139,7 +139,7 @@ COSINE = {
 
 
 def test_plain_resume_of_an_interrupted_cosine_run_is_bit_identical(tmp_path: Path):
-    recipe = {**COSINE, "ema": 0.9, "ema_tau": 2.0, "val_every": 2}
+    recipe = {**COSINE, "ema": 0.9, "ema_tau": 2.0, "val_every": 2, "steps": 1, "batch": 2}
     straight = train(tiny_config(tmp_path, epochs=4, name="straight", **recipe))
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(tmp_path, epochs=4, name="cut", **recipe), StopAfterEpoch(2))

@@ -24,16 +24,16 @@ class ProceduralBackgrounds:
 
     Each texture mixes fractal value noise coloured by a natural palette, a soft gradient,
     random clutter (ellipses, strokes, polygons) and per-pixel colour noise. The pool is made
-    once per output size, so a sample costs a crop and a flip.
+    once per process, seed and output size (every generator shares it), so a sample costs a crop
+    and a flip.
     """
 
     def __init__(self, seed: int = 0, pool_size: int = 48) -> None:
         self.seed = seed
         self.pool_size = pool_size
-        self._pool = lru_cache(maxsize=4)(self._make_pool)
 
     def sample(self, rng: np.random.Generator, width: int, height: int) -> Image.Image:
-        pool = self._pool(width, height)
+        pool = texture_pool(self.seed, self.pool_size, width, height)
         texture = pool[int(rng.integers(len(pool)))]
         top = int(rng.integers(texture.shape[0] - height + 1))
         left = int(rng.integers(texture.shape[1] - width + 1))
@@ -44,12 +44,18 @@ class ProceduralBackgrounds:
             crop = crop[::-1]
         return Image.fromarray(np.ascontiguousarray(crop))
 
-    def _make_pool(self, width: int, height: int) -> list[np.ndarray]:
-        texture_w, texture_h = int(width * 1.25), int(height * 1.25)
-        return [
-            procedural_texture(np.random.default_rng([self.seed, i]), texture_w, texture_h)
-            for i in range(self.pool_size)
-        ]
+
+@lru_cache(maxsize=4)
+def texture_pool(seed: int, pool_size: int, width: int, height: int) -> tuple[np.ndarray, ...]:
+    """`pool_size` read-only textures 1.25 times the output size, texture i from (seed, i)."""
+    texture_w, texture_h = int(width * 1.25), int(height * 1.25)
+    pool = tuple(
+        procedural_texture(np.random.default_rng([seed, i]), texture_w, texture_h)
+        for i in range(pool_size)
+    )
+    for texture in pool:
+        texture.flags.writeable = False
+    return pool
 
 
 def procedural_texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:

@@ -169,6 +169,38 @@ def plot_confusion_matrix(
     _save(figure, out_png)
 
 
+def plot_speed_accuracy(
+    names: list[str], latency_ms: list[float], accuracy: list[float], out_png: Path
+) -> None:
+    """mAP@[.5:.95] against batch-1 latency, one labelled point per model; the Pareto front
+    (no other model both faster and more accurate) joined by a line and drawn in red."""
+    front = pareto_front(latency_ms, accuracy)
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for name, x, y, best in zip(names, latency_ms, accuracy, front, strict=True):
+        axis.scatter(x, y, color="tab:red" if best else "tab:blue", zorder=3)
+        axis.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    points = sorted((x, y) for x, y, best in zip(latency_ms, accuracy, front, strict=True) if best)
+    if len(points) > 1:
+        axis.plot(*zip(*points, strict=True), color="tab:red", alpha=0.6, label="Pareto front")
+        axis.legend(fontsize=7)
+    _style(
+        axis,
+        "speed and accuracy",
+        "batch-1 latency (ms, forward + post-processing)",
+        "mAP@[.5:.95]",
+    )
+    _save(figure, out_png)
+
+
+def pareto_front(latency_ms: list[float], accuracy: list[float]) -> list[bool]:
+    """True for each point that no other point beats on both (lower latency, higher accuracy)."""
+    points = list(zip(latency_ms, accuracy, strict=True))
+    return [
+        not any(x <= latency and y >= score and (x < latency or y > score) for x, y in points)
+        for latency, score in points
+    ]
+
+
 def _pr_points(
     precision: dict[str, np.ndarray], recall: dict[str, np.ndarray], name: str
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""`onestage predict` and `evaluate`."""
+"""`onestage predict`, `evaluate` and `compare`."""
 
 from __future__ import annotations
 
@@ -147,3 +147,69 @@ def _print_evaluation(result) -> None:
         f"APs {coco.ap_small:.3f} APm {coco.ap_medium:.3f} APl {coco.ap_large:.3f}  "
         f"AR@{coco.max_dets} {coco.ar_max_dets:.4f}"
     )
+
+
+@app.command("compare")
+def compare_command(
+    models: Annotated[
+        list[str], typer.Argument(help="Weights files, run folders or shipped weights names.")
+    ],
+    data: Annotated[Path | None, typer.Option("--data", help="Dataset folder.")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split (default val).")] = None,
+    synthetic: Annotated[
+        int | None, typer.Option("--synthetic", help="Compare on N fixed synthetic images.")
+    ] = None,
+    size: Annotated[int, typer.Option("--size", help="Synthetic image side in pixels.")] = 320,
+    objects: ObjectsOption = "4",
+    icons: IconsOption = None,
+    backgrounds: BackgroundsOption = None,
+    seed: SeedOption = 0,
+    rounds: Annotated[int, typer.Option("--rounds", help="Latency rounds per model.")] = 20,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default runs/compare/expN).")
+    ] = None,
+) -> None:
+    """Rank detectors on one test set: accuracy, size, compute and batch-1 CPU latency."""
+    from onestage.data.synthetic import parse_count_range
+    from onestage.engine.compare import compare, resolve_entry, write_leaderboard
+    from onestage.engine.evaluator import dataset_eval_set, synthetic_eval_set
+    from onestage.engine.predictor import Detector
+    from onestage.errors import OnestageError
+    from onestage.fileio import unique_run_dir
+
+    if (data is None) == (synthetic is None):
+        raise OnestageError("give either --data DIR or --synthetic N")
+    class_names = Detector.load(resolve_entry(models[0]).weights, "cpu").class_names
+    if data is not None:
+        eval_set = dataset_eval_set(data, class_names, split)
+        test_set = f"{data} ({split or 'default split'}, {len(eval_set)} images)"
+    else:
+        eval_set = synthetic_eval_set(
+            class_names,
+            synthetic,
+            size=size,
+            objects=parse_count_range(objects),
+            seed=seed,
+            icons=icons,
+            backgrounds=backgrounds,
+        )
+        test_set = f"{synthetic} synthetic images, {size} px, seed {seed}"
+    with console.status("scoring and timing"):
+        rows = compare(models, eval_set, rounds=rounds)
+    out_dir = out or unique_run_dir("runs/compare", "exp")
+    write_leaderboard(rows, out_dir, test_set)
+    table = Table(title=test_set)
+    for column in ("name", "params", "GFLOPs", "mAP@0.5", "mAP@[.5:.95]", "ms", "flags"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.name,
+            f"{row.parameters:,}",
+            f"{row.gflops:.2f}",
+            f"{row.map50:.4f}",
+            f"{row.map50_95:.4f}",
+            f"{row.forward_ms + row.postprocess_ms:.1f}",
+            "; ".join(row.flags),
+        )
+    console.print(table)
+    console.print(f"leaderboard in [bold]{out_dir}[/]")

@@ -1,0 +1,72 @@
+"""Assigners by name: `build_assigner("atss", topk=9)(priors, gt_boxes, gt_class_ids, 15)`.
+
+An assigner decides, per image, which ground-truth box each prior (anchor, or cell of an
+anchor-free head) learns from. Every assigner is called the same way: a `Priors` (boxes (A, 4)
+normalised xyxy in head output order, and the number of priors of each pyramid level, largest
+map first), ground truth in the batch layout of `onestage.assign` (gt_boxes (B, M, 4)
+normalised xyxy; gt_class_ids (B, M) int64 in [0, num_classes), -1 for padding slots, -2 for
+ignored objects), num_classes, and the detached predictions pred_scores (B, A, C)
+probabilities and pred_boxes (B, A, 4) normalised xyxy, which only prediction-aware assigners
+(TAL) read. It returns a `PriorTargets`: class_targets (B, A) with num_classes for background,
+box_targets (B, A, 4) the matched boxes in normalised xyxy (encoding them is the head's or the
+loss's job), target_scores (B, A, C) soft one-hot, positive and ignored (B, A) masks (a prior
+that takes an ignored object is neither positive nor negative), and matched_gt (B, A), the box
+index or -1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+from torch import Tensor
+
+from onestage.assigners.atss import ATSSAssigner, Priors, PriorTargets
+from onestage.assigners.tal import TaskAlignedAssigner
+from onestage.errors import OnestageError
+from onestage.registry import Registry
+
+
+class Assigner(Protocol):
+    """What a head's training step calls (see the module docstring)."""
+
+    def __call__(
+        self,
+        priors: Priors,
+        gt_boxes: Tensor,
+        gt_class_ids: Tensor,
+        num_classes: int,
+        pred_scores: Tensor | None = None,
+        pred_boxes: Tensor | None = None,
+    ) -> PriorTargets: ...
+
+
+ASSIGNERS: Registry[type] = Registry("assigner")
+ASSIGNERS.register("atss")(ATSSAssigner)
+ASSIGNERS.register("tal")(TaskAlignedAssigner)
+assigner_names = ASSIGNERS.names
+
+
+def build_assigner(name: str, **options: Any) -> Assigner:
+    """The assigner `name` configured with `options` (its dataclass fields)."""
+    cls = ASSIGNERS.get(name)
+    valid = [field.name for field in dataclasses.fields(cls)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise OnestageError(
+            f"unknown option(s) {', '.join(unknown)} for assigner {name!r}; "
+            f"valid options: {', '.join(valid) or 'none'}"
+        )
+    return cls(**options)
+
+
+__all__ = [
+    "ASSIGNERS",
+    "ATSSAssigner",
+    "Assigner",
+    "PriorTargets",
+    "Priors",
+    "TaskAlignedAssigner",
+    "assigner_names",
+    "build_assigner",
+]

@@ -9,7 +9,7 @@ from torch import nn
 
 from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError
-from onestage.models import SeedModel, build_model, model_names
+from onestage.models import SeedModel, SpecModel, build_model, model_names
 from onestage.models.summary import format_summary, summarize
 
 NUM_ANCHORS = 1600 + 400 + 100 + 36 + 4
@@ -22,10 +22,13 @@ def seed_model() -> nn.Module:
 
 
 def test_registry_lists_seed_and_rejects_unknown_names() -> None:
-    assert "seed" in model_names()
-    assert isinstance(build_model("seed", 3), SeedModel)
-    with pytest.raises(OnestageError, match="seed"):
+    assert {"seed", "seed-reference"} <= set(model_names())
+    assert isinstance(build_model("seed", 3), SpecModel)  # built from specs/seed.yaml
+    assert isinstance(build_model("seed-reference", 3), SeedModel)  # the hand-written one
+    with pytest.raises(OnestageError, match=r"unknown model 'resnet9000' \(built-in: seed,"):
         build_model("resnet9000", 15)
+    with pytest.raises(OnestageError, match="did you mean 'seed'"):
+        build_model("sed", 15)
 
 
 def test_parameter_counts_match_the_seed(seed_model: nn.Module) -> None:
@@ -140,7 +143,7 @@ def test_summary_rows_and_totals(seed_model: nn.Module) -> None:
     summary = summarize(seed_model)
     names = [row.name for row in summary.rows]
     assert names[:3] == ["conv2d_1", "maxpool2d_1", "batchnorm_1"]
-    assert names[-3:] == ["box_out", "class_out", "final_output"]
+    assert names[-3:] == ["box_1x1", "class_1x1", "final_output"]
     rows = {row.name: row for row in summary.rows}
     assert rows["maxpool2d_4"].output_shape == (128, 20, 20)
     assert rows["batchnorm_6"].params == 4 * 256

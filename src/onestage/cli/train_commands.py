@@ -203,9 +203,9 @@ def anchors_command(
 
     from onestage.anchors import anchor_counts_per_level, generate_anchors
     from onestage.fileio import atomic_write_bytes
-    from onestage.models import model_class
+    from onestage.models import build_model
 
-    feature_sizes = model_class(model).feature_sizes_for(imgsz)
+    feature_sizes = build_model(model, num_classes=1, input_size=imgsz).feature_sizes_for(imgsz)
     counts = anchor_counts_per_level(config_name, feature_sizes)
     table = Table(title=f"{config_name} anchors for {model} at {imgsz}px")
     table.add_column("level")

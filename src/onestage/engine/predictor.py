@@ -20,7 +20,7 @@ from onestage.data.transforms import FitTransform, fit_image
 from onestage.engine.device import resolve_device
 from onestage.errors import OnestageError
 from onestage.metrics import ImageDetections
-from onestage.models import build_model
+from onestage.models import build_model, build_spec_model, import_plugins
 from onestage.postprocess import postprocess
 
 # Shipped weights live in the package, addressed by name (e.g. --weights seed_animals).
@@ -92,8 +92,10 @@ class Detector:
             if key not in metadata:
                 raise OnestageError(f"{path}: onestage metadata lacks {key!r}")
         target = resolve_device(device)
-        model = build_model(
-            metadata["model"],
+        import_plugins(metadata.get("plugins", []))
+        build = build_spec_model if "spec" in metadata else build_model
+        model = build(
+            metadata.get("spec", metadata["model"]),
             num_classes=len(metadata["class_names"]),
             input_size=metadata["input_size"],
         )

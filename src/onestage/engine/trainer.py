@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from onestage.anchors import generate_anchors
@@ -45,9 +46,10 @@ from onestage.engine.schedule import (
     learning_rate,
 )
 from onestage.errors import OnestageError
-from onestage.fileio import unique_run_dir
+from onestage.fileio import atomic_write_text, unique_run_dir
 from onestage.losses import build_loss
 from onestage.models import build_model
+from onestage.models.spec import imported_plugins
 from onestage.plots import plot_results
 
 VAL_COLUMNS = ("val/mAP50", "val/mAP50-95")
@@ -282,6 +284,10 @@ class Trainer:
         run_dir = unique_run_dir(self.config.project, self.config.name, self.config.exist_ok)
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
         save_config(self.config, run_dir / "config.yaml")
+        spec = getattr(self.model, "spec", None)
+        if spec is not None:
+            text = yaml.safe_dump(spec.to_dict(), sort_keys=False)
+            atomic_write_text(run_dir / "model.yaml", text)
         return run_dir
 
     def _restore(self, resume_from: Path) -> None:
@@ -335,8 +341,14 @@ class Trainer:
             )
             save_config(self.config, run_dir / "config.yaml")
 
+    @property
+    def model_name(self) -> str:
+        """The architecture's name: the spec's own name, or the registered class name."""
+        spec = getattr(self.model, "spec", None)
+        return spec.name if spec is not None else self.config.model
+
     def _weights_identity(self) -> dict[str, Any]:
-        return {"model": self.config.model, "num_classes": len(self.class_names)}
+        return {"model": self.model_name, "num_classes": len(self.class_names)}
 
     # ---- the loop ----
     def run(self) -> TrainResult:
@@ -531,11 +543,20 @@ class Trainer:
             save_weights(weights_dir / "best.safetensors", self.deployed_model, metadata)
         write_results(self.run_dir / "results.csv", self.history)
 
+    def _architecture_metadata(self) -> dict[str, Any]:
+        """The spec (so the weights alone rebuild the model) and the plugin files it needs."""
+        spec = getattr(self.model, "spec", None)
+        plugins = imported_plugins()
+        return {
+            **({"spec": spec.to_dict()} if spec is not None else {}),
+            **({"plugins": plugins} if plugins else {}),
+        }
+
     def weights_metadata(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         """What a weights file says about itself (and a COCO training set's category ids)."""
         category_ids = self.dataset.category_ids if self.dataset is not None else None
         return {
-            "model": self.config.model,
+            "model": self.model_name,
             "num_classes": len(self.class_names),
             "class_names": list(self.class_names),
             "anchors": self.config.anchors,
@@ -545,6 +566,7 @@ class Trainer:
             "epoch": epoch,
             "metrics": metrics,
             **({"category_ids": list(category_ids)} if category_ids else {}),
+            **self._architecture_metadata(),
         }
 
 

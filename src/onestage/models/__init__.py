@@ -1,4 +1,4 @@
-"""Detector architectures by name: `build_model("seed", num_classes=15)`.
+"""Detector architectures by name or spec: `build_model("seed", num_classes=15)`.
 
 Every model maps images (B, 3, H, W), float in [0, 1], to (B, A, 4 + num_classes + 1): per
 anchor 4 box offsets, then num_classes + 1 class logits with background LAST. Anchors are ordered
@@ -9,13 +9,43 @@ follow the same order.
 
 from __future__ import annotations
 
+from onestage.models.blocks import BLOCKS, register_block
 from onestage.models.registry import (
     MODELS,
     build_model,
+    is_spec_file,
     model_class,
     model_names,
     register_model,
 )
-from onestage.models.seed import SeedModel  # registers "seed"
+from onestage.models.seed import SeedModel  # registers "seed-reference"
+from onestage.models.spec import (
+    Layer,
+    Spec,
+    SpecModel,
+    build_spec_model,
+    import_plugins,
+    load_spec,
+    parse_spec,
+    spec_names,
+)
 
-__all__ = ["MODELS", "SeedModel", "build_model", "model_class", "model_names", "register_model"]
+__all__ = [
+    "BLOCKS",
+    "MODELS",
+    "Layer",
+    "SeedModel",
+    "Spec",
+    "SpecModel",
+    "build_model",
+    "build_spec_model",
+    "import_plugins",
+    "is_spec_file",
+    "load_spec",
+    "model_class",
+    "model_names",
+    "parse_spec",
+    "register_block",
+    "register_model",
+    "spec_names",
+]

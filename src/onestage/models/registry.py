@@ -1,26 +1,51 @@
-"""The model registry: architectures register themselves by name."""
+"""Architectures by name: hand-written model classes and the built-in specs.
+
+`build_model(name, num_classes)` takes a registered class name, a built-in spec name
+(`models/specs/NAME.yaml`) or the path of a spec file.
+"""
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from onestage.errors import OnestageError
+from onestage.models.spec import build_spec_model, spec_names
 from onestage.registry import Registry
 
 MODELS: Registry[type[nn.Module]] = Registry("model")
 register_model = MODELS.register
-model_names = MODELS.names
 model_class = MODELS.get
 
 
-def build_model(name: str, num_classes: int, **options: Any) -> nn.Module:
-    """A fresh model `name` for `num_classes` object classes (background not counted).
+def model_names() -> list[str]:
+    """Every built-in architecture: the built-in specs and the registered classes."""
+    return sorted({*spec_names(), *MODELS.names()})
 
-    `options` go to the model's constructor (e.g. `input_size` for `seed`).
+
+def is_spec_file(name: str | Path) -> bool:
+    """Whether `name` names a spec file rather than a built-in architecture."""
+    return Path(name).suffix in (".yaml", ".yml")
+
+
+def build_model(name: str | Path, num_classes: int, **options: Any) -> nn.Module:
+    """A fresh model for `num_classes` object classes (background not counted).
+
+    `name`: a built-in spec, a spec file (.yaml) or a registered class. `options` go to the
+    spec builder or the class (e.g. `input_size`, `bn_momentum`).
     """
-    cls = model_class(name)
     if num_classes < 1:
         raise OnestageError(f"num_classes must be at least 1, got {num_classes}")
-    return cls(num_classes=num_classes, **options)
+    if is_spec_file(name) or str(name) in spec_names():
+        return build_spec_model(name, num_classes, **options)
+    if str(name) in MODELS.names():
+        return model_class(str(name))(num_classes=num_classes, **options)
+    close = difflib.get_close_matches(str(name), model_names(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise OnestageError(
+        f"unknown model {str(name)!r}{hint} (built-in: {', '.join(model_names())}; "
+        "or give a spec file NAME.yaml)"
+    )

@@ -1,8 +1,9 @@
-"""The seed detector, layer for layer: a small VGG-like backbone with five SSD-style heads.
+"""The seed detector written by hand: the reference that `specs/seed.yaml` is tested against.
 
 Reproduces the Keras model of the seed notebook (3,770,096 parameters for 15 classes, counting
 BatchNorm running statistics as non-trainable parameters, as Keras does). Attribute names follow
-the Keras layer names.
+the Keras layer names. `build_model("seed")` builds the spec, which has the same parameters,
+state-dict keys, initial weights and outputs; this class stays as `seed-reference`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Concatenate(nn.Module):
         return torch.cat(tensors, dim=self.dim)
 
 
-@register_model("seed")
+@register_model("seed-reference")
 class SeedModel(nn.Module):
     """The seed architecture: (B, 3, S, S) in [0, 1] -> (B, A, 4 + num_classes + 1).
 

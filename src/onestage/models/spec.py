@@ -266,6 +266,15 @@ def as_spec(source: Spec | dict[str, Any] | str | Path) -> Spec:
     return load_spec(source)
 
 
+# Absolute paths of the plugin files imported in this process, in import order.
+_IMPORTED_PLUGINS: list[str] = []
+
+
+def imported_plugins() -> list[str]:
+    """The plugin files imported so far (weights record them, so loading imports them too)."""
+    return list(_IMPORTED_PLUGINS)
+
+
 def import_plugins(paths: Iterable[str | Path]) -> None:
     """Import each Python file (once per process) so that its `@register_block` calls run."""
     for entry in paths:
@@ -287,6 +296,7 @@ def import_plugins(paths: Iterable[str | Path]) -> None:
         except Exception as error:  # the user's code: any error becomes one line naming it
             del sys.modules[module_name]
             raise OnestageError(f"plugin {entry}: import failed: {_first_line(error)}") from None
+        _IMPORTED_PLUGINS.append(str(path))
 
 
 # Building ---------------------------------------------------------------------------------------

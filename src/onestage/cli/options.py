@@ -44,3 +44,10 @@ DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda."
 StrictOption = Annotated[
     bool, typer.Option("--strict", help="Refuse boxes slightly outside the image (no clipping).")
 ]
+ModelOption = Annotated[
+    str, typer.Option("--model", help="Built-in architecture name or spec file (.yaml).")
+]
+PluginOption = Annotated[
+    list[Path] | None,
+    typer.Option("--plugin", help="Python file registering your own blocks (repeatable)."),
+]

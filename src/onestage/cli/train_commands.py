@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from onestage.cli.app import app, console
+from onestage.cli.options import PluginOption
 from onestage.errors import OnestageError
 
 if TYPE_CHECKING:
@@ -98,7 +99,10 @@ def train_command(
         Path | None, typer.Option("--config", help="YAML file of config keys.")
     ] = None,
     recipe: Annotated[str | None, typer.Option("--recipe", help="Named recipe, e.g. seed.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Architecture name.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Built-in architecture name or spec file (.yaml)."),
+    ] = None,
     data: Annotated[
         str | None, typer.Option("--data", help="Dataset folder (default: synthetic).")
     ] = None,
@@ -119,11 +123,15 @@ def train_command(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Run folder (or its weights) to continue.")
     ] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Train a detector; writes runs/train/NAME/ (config, results.csv, plots, weights)."""
     from onestage.config import make_config, parse_override
     from onestage.engine.run_folder import resume_config
     from onestage.engine.trainer import train
+    from onestage.models import import_plugins
+
+    import_plugins(plugin or [])
 
     values = dict(parse_override(text) for text in overrides or [])
     flags = {
@@ -173,50 +181,3 @@ def training_summary(result: TrainResult) -> str:
     if result.best_weights is not None:
         line += f"; best weights {result.best_weights}"
     return line + f"; results in {result.run_dir}"
-
-
-@app.command("summary")
-def summary_command(
-    model: Annotated[str, typer.Option("--model", help="Architecture name.")] = "seed",
-    classes: Annotated[int, typer.Option("--classes", help="Number of classes.")] = 15,
-    imgsz: Annotated[int, typer.Option("--imgsz", help="Input side in pixels.")] = 320,
-) -> None:
-    """Print a Keras-style layer table with parameter totals and GFLOPs per image."""
-    from onestage.models import build_model
-    from onestage.models.summary import format_summary, summarize
-
-    network = build_model(model, num_classes=classes, input_size=imgsz)
-    console.print(format_summary(summarize(network, input_size=imgsz)), highlight=False)
-
-
-@app.command("anchors")
-def anchors_command(
-    model: Annotated[str, typer.Option("--model", help="Architecture name.")] = "seed",
-    config_name: Annotated[str, typer.Option("--config", help="Anchor config name.")] = "seed",
-    imgsz: Annotated[int, typer.Option("--imgsz", help="Input side in pixels.")] = 320,
-    out: Annotated[Path | None, typer.Option("--out", help="Write an (N, 4) .npy file.")] = None,
-) -> None:
-    """Print anchor counts per level; optionally save normalised xyxy anchors in model order."""
-    import io
-
-    import numpy as np
-
-    from onestage.anchors import anchor_counts_per_level, generate_anchors
-    from onestage.fileio import atomic_write_bytes
-    from onestage.models import build_model
-
-    feature_sizes = build_model(model, num_classes=1, input_size=imgsz).feature_sizes_for(imgsz)
-    counts = anchor_counts_per_level(config_name, feature_sizes)
-    table = Table(title=f"{config_name} anchors for {model} at {imgsz}px")
-    table.add_column("level")
-    table.add_column("anchors", justify="right")
-    for (height, width), count in zip(feature_sizes, counts, strict=True):
-        table.add_row(f"{height}x{width}", f"{count:,}")
-    table.add_row("total", f"{sum(counts):,}")
-    console.print(table)
-    if out is not None:
-        anchors = generate_anchors(config_name, feature_sizes).numpy()
-        buffer = io.BytesIO()
-        np.save(buffer, anchors)
-        atomic_write_bytes(out, buffer.getvalue())
-        console.print(f"wrote {anchors.shape} normalised xyxy anchors to [bold]{out}[/]")

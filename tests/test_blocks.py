@@ -20,10 +20,12 @@ from onestage.models.blocks import (
     Conv,
     ConvBN,
     DWConv,
+    FPNMerge,
     MaxPool,
     SSDBox,
     SSDClass,
     SSDOutput,
+    SSDSharedHead,
     Upsample,
     padding_of,
     register_block,
@@ -213,3 +215,37 @@ def test_registry_holds_the_built_ins_and_refuses_a_name_twice(restore_blocks: N
     assert BLOCKS.get("test_blocks_identity") is Identity
     with pytest.raises(ValueError, match="already registered"):
         register_block("conv")(Identity)
+
+
+def test_fpn_merge_adds_the_coarse_map_resized_to_the_lateral() -> None:
+    merge = FPNMerge([1, 1])
+    coarse = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # (1, 1, 2, 2)
+    out = merge(coarse, torch.full((1, 1, 4, 4), 10.0))
+    expected = torch.tensor(
+        [[11, 11, 12, 12], [11, 11, 12, 12], [13, 13, 14, 14], [13, 13, 14, 14.0]]
+    )
+    torch.testing.assert_close(out[0, 0], expected)
+    # any ratio: a 1x1 map spread over 3x3, as the seed's levels need
+    torch.testing.assert_close(
+        merge(torch.full((1, 1, 1, 1), 2.0), torch.ones(1, 1, 3, 3)), torch.full((1, 1, 3, 3), 3.0)
+    )
+    with pytest.raises(ValueError, match=r"equal channels, got channels \[8, 4\]"):
+        FPNMerge([8, 4])
+
+
+def test_shared_head_runs_the_same_convs_on_every_level() -> None:
+    head = SSDSharedHead([2, 2], num_classes=2, anchors=2, convs=0)
+    nn.init.zeros_(head.box.weight)
+    nn.init.zeros_(head.classes.weight)
+    with torch.no_grad():
+        head.box.bias.copy_(torch.arange(8.0))  # anchor 0: 0..3, anchor 1: 4..7
+        head.classes.bias.copy_(torch.arange(6.0) + 100)
+    levels = (torch.rand(1, 2, 3, 3), torch.rand(1, 2, 1, 2))
+    out = head(*levels)
+    assert out.shape == (1, (9 + 2) * 2, 4 + 3)
+    assert head.feature_sizes_of([tuple(x.shape) for x in levels]) == ((3, 3), (1, 2))
+    per_anchor_row = torch.tensor([[0, 1, 2, 3, 100, 101, 102], [4, 5, 6, 7, 103, 104, 105.0]])
+    torch.testing.assert_close(out[0], per_anchor_row.repeat(11, 1))  # every level, every cell
+    assert sum(p.numel() for p in head.parameters()) == (2 * 8 * 9 + 8) + (2 * 6 * 9 + 6)
+    with pytest.raises(ValueError, match="same channels"):
+        SSDSharedHead([2, 4], num_classes=2, anchors=2)

@@ -12,7 +12,7 @@ import yaml
 
 from onestage.config import make_config
 from onestage.engine.predictor import Detector
-from onestage.engine.trainer import train
+from onestage.engine.trainer import Trainer, train
 from onestage.models import load_spec
 
 # A user block: a 3x3 convolution whose output is doubled (its file registers it).
@@ -124,3 +124,34 @@ def test_a_run_from_a_spec_file_loads_back_from_its_weights_alone(tmp_path: Path
     images = torch.rand(2, 3, 320, 320)
     with torch.no_grad():
         torch.testing.assert_close(detector.model(images), result.model.eval()(images))
+
+
+def test_seed_fpn_builds_with_a_shared_head_and_trains(tmp_path: Path):
+    from onestage.models import build_model
+    from onestage.models.summary import summarize
+
+    model = build_model("seed-fpn", num_classes=15).eval()
+    assert summarize(model).total_params == 3_914_544
+    assert model.feature_sizes == build_model("seed", num_classes=15).feature_sizes
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 320, 320)).shape == (2, 2140, 20)
+    config = make_config(
+        "fast",
+        overrides={
+            "model": "seed-fpn",
+            "epochs": 1,
+            "steps": 2,
+            "batch": 2,
+            "val_every": 0,
+            "amp": "none",
+            "project": str(tmp_path),
+            "name": "fpn",
+        },
+    )
+    trainer = Trainer(config)
+    initial = trainer.model.state_dict()["detect.box.weight"].clone()  # the shared box conv
+    result = trainer.run()
+    assert torch.isfinite(torch.tensor(result.history[0]["train/loss"]))
+    assert not torch.equal(result.model.state_dict()["detect.box.weight"], initial)
+    detector = Detector.load(result.run_dir / "weights" / "last.safetensors", "cpu")
+    assert detector.metadata["model"] == "seed-fpn"

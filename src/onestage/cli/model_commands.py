@@ -38,7 +38,7 @@ def models_command(
         console.print(text, markup=False, highlight=False, end="")
         return
     table = Table(title=f"architectures ({classes} classes)")
-    for column in ("name", "head", "priors per cell", "input", "parameters", "GFLOPs"):
+    for column in ("name", "head", "priors/cell", "input", "parameters", "GFLOPs"):
         table.add_column(column, justify="left" if column in ("name", "head") else "right")
     for architecture in [name] if name else model_names():
         model = build_model(architecture, num_classes=classes)

@@ -299,6 +299,27 @@ class SPPF(nn.Module):
         return self.cv2(torch.cat(maps, dim=1))  # (B, 4 hidden, H, W) -> (B, out, H, W)
 
 
+@register_block("fpn_merge")
+class FPNMerge(nn.Module):
+    """FPN's top-down step: [coarse, lateral] -> lateral + the coarse map resized (nearest) to
+    the lateral's height and width. Both need the same channels (give the laterals 1x1 convs);
+    any size ratio works (the seed's levels go 1 -> 3 -> 5 -> 10 -> 20)."""
+
+    multi_input = True
+
+    def __init__(self, in_channels: list[int]) -> None:
+        super().__init__()
+        if len(in_channels) != 2 or in_channels[0] != in_channels[1]:
+            raise ValueError(
+                f"needs [coarse, lateral] with equal channels, got channels {in_channels}"
+            )
+        self.out_channels = in_channels[1]
+
+    def forward(self, coarse: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+        resized = nn.functional.interpolate(coarse, size=lateral.shape[-2:], mode="nearest")
+        return lateral + resized  # (B, C, H, W) of the lateral
+
+
 # Heads ------------------------------------------------------------------------------------------
 
 
@@ -359,4 +380,41 @@ class SSDOutput(nn.Module):
         boxes = torch.cat([per_anchor(m, 4) for m in maps[::2]], dim=1)  # (B, A, 4)
         logits = self.num_classes + 1
         classes = torch.cat([per_anchor(m, logits) for m in maps[1::2]], dim=1)  # (B, A, K + 1)
+        return torch.cat([boxes, classes], dim=2)  # (B, A, 4 + K + 1)
+
+
+@register_block("ssd_shared_head")
+class SSDSharedHead(nn.Module):
+    """An SSD head shared by every level (as RetinaNet's): the same `convs` 3x3 conv + ReLU
+    layers, then the same box and class 3x3 convs, run on each input level (largest first, all
+    with the same channels). Output (B, A, 4 + num_classes + 1), laid out as `ssd_output`."""
+
+    multi_input = True
+
+    def __init__(
+        self, in_channels: list[int], num_classes: int, anchors: int, convs: int = 1
+    ) -> None:
+        super().__init__()
+        if len(set(in_channels)) != 1:
+            raise ValueError(f"every level needs the same channels, got {in_channels}")
+        channels = in_channels[0]
+        self.num_classes = num_classes
+        self.anchors_per_cell = anchors
+        self.out_channels = 4 + num_classes + 1
+        tower: list[nn.Module] = []
+        for _ in range(convs):
+            tower += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        self.tower = nn.Sequential(*tower)
+        self.box = nn.Conv2d(channels, anchors * 4, 3, padding=1)
+        self.classes = nn.Conv2d(channels, anchors * (num_classes + 1), 3, padding=1)
+
+    def feature_sizes_of(self, input_shapes: list[tuple[int, ...]]) -> tuple[tuple[int, int], ...]:
+        """(height, width) of each level, from the shapes of this layer's inputs."""
+        return tuple((shape[-2], shape[-1]) for shape in input_shapes)
+
+    def forward(self, *levels: torch.Tensor) -> torch.Tensor:
+        features = [self.tower(level) for level in levels]
+        boxes = torch.cat([per_anchor(self.box(f), 4) for f in features], dim=1)  # (B, A, 4)
+        logits = self.num_classes + 1
+        classes = torch.cat([per_anchor(self.classes(f), logits) for f in features], dim=1)
         return torch.cat([boxes, classes], dim=2)  # (B, A, 4 + K + 1)

@@ -1,0 +1,110 @@
+"""Every built-in architecture on the seed's task with the same budget, ranked on one leaderboard.
+
+Usage:
+  python benchmarks/architectures.py [--images 12000] [--models seed seed-fpn ...]
+                                     [--set KEY=VALUE ...] [--record]
+
+Trains each model with the `fast` recipe (validation off: every model gets the same number of
+training images and nothing else) on the seed's data distribution (the seed's icons and photos
+from ../shared/seed_animals when that folder exists, else OpenMoji + procedural backgrounds),
+then ranks the final weights with `onestage.engine.compare` on the fixed 500-image test set of
+`benchmarks/seed_animals.py` (4 objects per image, the "test" stream): VOC mAP@0.5, COCO
+mAP@[.5:.95], parameters, GFLOPs, batch-1 CPU latency interleaved over the models, training
+images, wall time and images/s. Writes runs/architectures/<images>/leaderboard.* and prints the
+Markdown table; --record appends it to BENCHMARKS.md with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from onestage.config import make_config, parse_override
+from onestage.engine.compare import compare, cpu_model, write_leaderboard
+from onestage.engine.evaluator import synthetic_eval_set
+from onestage.engine.trainer import train
+from onestage.models import model_names
+
+STEPS_PER_EPOCH = 50
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=12_000, help="training images per model")
+    parser.add_argument("--models", nargs="*", default=None, help="default: every built-in")
+    parser.add_argument("--test-images", type=int, default=500)
+    parser.add_argument("--seed-assets", type=Path, default=Path("../shared/seed_animals"))
+    parser.add_argument("--set", nargs="*", default=[], help="extra config overrides KEY=VALUE")
+    parser.add_argument("--rounds", type=int, default=20, help="latency rounds per model")
+    parser.add_argument("--out", type=Path, default=Path("runs/architectures"))
+    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    args = parser.parse_args()
+
+    models = args.models or [name for name in model_names() if name != "seed-reference"]
+    extra = dict(parse_override(text) for text in args.set)
+    steps = extra.pop("steps", STEPS_PER_EPOCH)
+    batch = make_config("fast", overrides=extra).batch
+    if args.images % (batch * steps):
+        raise SystemExit(f"--images must be a multiple of {batch * steps} (batch x steps)")
+    assets = args.seed_assets if args.seed_assets.is_dir() else None
+    out = args.out / str(args.images)
+    weights = []
+    for model in models:
+        config = make_config(
+            "fast",
+            overrides={
+                "model": model,
+                "epochs": args.images // (batch * steps),
+                "steps": steps,
+                "val_every": 0,
+                "project": str(out / "runs"),
+                "name": model,
+                "exist_ok": True,
+                "synthetic_icons": str(assets / "icons") if assets else None,
+                "synthetic_backgrounds": str(assets / "backgrounds") if assets else None,
+                **extra,
+            },
+        )
+        print(f"training {model} on {args.images:,} images", flush=True)
+        result = train(config)
+        weights.append(result.run_dir / "weights" / "last.safetensors")
+
+    eval_set = synthetic_eval_set(
+        _class_names(weights[0]),
+        args.test_images,
+        objects=(4, 4),
+        icons=assets / "icons" if assets else None,
+        backgrounds=assets / "backgrounds" if assets else None,
+    )
+    data = "seed icons+backgrounds" if assets else "OpenMoji+procedural"
+    test_set = f"{args.test_images} fixed test images, 4 objects, {data}"
+    rows = compare(weights, eval_set, rounds=args.rounds)
+    write_leaderboard(rows, out, test_set)
+    table = (out / "leaderboard.md").read_text()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    command = shlex.join(["python", "benchmarks/architectures.py", *sys.argv[1:]])
+    header = (
+        f"\n`{command}`: {args.images:,} training images per model (`fast` recipe, {data}), "
+        f"trained on {device}; {platform.machine()} {os.cpu_count()} cores, "
+        f"{cpu_model()}.\n\n"
+    )
+    print(header + table)
+    if args.record:
+        with Path("BENCHMARKS.md").open("a", encoding="utf-8") as handle:
+            handle.write(header + table)
+
+
+def _class_names(weights: Path) -> tuple[str, ...]:
+    from onestage.engine.predictor import Detector
+
+    return Detector.load(weights, "cpu").class_names
+
+
+if __name__ == "__main__":
+    main()

@@ -155,3 +155,16 @@ def test_seed_fpn_builds_with_a_shared_head_and_trains(tmp_path: Path):
     assert not torch.equal(result.model.state_dict()["detect.box.weight"], initial)
     detector = Detector.load(result.run_dir / "weights" / "last.safetensors", "cpu")
     assert detector.metadata["model"] == "seed-fpn"
+
+
+def test_nano_is_under_1_5m_parameters_with_the_seed_levels():
+    from onestage.models import build_model
+    from onestage.models.summary import summarize
+
+    model = build_model("nano", num_classes=15).eval()
+    summary = summarize(model)
+    assert summary.total_params == 892_256 and summary.total_params <= 1_500_000
+    assert summary.gflops < 0.2 * summarize(build_model("seed", num_classes=15)).gflops
+    assert model.feature_sizes == ((20, 20), (10, 10), (5, 5), (3, 3), (1, 1))
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 320, 320)).shape == (1, 2140, 20)

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
-from onestage.assigners.atss import ATSSAssigner, Priors, PriorTargets
+from onestage.assigners.atss import ATSSAssigner
+from onestage.assigners.common import Priors, PriorTargets
 from onestage.assigners.tal import TaskAlignedAssigner
 from onestage.errors import OnestageError
 from onestage.registry import Registry

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from onestage.assigners.atss import (
+from onestage.assigners.common import (
     Priors,
     PriorTargets,
     centres_inside,

@@ -17,7 +17,6 @@ boolean indexing, so they run without host synchronisation and with static shape
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,15 +52,7 @@ loss_names = LOSSES.names
 
 def build_loss(name: str, **options: Any) -> DetectionLoss:
     """The loss `name` configured with `options` (its dataclass fields)."""
-    cls = LOSSES.get(name)
-    valid = [field.name for field in dataclasses.fields(cls)]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise OnestageError(
-            f"unknown option(s) {', '.join(unknown)} for loss {name!r}; "
-            f"valid options: {', '.join(valid) or 'none'}"
-        )
-    return cls(**options)
+    return LOSSES.build(name, **options)
 
 
 def _split(pred: Tensor) -> tuple[Tensor, Tensor]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from onestage.errors import OnestageError
 
@@ -39,3 +40,16 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}"
             )
         return self.classes[name]
+
+    def build(self, name: str, **options: Any) -> Any:
+        """An instance of the dataclass filed under `name`, configured with `options` (its
+        fields); an unknown option is a user error listing the valid ones."""
+        cls = self.get(name)
+        valid = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise OnestageError(
+                f"unknown option(s) {', '.join(unknown)} for {self.kind} {name!r}; "
+                f"valid options: {', '.join(valid) or 'none'}"
+            )
+        return cls(**options)

@@ -16,7 +16,6 @@ index or -1.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Protocol
 
 from torch import Tensor
@@ -24,7 +23,6 @@ from torch import Tensor
 from onestage.assigners.atss import ATSSAssigner
 from onestage.assigners.common import Priors, PriorTargets
 from onestage.assigners.tal import TaskAlignedAssigner
-from onestage.errors import OnestageError
 from onestage.registry import Registry
 
 
@@ -50,15 +48,7 @@ assigner_names = ASSIGNERS.names
 
 def build_assigner(name: str, **options: Any) -> Assigner:
     """The assigner `name` configured with `options` (its dataclass fields)."""
-    cls = ASSIGNERS.get(name)
-    valid = [field.name for field in dataclasses.fields(cls)]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise OnestageError(
-            f"unknown option(s) {', '.join(unknown)} for assigner {name!r}; "
-            f"valid options: {', '.join(valid) or 'none'}"
-        )
-    return cls(**options)
+    return ASSIGNERS.build(name, **options)
 
 
 __all__ = [

@@ -168,3 +168,13 @@ def test_nano_is_under_1_5m_parameters_with_the_seed_levels():
     assert model.feature_sizes == ((20, 20), (10, 10), (5, 5), (3, 3), (1, 1))
     with torch.no_grad():
         assert model(torch.rand(1, 3, 320, 320)).shape == (1, 2140, 20)
+
+
+def test_every_built_in_architecture_has_a_recipe():
+    from onestage.config import RECIPES
+    from onestage.models import model_names
+
+    for name in model_names():
+        if name not in ("seed", "seed-reference"):  # seed has the seed and fast recipes
+            config = make_config(name)
+            assert config.model == name and config.loss == RECIPES["fast"]["loss"]

@@ -124,6 +124,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "val_every": 5,
     },
 }
+# The other built-in architectures start from `fast` (the same budget, optimiser and schedule,
+# so that the leaderboard compares architectures, not recipes).
+RECIPES["seed-fpn"] = {**RECIPES["fast"], "model": "seed-fpn"}
+RECIPES["nano"] = {**RECIPES["fast"], "model": "nano"}
 
 
 def config_keys() -> list[str]:

@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from onestage.config import make_config, parse_override
-from onestage.engine.compare import compare, cpu_model, write_leaderboard
+from onestage.engine.compare import compare, write_leaderboard
+from onestage.engine.device import cpu_model
 from onestage.engine.evaluator import synthetic_eval_set
 from onestage.engine.trainer import train
 from onestage.models import model_names

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from onestage.engine.device import cpu_model
 from onestage.postprocess import batched_nms
 
 PIXELS = 640
@@ -238,13 +239,6 @@ def timing(runs: int) -> None:
         old, current = (statistics.median(timings[version]) * 1000 for version in VERSIONS)
         same = torch.equal(results["old"], results["current"])
         print(f"| {name} | {old:.1f} ms | {current:.1f} ms | {old / current:.1f}x | {same} |")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

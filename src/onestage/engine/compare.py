@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onestage.data.transforms import FitTransform, fit_image
+from onestage.config import load_yaml
+from onestage.engine.device import cpu_model
 from onestage.engine.evaluator import EvalSet, evaluate_detector
 from onestage.engine.predictor import Detector, resolve_weights
 from onestage.engine.run_folder import read_results
@@ -94,14 +95,12 @@ def resolve_entry(source: str | Path) -> Entry:
 def training_record(run_dir: Path) -> tuple[int, float, float, int | None]:
     """(images, wall seconds, images/s, threads) of a run's training, from its results.csv
     (epochs' images/s x seconds, validation excluded) and config.yaml."""
-    import yaml
-
     rows = read_results(run_dir / "results.csv")
     if not rows:
         raise OnestageError(f"{run_dir}: results.csv has no epochs")
     seconds = sum(row["time_s"] for row in rows)
     images = round(sum(row["images_per_s"] * row["time_s"] for row in rows))
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    config = load_yaml(run_dir / "config.yaml")
     return images, seconds, images / max(seconds, 1e-9), config.get("threads")
 
 
@@ -131,7 +130,7 @@ def batch1_latency_ms(
     for round_index in range(warmup + rounds):
         for index, detector in enumerate(detectors):
             timing: dict[str, float] = {}
-            batch, transforms, sizes = _fitted_batch(detector, image)
+            batch, transforms, sizes = detector.fit_batch([image])
             detector.detect_tensor(batch, transforms, sizes, timing=timing)
             if round_index >= warmup:
                 timings[index].append((timing["forward"] * 1e3, timing["postprocess"] * 1e3))
@@ -139,16 +138,6 @@ def batch1_latency_ms(
         (statistics.median(f for f, _ in rows), statistics.median(p for _, p in rows))
         for rows in timings
     ]
-
-
-def _fitted_batch(
-    detector: Detector, image: np.ndarray
-) -> tuple[torch.Tensor, list[FitTransform], list[tuple[int, int]]]:
-    """One image fitted to the detector's input: (1, 3, S, S) uint8, its transform, its size."""
-
-    fitted, transform = fit_image(image, detector.input_size, detector.letterbox)
-    batch = torch.from_numpy(np.stack([fitted])).permute(0, 3, 1, 2)  # (1, 3, S, S) uint8
-    return batch, [transform], [(image.shape[1], image.shape[0])]
 
 
 def compare(
@@ -202,19 +191,6 @@ def flag_incomparable(rows: list[LeaderboardRow]) -> None:
             if value is not None and value != usual:
                 unit = " threads" if attribute == "training_threads" else " px"
                 row.flags.append(f"{label} {value}{unit}, most rows {usual}{unit}")
-
-
-def cpu_model() -> str:
-    """The processor's model name (Linux /proc/cpuinfo), else the platform's word for it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def write_leaderboard(rows: list[LeaderboardRow], out_dir: Path, test_set: str) -> None:

@@ -1,6 +1,9 @@
-"""Device and precision choices shared by the trainer and the predictor."""
+"""Device and precision choices shared by the trainer and the predictor, and the CPU's name."""
 
 from __future__ import annotations
+
+import platform
+from pathlib import Path
 
 import torch
 
@@ -29,3 +32,14 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
             raise OnestageError("--amp fp16 needs CUDA; use bf16 on CPU")
         return torch.float16
     raise OnestageError(f"unknown amp {amp!r}; valid: none, bf16, fp16")
+
+
+def cpu_model() -> str:
+    """The processor's model name (Linux /proc/cpuinfo), else the platform's word for it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -138,12 +138,18 @@ class Detector:
         self, images: list[np.ndarray], options: PredictOptions | None = None
     ) -> list[ImageDetections]:
         """Detections for a batch of (H, W, 3) uint8 images; boxes in each image's pixels."""
+        return self.detect_tensor(*self.fit_batch(images), options)
+
+    def fit_batch(
+        self, images: list[np.ndarray]
+    ) -> tuple[torch.Tensor, list[FitTransform], list[tuple[int, int]]]:
+        """(H, W, 3) uint8 images fitted to the input as `detect_tensor` takes them: the
+        (B, 3, S, S) uint8 batch, each image's transform and its (width, height)."""
         fitted, transforms = zip(
             *(fit_image(image, self.input_size, self.letterbox) for image in images), strict=True
         )
         batch = torch.from_numpy(np.stack(fitted)).permute(0, 3, 1, 2)  # (B, 3, S, S) uint8
-        sizes = [(image.shape[1], image.shape[0]) for image in images]
-        return self.detect_tensor(batch, list(transforms), sizes, options)
+        return batch, list(transforms), [(image.shape[1], image.shape[0]) for image in images]
 
     @torch.inference_mode()
     def detect_tensor(

@@ -25,8 +25,9 @@ def run_dir_of(path: Path) -> Path:
 
 def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The run's saved config with allowed overrides (e.g. more epochs) applied."""
-    saved = load_yaml(run_dir_of(run) / "config.yaml")
-    spec_file = run_dir_of(run) / "model.yaml"  # the run's own copy of its architecture
+    run_dir = run_dir_of(run)
+    saved = load_yaml(run_dir / "config.yaml")
+    spec_file = run_dir / "model.yaml"  # the run's own copy of its architecture
     if spec_file.is_file() and "model" not in overrides:
         saved["model"] = str(spec_file)
     config = make_config(overrides={**saved, **overrides})

@@ -49,7 +49,7 @@ from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_text, unique_run_dir
 from onestage.losses import build_loss
 from onestage.models import build_model
-from onestage.models.spec import imported_plugins
+from onestage.models.spec import Spec, imported_plugins
 from onestage.plots import plot_results
 
 VAL_COLUMNS = ("val/mAP50", "val/mAP50-95")
@@ -284,9 +284,8 @@ class Trainer:
         run_dir = unique_run_dir(self.config.project, self.config.name, self.config.exist_ok)
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
         save_config(self.config, run_dir / "config.yaml")
-        spec = getattr(self.model, "spec", None)
-        if spec is not None:
-            text = yaml.safe_dump(spec.to_dict(), sort_keys=False)
+        if self.spec is not None:
+            text = yaml.safe_dump(self.spec.to_dict(), sort_keys=False)
             atomic_write_text(run_dir / "model.yaml", text)
         return run_dir
 
@@ -342,10 +341,14 @@ class Trainer:
             save_config(self.config, run_dir / "config.yaml")
 
     @property
+    def spec(self) -> Spec | None:
+        """The model's spec, for a model built from one (not a registered class)."""
+        return getattr(self.model, "spec", None)
+
+    @property
     def model_name(self) -> str:
         """The architecture's name: the spec's own name, or the registered class name."""
-        spec = getattr(self.model, "spec", None)
-        return spec.name if spec is not None else self.config.model
+        return self.spec.name if self.spec is not None else self.config.model
 
     def _weights_identity(self) -> dict[str, Any]:
         return {"model": self.model_name, "num_classes": len(self.class_names)}
@@ -545,10 +548,9 @@ class Trainer:
 
     def _architecture_metadata(self) -> dict[str, Any]:
         """The spec (so the weights alone rebuild the model) and the plugin files it needs."""
-        spec = getattr(self.model, "spec", None)
         plugins = imported_plugins()
         return {
-            **({"spec": spec.to_dict()} if spec is not None else {}),
+            **({"spec": self.spec.to_dict()} if self.spec is not None else {}),
             **({"plugins": plugins} if plugins else {}),
         }
 

@@ -320,6 +320,17 @@ class FPNMerge(nn.Module):
         return lateral + resized  # (B, C, H, W) of the lateral
 
 
+def keras_initialise(model: nn.Module) -> None:
+    """Keras initialisation: Glorot-uniform kernels, zero biases, BatchNorm weight 1, bias 0."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_parameters()
+
+
 # Heads ------------------------------------------------------------------------------------------
 
 

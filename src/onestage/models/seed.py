@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from onestage.errors import OnestageError
+from onestage.models.blocks import keras_initialise
 from onestage.models.registry import register_model
 
 # Filters of the six conv -> max-pool -> batch-norm blocks.
@@ -87,13 +88,8 @@ class SeedModel(nn.Module):
         return tuple((s, s) for s in sizes[3:])
 
     def reset_parameters(self) -> None:
-        """Keras initialisation: Glorot-uniform kernels, zero biases, BatchNorm 1 and 0."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                module.reset_parameters()
+        """Keras initialisation (`blocks.keras_initialise`)."""
+        keras_initialise(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, S, S) float in [0, 1] -> (B, A, 4 + num_classes + 1)."""

@@ -65,7 +65,7 @@ import yaml
 from torch import nn
 
 from onestage.errors import OnestageError
-from onestage.models.blocks import BLOCKS
+from onestage.models.blocks import BLOCKS, keras_initialise
 
 SPECS_DIR = Path(__file__).parent / "specs"
 SECTIONS = ("backbone", "neck", "head")
@@ -551,14 +551,8 @@ class SpecModel(nn.Module):
         return head.feature_sizes_of([tuple(outputs[s].shape) for s in self.steps[-1].sources])
 
     def reset_parameters(self) -> None:
-        """Keras initialisation: Glorot-uniform kernels, zero biases, BatchNorm 1 and 0."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.reset_parameters()
+        """Keras initialisation (`blocks.keras_initialise`), the spec's `init: glorot`."""
+        keras_initialise(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, S, S) float in [0, 1] -> (B, A, 4 + num_classes + 1)."""

@@ -3,6 +3,7 @@
 Usage:
   python benchmarks/architectures.py [--images 12000] [--models seed seed-fpn ...]
                                      [--set KEY=VALUE ...] [--record]
+  python benchmarks/architectures.py --forward-only [--rounds 20]
 
 Trains each model with the `fast` recipe (validation off: every model gets the same number of
 training images and nothing else) on the seed's data distribution (the seed's icons and photos
@@ -20,7 +21,9 @@ import argparse
 import os
 import platform
 import shlex
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -30,7 +33,7 @@ from onestage.engine.compare import compare, write_leaderboard
 from onestage.engine.device import cpu_model
 from onestage.engine.evaluator import synthetic_eval_set
 from onestage.engine.trainer import train
-from onestage.models import model_names
+from onestage.models import build_model, model_names
 
 STEPS_PER_EPOCH = 50
 
@@ -45,7 +48,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="latency rounds per model")
     parser.add_argument("--out", type=Path, default=Path("runs/architectures"))
     parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--forward-only",
+        action="store_true",
+        help="only time the batch-1 fp32 forward of every built-in (untrained), interleaved",
+    )
     args = parser.parse_args()
+    if args.forward_only:
+        forward_latency(args.models or model_names(), args.rounds)
+        return
 
     models = args.models or [name for name in model_names() if name != "seed-reference"]
     extra = dict(parse_override(text) for text in args.set)
@@ -99,6 +110,27 @@ def main() -> None:
     if args.record:
         with Path("BENCHMARKS.md").open("a", encoding="utf-8") as handle:
             handle.write(header + table)
+
+
+def forward_latency(models: list[str], rounds: int) -> None:
+    """Median fp32 eager forward ms of each model on one 320x320 image, the models visited in
+    turn in every round (3 warm-up rounds), and each one's ratio to `seed`'s."""
+    networks = {name: build_model(name, num_classes=15).eval() for name in models}
+    image = torch.rand(1, 3, 320, 320)
+    times: dict[str, list[float]] = {name: [] for name in networks}
+    with torch.inference_mode():
+        for round_index in range(3 + rounds):
+            for name, network in networks.items():
+                began = time.perf_counter()
+                network(image)
+                if round_index >= 3:
+                    times[name].append((time.perf_counter() - began) * 1e3)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print("| model | forward ms (median) | x seed |\n|---|---|---|")
+    for name, ms in medians.items():
+        ratio = f"{ms / medians['seed']:.2f}" if "seed" in medians else ""
+        print(f"| {name} | {ms:.2f} | {ratio} |")
 
 
 def _class_names(weights: Path) -> tuple[str, ...]:

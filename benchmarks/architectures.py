@@ -5,7 +5,7 @@ Usage:
                                      [--set KEY=VALUE ...] [--record]
   python benchmarks/architectures.py --forward-only [--rounds 20]
 
-Trains each model with the `fast` recipe (validation off: every model gets the same number of
+Trains each model with its recipe (`fast` for `seed`; every recipe has `fast`'s schedule; validation off: every model gets the same number of
 training images and nothing else) on the seed's data distribution (the seed's icons and photos
 from ../shared/seed_animals when that folder exists, else OpenMoji + procedural backgrounds),
 then ranks the final weights with `onestage.engine.compare` on the fixed 500-image test set of
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from onestage.config import make_config, parse_override
+from onestage.config import architecture_recipe, make_config, parse_override
 from onestage.engine.compare import compare, write_leaderboard
 from onestage.engine.device import cpu_model
 from onestage.engine.evaluator import synthetic_eval_set
@@ -69,7 +69,7 @@ def main() -> None:
     weights = []
     for model in models:
         config = make_config(
-            "fast",
+            architecture_recipe(model),
             overrides={
                 "model": model,
                 "epochs": args.images // (batch * steps),

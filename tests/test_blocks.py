@@ -22,14 +22,11 @@ from onestage.models.blocks import (
     DWConv,
     FPNMerge,
     MaxPool,
-    SSDBox,
-    SSDClass,
-    SSDOutput,
-    SSDSharedHead,
     Upsample,
     padding_of,
     register_block,
 )
+from onestage.models.heads import SSDBox, SSDClass, SSDOutput, SSDSharedHead
 
 # A 4x4 map with negative and positive values: rows -8..-5, -4..-1, 0..3, 4..7.
 RAMP = torch.arange(-8.0, 8.0).reshape(1, 1, 4, 4)

@@ -171,10 +171,15 @@ def test_nano_is_under_1_5m_parameters_with_the_seed_levels():
 
 
 def test_every_built_in_architecture_has_a_recipe():
-    from onestage.config import RECIPES
-    from onestage.models import model_names
+    from onestage.config import RECIPES, architecture_recipe
+    from onestage.models import build_model, model_names
 
+    fast = RECIPES["fast"]
     for name in model_names():
         if name not in ("seed", "seed-reference"):  # seed has the seed and fast recipes
-            config = make_config(name)
-            assert config.model == name and config.loss == RECIPES["fast"]["loss"]
+            config = make_config(architecture_recipe(name))
+            anchor_free = build_model(name, num_classes=15).box_coding == "points"
+            assert config.model == name
+            assert config.loss == ("quality" if anchor_free else fast["loss"])
+            assert (config.lr, config.epochs, config.steps) == (fast["lr"], 15, 200)
+    assert architecture_recipe("seed") == "fast" and architecture_recipe("csp-s") == "csp-s"

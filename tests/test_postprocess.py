@@ -11,12 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onestage import postprocess as postprocess_module
+from onestage.box_coding import AnchorCoding
 from onestage.boxes import decode_offsets
 from onestage.errors import OnestageError
 from onestage.postprocess import Detections, batched_nms, nms, postprocess
 
 GRID = 16  # grid boxes are in 1/16 units: float32 areas are exact, IoU > threshold unambiguous
 PIXELS = 640  # tiny boxes: 1-4 px (on a quarter-pixel grid) in a 640 px image, normalised
+
+
+def coding(anchors: torch.Tensor, score_mode: str = "softmax") -> AnchorCoding:
+    """One level of `anchors` (A, 4) normalised xyxy."""
+    return AnchorCoding(anchors, (anchors.shape[0],), score_mode)
 
 
 def reference_nms(
@@ -247,28 +253,28 @@ def test_argmax_mode_drops_background_anchors_and_keeps_the_seed_scores() -> Non
     logits = [[1.0, -5.0, 2.0], [3.0, 1.0, 0.0], [-5.0, 2.0, 1.0], [0.0, 0.0, 5.0]]
     pred = _pred(logits)
     probs = torch.tensor(logits).softmax(dim=-1)
-    (argmax,) = postprocess(pred, ANCHORS, candidates="argmax", conf_threshold=0.25)
+    (argmax,) = postprocess(pred, coding(ANCHORS), candidates="argmax", conf_threshold=0.25)
     assert argmax.class_ids.tolist() == [0, 1]
     torch.testing.assert_close(argmax.scores, torch.stack((probs[1, 0], probs[2, 1])))
     torch.testing.assert_close(argmax.boxes_xyxy, ANCHORS[[1, 2]])
 
-    (multi,) = postprocess(pred, ANCHORS, candidates="all", conf_threshold=0.25)
+    (multi,) = postprocess(pred, coding(ANCHORS), candidates="all", conf_threshold=0.25)
     assert multi.class_ids.tolist() == [0, 1, 0]  # anchor 0's class 0 is back, last
     torch.testing.assert_close(multi.boxes_xyxy, ANCHORS[[1, 2, 0]])
 
 
 def test_all_mode_gives_one_anchor_several_classes() -> None:
     pred = _pred([[2.0, 2.0, 0.0], [-5.0, -5.0, 5.0], [-5.0, -5.0, 5.0], [-5.0, -5.0, 5.0]])
-    (detections,) = postprocess(pred, ANCHORS, candidates="all", conf_threshold=0.3)
+    (detections,) = postprocess(pred, coding(ANCHORS), candidates="all", conf_threshold=0.3)
     assert sorted(detections.class_ids.tolist()) == [0, 1]
     torch.testing.assert_close(detections.boxes_xyxy, ANCHORS[[0, 0]])
-    (single,) = postprocess(pred, ANCHORS, candidates="argmax", conf_threshold=0.3)
+    (single,) = postprocess(pred, coding(ANCHORS), candidates="argmax", conf_threshold=0.3)
     assert len(single) == 1
 
 
 def test_sigmoid_mode_ignores_the_last_column() -> None:
     logits = [[0.0, 1.0, 100.0], [2.0, -1.0, -100.0], [-9.0, -9.0, 0.0], [-9.0, -9.0, 0.0]]
-    (detections,) = postprocess(_pred(logits), ANCHORS, score_mode="sigmoid", conf_threshold=0.4)
+    (detections,) = postprocess(_pred(logits), coding(ANCHORS, "sigmoid"), conf_threshold=0.4)
     expected = torch.tensor([2.0, 1.0, 0.0]).sigmoid()  # anchor 1 class 0, anchor 0 classes 1, 0
     torch.testing.assert_close(detections.scores, expected)
     assert detections.class_ids.tolist() == [0, 1, 0]
@@ -278,11 +284,11 @@ def test_conf_threshold_is_strict_and_topk_and_max_det_limit() -> None:
     # One class (K = 2); background logit 0, so the class probability is sigmoid(logit).
     logits = [[2.0, 0.0], [1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]]  # p = 0.88, 0.73, 0.5, 0.27
     pred = _pred(logits)
-    assert len(postprocess(pred, ANCHORS, conf_threshold=0.5)[0]) == 2  # 0.5 is not > 0.5
-    assert len(postprocess(pred, ANCHORS, conf_threshold=0.2)[0]) == 4
-    (top,) = postprocess(pred, ANCHORS, conf_threshold=0.2, pre_nms_topk=3, max_det=2)
+    assert len(postprocess(pred, coding(ANCHORS), conf_threshold=0.5)[0]) == 2  # 0.5 is not > 0.5
+    assert len(postprocess(pred, coding(ANCHORS), conf_threshold=0.2)[0]) == 4
+    (top,) = postprocess(pred, coding(ANCHORS), conf_threshold=0.2, pre_nms_topk=3, max_det=2)
     torch.testing.assert_close(top.boxes_xyxy, ANCHORS[[0, 1]])
-    (topk,) = postprocess(pred, ANCHORS, conf_threshold=0.2, pre_nms_topk=3)
+    (topk,) = postprocess(pred, coding(ANCHORS), conf_threshold=0.2, pre_nms_topk=3)
     torch.testing.assert_close(topk.boxes_xyxy, ANCHORS[[0, 1, 2]])
 
 
@@ -297,7 +303,7 @@ def test_boxes_are_decoded_offsets_sorted_by_score_and_clipped() -> None:
         dim=-1,
     )
     pred[1, 0, :2] = 20.0  # pushed over the bottom edge: must be clipped, area left
-    detections = postprocess(pred, anchors, conf_threshold=0.0, iou_threshold=1.0)
+    detections = postprocess(pred, coding(anchors), conf_threshold=0.0, iou_threshold=1.0)
     scores = pred[..., 4:].softmax(dim=-1)[..., 0]  # (2, 3)
     order = scores[0].argsort(descending=True)
     torch.testing.assert_close(detections[0].scores, scores[0, order])
@@ -313,7 +319,7 @@ def test_boxes_clipped_to_zero_area_are_dropped() -> None:
     offsets[0, 0, 0] = 60.0  # anchor 0 moved 1.2 right: wholly outside, clipped to zero width
     offsets[0, 1, 3] = -1000.0  # anchor 1's height underflows to zero
     offsets[0, 3, 1] = 25.0  # anchor 3 moved 0.5 down, half outside: clipped, area left
-    (detections,) = postprocess(_pred([[5.0, -5.0, 0.0]] * 4, offsets), ANCHORS)
+    (detections,) = postprocess(_pred([[5.0, -5.0, 0.0]] * 4, offsets), coding(ANCHORS))
     kept = detections.boxes_xyxy[detections.boxes_xyxy[:, 1].argsort()]  # anchors 2, 3
     torch.testing.assert_close(kept, torch.tensor([[0.0, 0.4, 0.2, 0.6], [0.4, 0.9, 0.6, 1.0]]))
 
@@ -321,7 +327,7 @@ def test_boxes_clipped_to_zero_area_are_dropped() -> None:
 def test_image_without_candidates_gives_empty_tensors() -> None:
     background = [[-5.0, -5.0, 5.0]] * 4
     pred = torch.cat((_pred(background), _pred([[5.0, -5.0, 0.0]] * 4)), dim=0)
-    empty, full = postprocess(pred.bfloat16(), ANCHORS)
+    empty, full = postprocess(pred.bfloat16(), coding(ANCHORS))
     assert empty.boxes_xyxy.shape == (0, 4) and empty.boxes_xyxy.dtype == torch.float32
     assert empty.scores.shape == (0,) and empty.scores.dtype == torch.float32
     assert empty.class_ids.shape == (0,) and empty.class_ids.dtype == torch.int64
@@ -333,10 +339,10 @@ def test_a_batch_gives_the_same_detections_as_single_images() -> None:
     anchors = torch.rand(50, 2, generator=generator) * 0.7
     anchors = torch.cat((anchors, anchors + 0.1 + torch.rand(50, 2, generator=generator) * 0.2), 1)
     pred = torch.randn(3, 50, 4 + 4, generator=generator)
-    batched = postprocess(pred, anchors, conf_threshold=0.05, pre_nms_topk=60, max_det=20)
+    batched = postprocess(pred, coding(anchors), conf_threshold=0.05, pre_nms_topk=60, max_det=20)
     for image, detections in zip(pred, batched, strict=True):
         (single,) = postprocess(
-            image[None], anchors, conf_threshold=0.05, pre_nms_topk=60, max_det=20
+            image[None], coding(anchors), conf_threshold=0.05, pre_nms_topk=60, max_det=20
         )
         assert isinstance(detections, Detections)
         assert torch.equal(detections.scores, single.scores)
@@ -345,7 +351,8 @@ def test_a_batch_gives_the_same_detections_as_single_images() -> None:
         assert (detections.scores.diff() <= 0).all()
 
 
-@pytest.mark.parametrize("option", [{"score_mode": "tanh"}, {"candidates": "best"}])
-def test_unknown_options_are_refused(option: dict) -> None:
-    with pytest.raises(OnestageError):
-        postprocess(_pred([[0.0, 0.0]] * 4), ANCHORS, **option)
+def test_unknown_options_are_refused() -> None:
+    with pytest.raises(OnestageError, match="candidates rule 'best'"):
+        postprocess(_pred([[0.0, 0.0]] * 4), coding(ANCHORS), candidates="best")
+    with pytest.raises(OnestageError, match="score_mode 'tanh'"):
+        coding(ANCHORS, "tanh")

@@ -69,6 +69,7 @@ class OracleModel(torch.nn.Module):
     the true class of every matched anchor and on background elsewhere."""
 
     feature_sizes_for = staticmethod(SeedModel.feature_sizes_for)
+    anchors_per_cell = SeedModel.anchors_per_cell
 
     def __init__(self, boxes: list, class_ids: list, anchors_xyxy: torch.Tensor) -> None:
         super().__init__()

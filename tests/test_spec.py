@@ -16,7 +16,8 @@ import onestage
 from onestage.checkpoint import load_model_weights, load_weights
 from onestage.errors import OnestageError
 from onestage.models import spec as spec_module
-from onestage.models.blocks import BLOCKS, SSDOutput, register_block
+from onestage.models.blocks import BLOCKS, register_block
+from onestage.models.heads import SSDOutput
 from onestage.models.seed import SeedModel
 from onestage.models.spec import (
     Layer,
@@ -420,7 +421,7 @@ def test_a_head_must_give_one_row_per_anchor(restore_blocks: None) -> None:
     message = one_line_error(lambda: build_tiny(TINY.replace("ssd_output", "test_spec_short_head")))
     assert message == (
         "tiny.yaml: the head 'detect' gives (1, 639, 8), not (1, 640, 8) "
-        "(1 image, anchors, 4 + classes + 1)"
+        "(1 image, priors, 4 + classes + 1)"
     )
     message = one_line_error(lambda: build_tiny("init: keras\n" + TINY))
     assert message == "tiny.yaml: init must be one of torch, glorot, got 'keras'"

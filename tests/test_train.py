@@ -230,7 +230,7 @@ def test_resume_cannot_shorten(tmp_path: Path):
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
     trainer = Trainer(tiny_config(tmp_path, epochs=3, name="nan"))
-    real_loss = trainer.loss_fn
+    real_loss = trainer.criterion.loss
     calls = {"n": 0}
 
     def loss_that_explodes(*args, **kwargs):
@@ -240,7 +240,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
             parts["loss"] = parts["loss"] * math.nan
         return parts
 
-    trainer.loss_fn = loss_that_explodes
+    trainer.criterion.loss = loss_that_explodes
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, step 1"):
         trainer.run()
     _, metadata = load_weights(tmp_path / "nan" / "weights" / "last.safetensors")

@@ -54,9 +54,17 @@ class TrainConfig:
     warmup_steps: int = _knob(0, "linear warm-up steps")
     grad_clip: float | None = _knob(None, "clip gradient norm to this value")
     # objective
-    loss: str = _knob("seed", "seed | ssd | focal")
-    box_loss: str = _knob("smooth_l1", "focal loss only: smooth_l1 | giou")
-    iou_threshold: float = _knob(0.4, "anchor matching IoU threshold")
+    loss: str | None = _knob(
+        None, "seed | ssd | focal (anchor heads), quality (anchor-free); none = the head's own"
+    )
+    box_loss: str | None = _knob(
+        None, "ssd, focal: smooth_l1 | giou; quality: ciou | giou; none = the loss's own"
+    )
+    cls_loss: str | None = _knob(None, "quality loss: bce | vfl | qfl; none = bce")
+    assigner: str | None = _knob(
+        None, "maxiou (anchor heads) | atss | tal; none = the head's own (maxiou, tal)"
+    )
+    iou_threshold: float = _knob(0.4, "maxiou assigner: anchor matching IoU threshold")
     hflip: float = _knob(0.0, "probability of a horizontal flip")
     ema: float = _knob(0.0, "weight EMA decay (validated and saved instead); 0 = off")
     ema_tau: float = _knob(100.0, "EMA warm-up: decay x (1 - exp(-updates / tau))")
@@ -128,6 +136,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 # so that the leaderboard compares architectures, not recipes).
 RECIPES["seed-fpn"] = {**RECIPES["fast"], "model": "seed-fpn"}
 RECIPES["nano"] = {**RECIPES["fast"], "model": "nano"}
+# The anchor-free ones take their head's loss (TAL, BCE on soft targets, CIoU, DFL).
+RECIPES["csp-n"] = {**RECIPES["fast"], "model": "csp-n", "loss": "quality"}
+RECIPES["csp-s"] = {**RECIPES["fast"], "model": "csp-s", "loss": "quality"}
+
+
+def architecture_recipe(model: str) -> str:
+    """The recipe an architecture is compared with: its own, or `fast` for `seed` (whose
+    `seed` recipe is the seed's own schedule)."""
+    return model if model in RECIPES and model != "seed" else "fast"
 
 
 def config_keys() -> list[str]:

@@ -1,9 +1,8 @@
 """From model output to detections: decode, score, keep candidates, batched per-class NMS.
 
-The model output is `pred` (B, A, 4 + K): 4 encoded box offsets (see `boxes.decode_offsets`,
-SSD variances 0.1 / 0.2) then K class logits. Softmax models have K = num_classes + 1 with
-background LAST; sigmoid (focal) models score only the first K - 1 logits (the last column is
-unused). Anchors are (A, 4) normalised xyxy. Detections come back as normalised xyxy boxes.
+The model output `pred` (B, A, values) is read by the head's box coding (`onestage.box_coding`:
+SSD offsets against anchors, or anchor-free distances from cell points), which gives each
+prior's box and class probabilities. Detections come back as normalised xyxy boxes.
 
 Everything is batched: one `torch.topk` picks each image's candidates from a padded
 (B, A * num_classes) score tensor, and `batched_nms` works on as many images (or, for many
@@ -20,10 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from onestage.boxes import clip_boxes, decode_offsets
+from onestage.box_coding import BoxCoding
+from onestage.boxes import clip_boxes
 from onestage.errors import OnestageError
 
-SCORE_MODES = ("softmax", "sigmoid")
 CANDIDATE_RULES = ("all", "argmax")
 
 
@@ -160,73 +159,64 @@ def nms(boxes_xyxy: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     return kept[scores[kept].argsort(descending=True, stable=True)]
 
 
-def _class_scores(logits: Tensor, score_mode: str, candidates: str) -> tuple[Tensor, Tensor]:
-    """(B, A, K) logits -> foreground scores and candidate mask, both (B, A, K - 1).
+def _candidates(scores: Tensor, logits: Tensor, coding: BoxCoding, rule: str) -> Tensor:
+    """(B, A, C) scores -> (B, A, C) bool candidate mask.
 
-    "all": every (anchor, foreground class) pair is a candidate. "argmax": each anchor offers
-    only its best class; with softmax that is the argmax over all K probabilities, so an anchor
-    whose best class is background offers nothing (the seed's rule).
+    "all": every (prior, class) pair is a candidate. "argmax": each prior offers only its best
+    class; for a softmax coding that is the argmax over all K logits, background included, so a
+    prior whose best class is background offers nothing (the seed's rule).
     """
-    if score_mode == "softmax":
-        probs = logits.softmax(dim=-1)  # (B, A, K)
-    elif score_mode == "sigmoid":
-        probs = logits[..., :-1].sigmoid()  # (B, A, K - 1)
-    else:
-        raise OnestageError(f"unknown score_mode {score_mode!r}; valid: {', '.join(SCORE_MODES)}")
-
-    num_classes = logits.shape[-1] - 1
-    if candidates == "all":
-        is_candidate = torch.ones_like(probs[..., :num_classes], dtype=torch.bool)
-    elif candidates == "argmax":
-        best = probs.argmax(dim=-1, keepdim=True)  # (B, A, 1)
-        class_range = torch.arange(num_classes, device=logits.device)
-        is_candidate = best == class_range  # (B, A, K - 1); background argmax matches none
-    else:
+    if rule == "all":
+        return torch.ones_like(scores, dtype=torch.bool)
+    if rule != "argmax":
         raise OnestageError(
-            f"unknown candidates rule {candidates!r}; valid: {', '.join(CANDIDATE_RULES)}"
+            f"unknown candidates rule {rule!r}; valid: {', '.join(CANDIDATE_RULES)}"
         )
-    return probs[..., :num_classes], is_candidate
+    ranked = logits if coding.score_mode == "softmax" else scores  # softmax keeps the order
+    best = ranked.argmax(dim=-1, keepdim=True)  # (B, A, 1)
+    return best == torch.arange(scores.shape[-1], device=scores.device)  # background: no match
 
 
 def postprocess(
     pred: Tensor,
-    anchors_xyxy: Tensor,
+    coding: BoxCoding,
     *,
-    score_mode: str = "softmax",
     candidates: str = "all",
     conf_threshold: float = 0.25,
     iou_threshold: float = 0.5,
     pre_nms_topk: int = 400,
     max_det: int = 100,
 ) -> list[Detections]:
-    """Model output (B, A, 4 + K) and (A, 4) normalised xyxy anchors -> one Detections per image.
+    """Model output (B, A, values) read by its `coding` -> one Detections per image.
 
-    score_mode: "softmax" over all K logits (background last) or "sigmoid" over the first K - 1.
-    candidates: "all" = every (anchor, class) pair scoring > conf_threshold (multi-label, for
-    mAP with a low threshold such as 0.001); "argmax" = each anchor's best class only, dropping
-    anchors whose best class is background (the seed's rule). Per image, the `pre_nms_topk`
-    best candidates go through per-class NMS (IoU > iou_threshold suppresses) and at most
-    `max_det` survive. Computes in float32 whatever the input dtype; boxes are clipped to [0, 1],
-    and a box left with zero width or height (wholly outside the image, say) is no candidate.
+    candidates: "all" = every (prior, class) pair scoring > conf_threshold (multi-label, for
+    mAP with a low threshold such as 0.001); "argmax" = each prior's best class only (for a
+    softmax coding, dropping priors whose best class is background: the seed's rule). Per
+    image, the `pre_nms_topk` best candidates go through per-class NMS (IoU > iou_threshold
+    suppresses) and at most `max_det` survive. Computes in float32 whatever the input dtype;
+    boxes are clipped to [0, 1], and a box left with zero width or height (wholly outside the
+    image, say) is no candidate.
     """
     pred = pred.float()
-    batch, num_anchors, _ = pred.shape
-    boxes = clip_boxes(decode_offsets(pred[..., :4], anchors_xyxy.to(pred)))  # (B, A, 4)
-    scores, is_candidate = _class_scores(pred[..., 4:], score_mode, candidates)  # (B, A, C)
+    batch, num_priors, _ = pred.shape
+    box_part, logits = coding.split(pred)
+    boxes = clip_boxes(coding.decode(box_part))  # (B, A, 4)
+    scores = coding.class_scores(logits)  # (B, A, C)
+    is_candidate = _candidates(scores, logits, coding, candidates)  # (B, A, C)
     num_classes = scores.shape[-1]
 
     # A box clipped (or decoded) to zero width or height is no detection; NMS would keep it.
     has_area = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])  # (B, A)
     is_candidate = is_candidate & has_area[:, :, None]
-    scores = scores.reshape(batch, num_anchors * num_classes)  # (B, A * C)
+    scores = scores.reshape(batch, num_priors * num_classes)  # (B, A * C)
     valid = is_candidate.reshape_as(scores) & (scores > conf_threshold)
     # Only as many slots as the fullest image needs: NMS costs grow with k squared.
     k = min(pre_nms_topk, int(valid.sum(dim=1).max()))
     top_scores, top_index = scores.masked_fill(~valid, -1.0).topk(k, dim=1)  # (B, k), sorted
     top_valid = valid.gather(1, top_index)  # (B, k)
     top_classes = top_index % num_classes  # (B, k)
-    top_anchors = top_index // num_classes  # (B, k)
-    top_boxes = boxes.gather(1, top_anchors[:, :, None].expand(-1, -1, 4))  # (B, k, 4)
+    top_priors = top_index // num_classes  # (B, k)
+    top_boxes = boxes.gather(1, top_priors[:, :, None].expand(-1, -1, 4))  # (B, k, 4)
 
     keep = batched_nms(top_boxes, top_scores, top_classes, top_valid, iou_threshold)  # (B, k)
     keep &= keep.cumsum(dim=1) <= max_det  # candidates are sorted, so this keeps the best

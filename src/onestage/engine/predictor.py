@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from onestage.anchors import generate_anchors
+from onestage.box_coding import box_coding_for
 from onestage.checkpoint import load_model_weights, load_weights
 from onestage.data.images import load_image_rgb
 from onestage.data.transforms import FitTransform, fit_image
@@ -64,7 +64,7 @@ def resolve_weights(weights: str | Path) -> Path:
 
 
 class Detector:
-    """A trained model with its anchors and metadata, ready to predict on images."""
+    """A trained model with its box coding and metadata, ready to predict on images."""
 
     def __init__(
         self, model: torch.nn.Module, metadata: dict[str, Any], device: torch.device | None = None
@@ -75,9 +75,9 @@ class Detector:
         self.class_names: tuple[str, ...] = tuple(metadata["class_names"])
         self.input_size = int(metadata["input_size"])
         self.letterbox = bool(metadata.get("letterbox", False))
-        self.score_mode = "sigmoid" if metadata.get("loss") == "focal" else "softmax"
-        feature_sizes = model.feature_sizes_for(self.input_size)
-        self.anchors_xyxy = generate_anchors(metadata["anchors"], feature_sizes).to(self.device)
+        self.coding = box_coding_for(
+            model, self.input_size, metadata["anchors"], metadata.get("loss")
+        ).to(self.device)
         self.amp_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 for AMX inference
         self.channels_last = False
         self.input_dtype = torch.float32
@@ -183,8 +183,7 @@ class Detector:
         forward_done = time.perf_counter()
         found = postprocess(
             predictions.float(),
-            self.anchors_xyxy,
-            score_mode=self.score_mode,
+            self.coding,
             candidates=options.candidates,
             conf_threshold=options.conf,
             iou_threshold=options.iou,

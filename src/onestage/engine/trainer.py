@@ -12,8 +12,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from onestage.anchors import generate_anchors
-from onestage.assign import build_targets
+from onestage.box_coding import box_coding_for
 from onestage.checkpoint import (
     load_model_weights,
     load_training_state,
@@ -21,11 +20,13 @@ from onestage.checkpoint import (
     save_weights,
 )
 from onestage.config import TrainConfig, load_yaml, save_config
+from onestage.criterion import criterion_for
 from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections
 from onestage.data.images import save_image
 from onestage.data.records import DetectionDataset
 from onestage.data.synthetic import SyntheticConfig, parse_count_range
 from onestage.engine import distributed
+from onestage.engine.augment import random_hflip
 from onestage.engine.device import autocast_dtype, resolve_device
 from onestage.engine.ema import ModelEMA
 from onestage.engine.evaluator import (
@@ -35,6 +36,7 @@ from onestage.engine.evaluator import (
     prediction_grid,
     synthetic_eval_set,
 )
+from onestage.engine.optim import build_optimizer
 from onestage.engine.predictor import Detector
 from onestage.engine.run_folder import read_results, run_dir_of, write_results
 from onestage.engine.sampler import EpochSampler
@@ -47,7 +49,6 @@ from onestage.engine.schedule import (
 )
 from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_text, unique_run_dir
-from onestage.losses import build_loss
 from onestage.models import build_model
 from onestage.models.spec import Spec, imported_plugins
 from onestage.plots import plot_results
@@ -149,11 +150,9 @@ class Trainer:
             load_model_weights(self.model, Path(config.weights), self._weights_identity())
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        feature_sizes = self.model.feature_sizes_for(config.imgsz)
-        self.anchors_xyxy = generate_anchors(config.anchors, feature_sizes).to(self.device)
-        loss_options = {} if config.loss == "seed" else {"box_loss": config.box_loss}
-        self.loss_fn = build_loss(config.loss, **loss_options)
-        self.optimizer = self._make_optimizer()
+        self.coding = box_coding_for(self.model, config.imgsz, config.anchors, config.loss)
+        self.criterion = criterion_for(config, self.coding, len(self.class_names))
+        self.optimizer = build_optimizer(config, self.model.parameters())
         self.scaler = self._make_scaler()
         self.start_epoch = 0
         self.global_step = 0
@@ -249,27 +248,6 @@ class Trainer:
         return dataset_eval_set(
             Path(config.data), self.class_names, config.val_split, dataset=self.dataset
         )
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        config = self.config
-        params = self.model.parameters()
-        if config.optimizer in ("adam", "adamw"):
-            adam = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-            return adam(
-                params,
-                lr=config.lr,
-                betas=(config.momentum, 0.999),
-                weight_decay=config.weight_decay,
-            )
-        if config.optimizer == "sgd":
-            return torch.optim.SGD(
-                params,
-                lr=config.lr,
-                momentum=config.momentum,
-                weight_decay=config.weight_decay,
-                nesterov=True,
-            )
-        raise OnestageError(f"unknown optimizer {config.optimizer!r}; valid: adam, adamw, sgd")
 
     def _make_scaler(self) -> torch.amp.GradScaler:
         """Loss scaling for fp16 on CUDA; a disabled no-op otherwise."""
@@ -463,6 +441,7 @@ class Trainer:
             "train/loss": means.get("loss", float("nan")),
             "train/cls": means.get("cls", float("nan")),
             "train/box": means.get("box", float("nan")),
+            **({"train/dfl": means["dfl"]} if "dfl" in means else {}),
             "lr": self._learning_rate(max(self.global_step - 1, 0)),
             "images_per_s": steps * config.batch / max(elapsed, 1e-9),
             "time_s": elapsed,
@@ -481,27 +460,13 @@ class Trainer:
         class_ids = class_ids.to(self.device)
         if self.config.hflip > 0:
             images, boxes_xyxy = random_hflip(images, boxes_xyxy, self.config.hflip)
-        targets = build_targets(
-            self.anchors_xyxy,
-            boxes_xyxy,
-            class_ids,
-            num_classes=len(self.class_names),
-            iou_threshold=self.config.iou_threshold,
-        )
         with torch.autocast(
             self.device.type,
             dtype=self.amp_dtype or torch.float32,
             enabled=self.amp_dtype is not None,
         ):
             predictions = self.ddp_model(images)
-        losses = self.loss_fn(
-            predictions.float(),
-            targets.class_targets,
-            targets.box_targets,
-            targets.positive,
-            anchors_xyxy=self.anchors_xyxy,
-            ignored=targets.ignored,
-        )
+        losses = self.criterion(predictions, boxes_xyxy, class_ids)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses["loss"]).backward()
         if self.config.grad_clip:
@@ -564,31 +529,12 @@ class Trainer:
             "anchors": self.config.anchors,
             "input_size": self.config.imgsz,
             "letterbox": self.config.letterbox,
-            "loss": self.config.loss,
+            "loss": self.criterion.loss_name,
             "epoch": epoch,
             "metrics": metrics,
             **({"category_ids": list(category_ids)} if category_ids else {}),
             **self._architecture_metadata(),
         }
-
-
-def random_hflip(
-    images: torch.Tensor, boxes_xyxy: torch.Tensor, probability: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flip each image of a batch left-right with `probability`; boxes are normalised xyxy.
-
-    Padding boxes (all zeros) stay all-zero-width and are ignored by matching anyway.
-    """
-    flip = torch.rand(images.shape[0], device=images.device) < probability  # (B,)
-    if not flip.any():
-        return images, boxes_xyxy
-    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    mirrored = torch.stack(
-        [1 - boxes_xyxy[..., 2], boxes_xyxy[..., 1], 1 - boxes_xyxy[..., 0], boxes_xyxy[..., 3]],
-        dim=-1,
-    )
-    boxes_xyxy = torch.where(flip[:, None, None], mirrored, boxes_xyxy)
-    return images, boxes_xyxy
 
 
 def train(

@@ -23,8 +23,8 @@ A user's own block lives in their own file, registered the same way:
         def forward(self, x):
             return 2 * x
 
-The last layer of a detector is a head: a block with `anchors_per_cell` and
-`feature_sizes_of(input_shapes)` whose output is (B, A, 4 + num_classes + 1), as `ssd_output`.
+The last layer of a detector is a head (`onestage.models.heads`: the SSD heads and the
+anchor-free decoupled head, and the contract a head of one's own keeps).
 """
 
 from __future__ import annotations
@@ -329,103 +329,3 @@ def keras_initialise(model: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.reset_parameters()
-
-
-# Heads ------------------------------------------------------------------------------------------
-
-
-@register_block("ssd_box")
-class SSDBox(Conv):
-    """Box offsets of one level: a k x k conv to `anchors` x 4 channels."""
-
-    def __init__(self, in_channels: int, anchors: int, k: int = 3) -> None:
-        super().__init__(in_channels, anchors * 4, k)
-
-
-@register_block("ssd_class")
-class SSDClass(Conv):
-    """Class logits of one level: a k x k conv to `anchors` x (num_classes + 1) channels."""
-
-    def __init__(self, in_channels: int, num_classes: int, anchors: int, k: int = 3) -> None:
-        super().__init__(in_channels, anchors * (num_classes + 1), k)
-
-
-def per_anchor(head_output: torch.Tensor, values: int) -> torch.Tensor:
-    """(B, anchors * values, H, W) -> (B, H * W * anchors, values), pixel-major (Keras' NHWC)."""
-    return head_output.permute(0, 2, 3, 1).reshape(head_output.shape[0], -1, values)
-
-
-@register_block("ssd_output")
-class SSDOutput(nn.Module):
-    """The SSD head's output: reads (box, class) map pairs, one pair per level, largest level
-    first, and lays them out per anchor: (B, A, 4 + num_classes + 1), the 4 box offsets then the
-    class logits with background last. Anchors go level by level, pixel by pixel (row-major),
-    then anchor within the pixel. `anchors_per_cell` is read from the box maps' channels.
-    """
-
-    multi_input = True
-
-    def __init__(self, in_channels: list[int], num_classes: int) -> None:
-        super().__init__()
-        if len(in_channels) % 2:
-            raise ValueError(f"needs (box, class) input pairs, got {len(in_channels)} inputs")
-        self.num_classes = num_classes
-        self.anchors_per_cell = in_channels[0] // 4
-        self.out_channels = 4 + num_classes + 1
-        for level, (box, logits) in enumerate(
-            zip(in_channels[::2], in_channels[1::2], strict=True)
-        ):
-            expected = (4 * self.anchors_per_cell, self.anchors_per_cell * (num_classes + 1))
-            if self.anchors_per_cell < 1 or (box, logits) != expected:
-                raise ValueError(
-                    f"level {level} has {box} box and {logits} class channels; "
-                    f"expected 4 x anchors and anchors x (num_classes + 1), "
-                    f"the same anchors on every level"
-                )
-
-    def feature_sizes_of(self, input_shapes: list[tuple[int, ...]]) -> tuple[tuple[int, int], ...]:
-        """(height, width) of each level, from the shapes of this layer's inputs."""
-        return tuple((shape[-2], shape[-1]) for shape in input_shapes[::2])
-
-    def forward(self, *maps: torch.Tensor) -> torch.Tensor:
-        boxes = torch.cat([per_anchor(m, 4) for m in maps[::2]], dim=1)  # (B, A, 4)
-        logits = self.num_classes + 1
-        classes = torch.cat([per_anchor(m, logits) for m in maps[1::2]], dim=1)  # (B, A, K + 1)
-        return torch.cat([boxes, classes], dim=2)  # (B, A, 4 + K + 1)
-
-
-@register_block("ssd_shared_head")
-class SSDSharedHead(nn.Module):
-    """An SSD head shared by every level (as RetinaNet's): the same `convs` 3x3 conv + ReLU
-    layers, then the same box and class 3x3 convs, run on each input level (largest first, all
-    with the same channels). Output (B, A, 4 + num_classes + 1), laid out as `ssd_output`."""
-
-    multi_input = True
-
-    def __init__(
-        self, in_channels: list[int], num_classes: int, anchors: int, convs: int = 1
-    ) -> None:
-        super().__init__()
-        if len(set(in_channels)) != 1:
-            raise ValueError(f"every level needs the same channels, got {in_channels}")
-        channels = in_channels[0]
-        self.num_classes = num_classes
-        self.anchors_per_cell = anchors
-        self.out_channels = 4 + num_classes + 1
-        tower: list[nn.Module] = []
-        for _ in range(convs):
-            tower += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
-        self.tower = nn.Sequential(*tower)
-        self.box = nn.Conv2d(channels, anchors * 4, 3, padding=1)
-        self.classes = nn.Conv2d(channels, anchors * (num_classes + 1), 3, padding=1)
-
-    def feature_sizes_of(self, input_shapes: list[tuple[int, ...]]) -> tuple[tuple[int, int], ...]:
-        """(height, width) of each level, from the shapes of this layer's inputs."""
-        return tuple((shape[-2], shape[-1]) for shape in input_shapes)
-
-    def forward(self, *levels: torch.Tensor) -> torch.Tensor:
-        features = [self.tower(level) for level in levels]
-        boxes = torch.cat([per_anchor(self.box(f), 4) for f in features], dim=1)  # (B, A, 4)
-        logits = self.num_classes + 1
-        classes = torch.cat([per_anchor(self.classes(f), logits) for f in features], dim=1)
-        return torch.cat([boxes, classes], dim=2)  # (B, A, 4 + K + 1)

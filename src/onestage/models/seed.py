@@ -43,6 +43,8 @@ class SeedModel(nn.Module):
     """
 
     anchors_per_cell = 4
+    box_coding = "anchors"  # the head contract of `onestage.models.heads`
+    reg_max = 0
 
     def __init__(self, num_classes: int, input_size: int = 320, bn_momentum: float = 0.01) -> None:
         super().__init__()

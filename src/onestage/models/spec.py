@@ -16,7 +16,8 @@ key is an argument of the block (they may also go under `args: {...}`). Input ch
 written: the builder runs a dummy image through the layers built so far and takes each layer's
 `in_channels` from the shapes its inputs have. `num_classes` is never written either: it comes
 from the build call and goes to every block with a `num_classes` parameter. The last layer is
-the head's output, (B, A, 4 + num_classes + 1). A worked example, two levels at 16 and 8 px:
+a head (`onestage.models.heads`): anchor-based, (B, A, 4 + num_classes + 1), or anchor-free,
+(B, A, 4 (reg_max + 1) + num_classes). A worked example, two levels at 16 and 8 px:
 
     name: tiny
     input_size: 64
@@ -66,6 +67,7 @@ from torch import nn
 
 from onestage.errors import OnestageError
 from onestage.models.blocks import BLOCKS, keras_initialise
+from onestage.models.heads import HEAD_ATTRIBUTES, is_head, output_values
 
 SPECS_DIR = Path(__file__).parent / "specs"
 SECTIONS = ("backbone", "neck", "head")
@@ -361,11 +363,13 @@ def _on_meta(module: nn.Module, inputs: list[torch.Tensor], multi_input: bool) -
 
 
 class SpecModel(nn.Module):
-    """A detector built from a Spec: (B, 3, S, S) in [0, 1] -> (B, A, 4 + num_classes + 1).
+    """A detector built from a Spec: (B, 3, S, S) in [0, 1] -> (B, A, values), laid out as its
+    head says (`onestage.models.heads`).
 
     Each layer is an attribute named after it. Like `SeedModel`, it exposes `num_classes`,
     `input_size`, `anchors_per_cell`, `feature_sizes` (the (h, w) of the head's levels at
-    `input_size`, in the head's order: largest first) and `feature_sizes_for(size)`.
+    `input_size`, in the head's order: largest first) and `feature_sizes_for(size)`, and from its
+    head `box_coding` and `reg_max`.
 
     Dry runs (at build time and in `feature_sizes_for`) run the layers, in eval mode, on meta
     tensors; where that fails (a genuine mistake, or code that meta tensors cannot run), they run
@@ -390,11 +394,15 @@ class SpecModel(nn.Module):
         self.num_classes = num_classes
         self.input_size = input_size or spec.input_size
         self.steps: list[Step] = []
-        self.anchors_per_cell = 0  # set from the head once built
+        self.anchors_per_cell = 0  # these four are set from the head once built
+        self.box_coding = "anchors"
+        self.reg_max = 0
         self.feature_sizes: tuple[tuple[int, int], ...] = ()
         head_inputs = self._build(self.input_size)
-        head = getattr(self, self.steps[-1].name)
+        head = self.head
         self.anchors_per_cell = int(head.anchors_per_cell)
+        self.box_coding = str(head.box_coding)
+        self.reg_max = int(head.reg_max)
         self.feature_sizes = head.feature_sizes_of(head_inputs)
         if bn_momentum is not None:
             for module in self.modules():
@@ -432,11 +440,12 @@ class SpecModel(nn.Module):
             except Exception:  # a mistake, or code meta tensors cannot run: run it for real
                 outputs[layer.name] = self._real_run(size)[layer.name].to("meta")
             positions[layer.name] = position
-        head = getattr(self, self.steps[-1].name)
-        if not (hasattr(head, "anchors_per_cell") and hasattr(head, "feature_sizes_of")):
+        head = self.head
+        if not is_head(head):
             raise OnestageError(
                 f"{origin}: the last layer {layer.name!r} ({layer.block}) is not a detection head: "
-                "it needs anchors_per_cell and feature_sizes_of, as ssd_output"
+                f"it needs {', '.join(HEAD_ATTRIBUTES)} (box_coding 'anchors' or 'points'), as "
+                "ssd_output and decoupled_head"
             )
         self._check_output(outputs[layer.name], inputs, head)
         last_reader = {source: step.name for step in self.steps for source in step.sources}
@@ -492,14 +501,19 @@ class SpecModel(nn.Module):
     def _check_output(
         self, output: torch.Tensor, inputs: list[torch.Tensor], head: nn.Module
     ) -> None:
-        """The head's output must be (1, A, 4 + num_classes + 1), A matching its levels."""
+        """The head's output must be (1, A, values), A matching its levels and values its box
+        coding (`heads.output_values`)."""
         sizes = head.feature_sizes_of([tuple(t.shape) for t in inputs])
-        anchors = sum(h * w for h, w in sizes) * head.anchors_per_cell
-        expected = (1, anchors, 4 + self.num_classes + 1)
+        priors = sum(h * w for h, w in sizes) * head.anchors_per_cell
+        values = output_values(head.box_coding, head.reg_max, self.num_classes)
+        expected = (1, priors, values)
         if tuple(output.shape) != expected:
+            layout = (
+                "4 + classes + 1" if head.box_coding == "anchors" else "4 (reg_max + 1) + classes"
+            )
             raise OnestageError(
                 f"{self.spec.where()}: the head {self.steps[-1].name!r} gives "
-                f"{tuple(output.shape)}, not {expected} (1 image, anchors, 4 + classes + 1)"
+                f"{tuple(output.shape)}, not {expected} (1 image, priors, {layout})"
             )
 
     def _real_run(self, size: int, context: str = "") -> dict[str, torch.Tensor]:
@@ -547,15 +561,19 @@ class SpecModel(nn.Module):
             outputs = self._real_run(input_size, f"input size {input_size} fails at ")
         finally:
             self.train(was_training)
-        head = getattr(self, self.steps[-1].name)
-        return head.feature_sizes_of([tuple(outputs[s].shape) for s in self.steps[-1].sources])
+        return self.head.feature_sizes_of([tuple(outputs[s].shape) for s in self.steps[-1].sources])
+
+    @property
+    def head(self) -> nn.Module:
+        """The last layer, the detection head."""
+        return getattr(self, self.steps[-1].name)
 
     def reset_parameters(self) -> None:
         """Keras initialisation (`blocks.keras_initialise`), the spec's `init: glorot`."""
         keras_initialise(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, S, S) float in [0, 1] -> (B, A, 4 + num_classes + 1)."""
+        """Images (B, 3, S, S) float in [0, 1] -> (B, A, values), as the head lays them out."""
         outputs = {INPUT: images}
         for step in self.steps:
             layer = getattr(self, step.name)

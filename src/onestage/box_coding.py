@@ -1,0 +1,191 @@
+"""How a head's output becomes boxes and class scores: one object per box coding.
+
+A head says how to read its output (`onestage.models.heads`); `box_coding_for(model, ...)` turns
+that into a coding, the one object the trainer (priors, targets), the predictor and the evaluator
+(decoding) and export share:
+
+- `AnchorCoding`: SSD offsets against anchors. Output (B, A, 4 + K), 4 offsets
+  (`boxes.decode_offsets`, variances 0.1 / 0.2) then K class logits: K = num_classes + 1 with
+  background LAST, scored by softmax over all K, or by sigmoid over the first num_classes
+  (focal-loss models; the background column is unused).
+- `PointCoding`: anchor-free, one prior point per feature-map cell (its centre). Output
+  (B, A, 4 (reg_max + 1) + num_classes): the distances from the point to the box's left, top,
+  right and bottom sides in units of the level's stride (cell size), each a distribution over
+  the bins 0..reg_max (decoded by its expectation, `loss_terms.distribution_to_distance`) or,
+  with reg_max 0, one value read through softplus; then num_classes sigmoid logits.
+
+Boxes are normalised xyxy throughout. `split` cuts an output into its box part and its logits,
+`decode` gives boxes from the box part, `class_scores` the per-class probabilities (B, A,
+num_classes) and `priors` the `assigners.Priors` the assigners take.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from onestage.anchors import anchor_counts_per_level, generate_anchors
+from onestage.assigners.common import Priors
+from onestage.boxes import DEFAULT_VARIANCES, decode_offsets
+from onestage.errors import OnestageError
+from onestage.loss_terms import boxes_to_distances, distances_to_boxes, distribution_to_distance
+
+SCORE_MODES = ("softmax", "sigmoid")
+
+# Side of the box an anchor-free prior offers the geometry-only assigner (ATSS), in cells: the
+# "anchor" of 5 x 5 strides that PP-YOLOE and YOLOv6 give ATSS. TAL reads only the centres.
+POINT_PRIOR_CELLS = 5.0
+
+
+class BoxCoding(Protocol):
+    """What every coding offers (see the module docstring)."""
+
+    score_mode: str
+    has_background: bool
+
+    def split(self, pred: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def decode(self, box_part: Tensor) -> Tensor: ...
+
+    def class_scores(self, logits: Tensor) -> Tensor: ...
+
+    def priors(self) -> Priors: ...
+
+    def to(self, device: torch.device | str) -> BoxCoding: ...
+
+
+def _check_score_mode(score_mode: str) -> None:
+    if score_mode not in SCORE_MODES:
+        raise OnestageError(f"unknown score_mode {score_mode!r}; valid: {', '.join(SCORE_MODES)}")
+
+
+@dataclass(frozen=True)
+class AnchorCoding:
+    """SSD offsets against `anchors_xyxy` (A, 4) normalised xyxy, `level_sizes` anchors per level
+    (largest map first); `score_mode` "softmax" (background last) or "sigmoid" (focal)."""
+
+    anchors_xyxy: Tensor
+    level_sizes: tuple[int, ...]
+    score_mode: str = "softmax"
+    variances: tuple[float, float] = DEFAULT_VARIANCES
+    has_background = True
+
+    def __post_init__(self) -> None:
+        _check_score_mode(self.score_mode)
+
+    def split(self, pred: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, A, 4 + K) -> offsets (B, A, 4) and logits (B, A, K)."""
+        return pred[..., :4], pred[..., 4:]
+
+    def decode(self, box_part: Tensor) -> Tensor:
+        """(B, A, 4) offsets -> (B, A, 4) normalised xyxy boxes (float32)."""
+        return decode_offsets(box_part.float(), self.anchors_xyxy.float(), self.variances)
+
+    def class_scores(self, logits: Tensor) -> Tensor:
+        """(B, A, num_classes + 1) logits -> (B, A, num_classes) object-class probabilities."""
+        logits = logits.float()
+        if self.score_mode == "softmax":
+            return logits.softmax(dim=-1)[..., :-1]
+        return logits[..., :-1].sigmoid()
+
+    def priors(self) -> Priors:
+        """The anchors as the assigners take them."""
+        return Priors(self.anchors_xyxy, self.level_sizes)
+
+    def to(self, device: torch.device | str) -> AnchorCoding:
+        """The same coding with its anchors on `device`."""
+        return replace(self, anchors_xyxy=self.anchors_xyxy.to(device))
+
+
+@dataclass(frozen=True)
+class PointCoding:
+    """Anchor-free: `points_xy` (A, 2) normalised cell centres, `strides` (A, 2) the cell's
+    width and height as fractions of the image, `level_sizes` cells per level, `reg_max` the
+    last distance bin (0: softplus distances)."""
+
+    points_xy: Tensor
+    strides: Tensor
+    level_sizes: tuple[int, ...]
+    reg_max: int = 16
+    score_mode = "sigmoid"
+    has_background = False
+
+    def split(self, pred: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, A, 4 (reg_max + 1) + C) -> box part (B, A, 4 (reg_max + 1)), logits (B, A, C)."""
+        box_values = 4 * (self.reg_max + 1)
+        return pred[..., :box_values], pred[..., box_values:]
+
+    def distances(self, box_part: Tensor) -> Tensor:
+        """(B, A, 4 (reg_max + 1)) -> (B, A, 4) ltrb distances in stride units (float32)."""
+        box_part = box_part.float()
+        if self.reg_max == 0:
+            return F.softplus(box_part)
+        bins = box_part.unflatten(-1, (4, self.reg_max + 1))  # (B, A, 4, reg_max + 1)
+        return distribution_to_distance(bins, self.reg_max)
+
+    def decode(self, box_part: Tensor) -> Tensor:
+        """(B, A, 4 (reg_max + 1)) -> (B, A, 4) normalised xyxy boxes (float32)."""
+        return distances_to_boxes(self.points_xy, self.distances(box_part), self.strides)
+
+    def encode(self, boxes_xyxy: Tensor) -> Tensor:
+        """(B, A, 4) normalised xyxy boxes -> (B, A, 4) ltrb distances from each prior's point,
+        in stride units (negative for a point outside its box)."""
+        return boxes_to_distances(self.points_xy, boxes_xyxy, self.strides)
+
+    def class_scores(self, logits: Tensor) -> Tensor:
+        """(B, A, num_classes) logits -> sigmoid probabilities."""
+        return logits.float().sigmoid()
+
+    def priors(self) -> Priors:
+        """Each cell as a box POINT_PRIOR_CELLS strides wide around its centre."""
+        half = self.strides * (POINT_PRIOR_CELLS / 2)  # (A, 2)
+        return Priors(
+            torch.cat((self.points_xy - half, self.points_xy + half), 1), self.level_sizes
+        )
+
+    def to(self, device: torch.device | str) -> PointCoding:
+        """The same coding with its points and strides on `device`."""
+        return replace(self, points_xy=self.points_xy.to(device), strides=self.strides.to(device))
+
+
+def cell_points(feature_sizes: tuple[tuple[int, int], ...]) -> tuple[Tensor, Tensor]:
+    """Centres (A, 2) and cell sizes (A, 2) of every cell, normalised x, y, level by level
+    (largest first), row-major within a level: the order of an anchor-free head's output."""
+    points, strides = [], []
+    for height, width in feature_sizes:
+        ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height
+        xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # (H, W) each
+        points.append(torch.stack((grid_x, grid_y), dim=-1).reshape(-1, 2))
+        strides.append(torch.tensor([1 / width, 1 / height]).expand(height * width, 2))
+    return torch.cat(points), torch.cat(strides)
+
+
+def box_coding_for(
+    model: nn.Module, input_size: int, anchors: str = "seed", loss: str | None = None
+) -> AnchorCoding | PointCoding:
+    """The coding of a model's output at `input_size`, on the model's device.
+
+    Anchor heads take the anchor config `anchors` and score by sigmoid when trained with the
+    focal `loss`; anchor-free heads ignore both.
+    """
+    feature_sizes = tuple(model.feature_sizes_for(input_size))
+    device = next(model.parameters()).device
+    if getattr(model, "box_coding", "anchors") == "points":
+        points, strides = cell_points(feature_sizes)
+        sizes = tuple(h * w for h, w in feature_sizes)
+        return PointCoding(points, strides, sizes, int(model.reg_max)).to(device)
+    per_cell = model.anchors_per_cell
+    counts = anchor_counts_per_level(anchors, feature_sizes)
+    expected = tuple(h * w * per_cell for h, w in feature_sizes)
+    if counts != expected:
+        raise OnestageError(
+            f"anchor config {anchors!r} gives {counts} anchors per level, but the model's head "
+            f"has {per_cell} per cell on levels {feature_sizes} ({expected})"
+        )
+    score_mode = "sigmoid" if loss == "focal" else "softmax"
+    return AnchorCoding(generate_anchors(anchors, feature_sizes), counts, score_mode).to(device)

@@ -5,14 +5,15 @@ Usage:
                                      [--set KEY=VALUE ...] [--record]
   python benchmarks/architectures.py --forward-only [--rounds 20]
 
-Trains each model with its recipe (`fast` for `seed`; every recipe has `fast`'s schedule; validation off: every model gets the same number of
-training images and nothing else) on the seed's data distribution (the seed's icons and photos
-from ../shared/seed_animals when that folder exists, else OpenMoji + procedural backgrounds),
-then ranks the final weights with `onestage.engine.compare` on the fixed 500-image test set of
-`benchmarks/seed_animals.py` (4 objects per image, the "test" stream): VOC mAP@0.5, COCO
-mAP@[.5:.95], parameters, GFLOPs, batch-1 CPU latency interleaved over the models, training
-images, wall time and images/s. Writes runs/architectures/<images>/leaderboard.* and prints the
-Markdown table; --record appends it to BENCHMARKS.md with the machine it ran on.
+Trains each model with its recipe (`fast` for `seed`; all share `fast`'s optimiser and schedule;
+validation off: every model gets the same number of training images and nothing else) on the seed's
+data distribution (the seed's icons and photos from ../shared/seed_animals when that folder exists,
+else OpenMoji + procedural backgrounds), then ranks the final weights with
+`onestage.engine.compare` on the fixed 500-image test set of `benchmarks/seed_animals.py` (4
+objects per image, the "test" stream): VOC mAP@0.5, COCO mAP@[.5:.95], parameters, GFLOPs, batch-1
+CPU latency interleaved over the models, training images, wall time and images/s. Writes
+runs/architectures/<images>/leaderboard.* and prints the Markdown table; --record appends it to
+BENCHMARKS.md with the machine it ran on.
 """
 
 from __future__ import annotations

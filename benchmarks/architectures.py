@@ -29,10 +29,17 @@ from pathlib import Path
 
 import torch
 
-from onestage.config import architecture_recipe, make_config, parse_override
+from onestage.config import (
+    TrainConfig,
+    architecture_recipe,
+    load_yaml,
+    make_config,
+    parse_override,
+)
 from onestage.engine.compare import compare, write_leaderboard
 from onestage.engine.device import cpu_model
 from onestage.engine.evaluator import synthetic_eval_set
+from onestage.engine.run_folder import read_results
 from onestage.engine.trainer import train
 from onestage.models import build_model, model_names
 
@@ -49,6 +56,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="latency rounds per model")
     parser.add_argument("--out", type=Path, default=Path("runs/architectures"))
     parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a model's finished run in the output folder when its config is the same",
+    )
     parser.add_argument(
         "--forward-only",
         action="store_true",
@@ -84,6 +96,11 @@ def main() -> None:
                 **extra,
             },
         )
+        run_dir = out / "runs" / model
+        if args.reuse and _finished(run_dir, config):
+            print(f"reusing {run_dir} (same config, finished)", flush=True)
+            weights.append(run_dir / "weights" / "last.safetensors")
+            continue
         print(f"training {model} on {args.images:,} images", flush=True)
         result = train(config)
         weights.append(result.run_dir / "weights" / "last.safetensors")
@@ -132,6 +149,17 @@ def forward_latency(models: list[str], rounds: int) -> None:
     for name, ms in medians.items():
         ratio = f"{ms / medians['seed']:.2f}" if "seed" in medians else ""
         print(f"| {name} | {ms:.2f} | {ratio} |")
+
+
+def _finished(run_dir: Path, config: TrainConfig) -> bool:
+    """Whether `run_dir` holds a run of exactly `config` that trained all its epochs."""
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "results.csv").is_file():
+        return False
+    try:  # keys added to TrainConfig since the run take their defaults
+        same = TrainConfig(**load_yaml(run_dir / "config.yaml")) == config
+    except TypeError:  # a key TrainConfig no longer has
+        return False
+    return same and len(read_results(run_dir / "results.csv")) == config.epochs
 
 
 def _class_names(weights: Path) -> tuple[str, ...]:

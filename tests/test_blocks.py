@@ -26,7 +26,14 @@ from onestage.models.blocks import (
     padding_of,
     register_block,
 )
-from onestage.models.heads import SSDBox, SSDClass, SSDOutput, SSDSharedHead
+from onestage.models.heads import (
+    CLASS_PRIOR,
+    DecoupledHead,
+    SSDBox,
+    SSDClass,
+    SSDOutput,
+    SSDSharedHead,
+)
 
 # A 4x4 map with negative and positive values: rows -8..-5, -4..-1, 0..3, 4..7.
 RAMP = torch.arange(-8.0, 8.0).reshape(1, 1, 4, 4)
@@ -246,3 +253,32 @@ def test_shared_head_runs_the_same_convs_on_every_level() -> None:
     assert sum(p.numel() for p in head.parameters()) == (2 * 8 * 9 + 8) + (2 * 6 * 9 + 6)
     with pytest.raises(ValueError, match="same channels"):
         SSDSharedHead([2, 4], num_classes=2, anchors=2)
+
+
+def test_the_decoupled_head_lays_out_distance_bins_then_class_logits_per_cell():
+    head = DecoupledHead([8, 16], num_classes=3, reg_max=4).eval()
+    assert (head.box_coding, head.anchors_per_cell, head.reg_max) == ("points", 1, 4)
+    assert head.out_channels == 4 * 5 + 3
+    levels = (torch.rand(2, 8, 4, 4), torch.rand(2, 16, 2, 2))
+    with torch.no_grad():
+        out = head(*levels)
+        first = torch.cat((head.box_branches[0](levels[0]), head.class_branches[0](levels[0])), 1)
+    assert out.shape == (2, 16 + 4, 23)
+    torch.testing.assert_close(out[:, 5], first[:, :, 1, 1])  # cell (row 1, column 1) of level 0
+    assert head.feature_sizes_of([(2, 8, 4, 4), (2, 16, 2, 2)]) == ((4, 4), (2, 2))
+    # YOLOv8's widths: box max(16, 8 / 4, 4 x 4) = 16, class max(8, 3) = 8
+    assert head.box_branches[1][0].conv.out_channels == 16
+    assert head.class_branches[1][0].conv.out_channels == 8
+    torch.testing.assert_close(head.box_branches[0][-1].bias, torch.ones(20))
+    torch.testing.assert_close(
+        head.class_branches[0][-1].bias.sigmoid(), torch.full((3,), CLASS_PRIOR)
+    )
+
+
+def test_the_decoupled_head_without_distributions_and_its_errors():
+    head = DecoupledHead([8], num_classes=2, reg_max=0)
+    assert head.out_channels == 4 + 2
+    with pytest.raises(ValueError, match="reg_max must be 0"):
+        DecoupledHead([8], num_classes=2, reg_max=-1)
+    with pytest.raises(ValueError, match="built for 1 levels, got 2"):
+        head(torch.rand(1, 8, 2, 2), torch.rand(1, 8, 1, 1))

@@ -3,7 +3,8 @@
 The anchor-based heads: `seed` (separate SSD heads per level), `seed-fpn` (FPN neck, one shared
 head) and `nano` (depthwise-separable backbone, shared head); the anchor-free decoupled head:
 `csp-n` (TAL, BCE, CIoU, DFL). Each model's own recipe (the `fast` schedule) for 100 steps on a
-fixed set of two synthetic images with two objects each.
+fixed set of two synthetic images with two objects each; the boxes are read back through the
+saved weights file (`Detector.load`), so the file alone rebuilds and decodes every head.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def test_a_head_overfits_two_images(tmp_path: Path, model: str):
     }
     trainer = Trainer(make_config("fast" if model == "seed" else model, overrides=overrides))
     result = trainer.run()
-    detector = Detector(result.model, trainer.weights_metadata(1, {}), torch.device("cpu"))
+    detector = Detector.load(result.run_dir / "weights" / "last.safetensors", "cpu")
     for index in range(2):
         image, boxes_xyxy, class_ids = trainer.train_set[index]  # boxes normalised xyxy
         found = detector.detect([np.ascontiguousarray(image.permute(1, 2, 0).numpy())])[0]

@@ -38,6 +38,9 @@ class TrainConfig:
     synthetic_seed: int = _knob(0, "seed of the synthetic training stream")
     synthetic_icons: str | None = _knob(None, "folder of RGBA PNG icons; none = OpenMoji")
     synthetic_backgrounds: str | None = _knob(None, "folder of photos; none = procedural")
+    synthetic_mix: bool = _knob(
+        False, "each image: the icon folder or OpenMoji, the photos or procedural (needs both)"
+    )
     train_images: int | None = _knob(None, "fixed synthetic training set size; none = fresh")
     # schedule
     epochs: int = _knob(100, "number of epochs")

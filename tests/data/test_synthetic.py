@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from onestage.data.dataset import SyntheticDataset, collate_detections
@@ -179,3 +180,27 @@ def test_letterbox_fit_maps_boxes_both_ways():
     np.testing.assert_allclose(transform.to_original(transform.to_input(box)), box)
     _, transform = fit_image(image, 320, letterbox=False)
     np.testing.assert_allclose(transform.to_input(box), [[16, 64, 176, 224]])
+
+
+def test_a_mixed_distribution_draws_both_icon_sets_and_both_background_kinds(tmp_path: Path):
+    icons, photos = tmp_path / "icons", tmp_path / "photos"
+    icons.mkdir()
+    photos.mkdir()
+    for name in ("cat", "dog"):  # opaque pure-red squares: unlike any OpenMoji pixel
+        Image.new("RGBA", (64, 64), (255, 0, 0, 255)).save(icons / f"{name}.png")
+    Image.new("RGB", (64, 64), (0, 0, 255)).save(photos / "blue.jpg")  # a flat blue photo
+    config = SyntheticConfig(objects=(1, 1), icons=icons, backgrounds=photos, mix=True)
+    generator = SyntheticGenerator(config)
+    kinds = set()
+    for index in range(40):
+        sample = generator.sample(index)
+        x0, y0, x1, y1 = sample.boxes_xyxy[0].astype(int)
+        icon_is_folder = bool((sample.image[(y0 + y1) // 2, (x0 + x1) // 2] == (255, 0, 0)).all())
+        corner = (0, 0) if x0 > 0 or y0 > 0 else (319, 319)  # a pixel the icon leaves bare
+        blue = np.abs(sample.image[corner].astype(int) - (0, 0, 255)).max() <= 3  # JPEG
+        kinds.add((icon_is_folder, bool(blue)))
+    assert kinds == {(True, True), (True, False), (False, True), (False, False)}
+    unmixed = SyntheticGenerator(SyntheticConfig(objects=(1, 1), icons=icons, backgrounds=photos))
+    assert all(unmixed.sample(i).image[0, 0, 2] >= 252 for i in range(10))
+    with pytest.raises(OnestageError, match="mixed synthetic distribution needs"):
+        SyntheticConfig(icons=icons, mix=True)

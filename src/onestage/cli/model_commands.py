@@ -38,16 +38,19 @@ def models_command(
         console.print(text, markup=False, highlight=False, end="")
         return
     table = Table(title=f"architectures ({classes} classes)")
-    for column in ("name", "head", "priors/cell", "input", "parameters", "GFLOPs"):
-        table.add_column(column, justify="left" if column in ("name", "head") else "right")
+    for column in ("name", "head", "kind", "priors/cell", "input", "parameters", "GFLOPs"):
+        left = column in ("name", "head", "kind")
+        table.add_column(column, justify="left" if left else "right")
     for architecture in [name] if name else model_names():
         model = build_model(architecture, num_classes=classes)
         summary = summarize(model, model.input_size)
         spec = getattr(model, "spec", None)
         head = spec.head[-1].block if spec is not None else type(model).__name__
+        kind = "anchor-free" if getattr(model, "box_coding", "anchors") == "points" else "anchors"
         table.add_row(
             architecture,
             head,
+            kind,
             str(model.anchors_per_cell),
             f"{model.input_size}",
             f"{summary.total_params:,}",
@@ -79,27 +82,33 @@ def anchors_command(
     imgsz: Annotated[int, typer.Option("--imgsz", help="Input side in pixels.")] = 320,
     out: Annotated[Path | None, typer.Option("--out", help="Write an (N, 4) .npy file.")] = None,
 ) -> None:
-    """Print anchor counts per level; optionally save normalised xyxy anchors in model order."""
+    """Print the priors per level (anchors, or an anchor-free head's cell points); optionally
+    save them in model order: normalised xyxy anchors (N, 4), or normalised xy points (N, 2)."""
     import io
 
     import numpy as np
 
-    from onestage.anchors import anchor_counts_per_level, generate_anchors
+    from onestage.box_coding import PointCoding, box_coding_for
     from onestage.fileio import atomic_write_bytes
     from onestage.models import build_model
 
-    feature_sizes = build_model(model, num_classes=1, input_size=imgsz).feature_sizes_for(imgsz)
-    counts = anchor_counts_per_level(config_name, feature_sizes)
-    table = Table(title=f"{config_name} anchors for {model} at {imgsz}px")
+    network = build_model(model, num_classes=1, input_size=imgsz)
+    coding = box_coding_for(network, imgsz, config_name)
+    anchor_free = isinstance(coding, PointCoding)
+    kind = "cell points" if anchor_free else "anchors"
+    title = f"{kind} of {model} at {imgsz}px" + ("" if anchor_free else f" ({config_name})")
+    table = Table(title=title)
     table.add_column("level")
-    table.add_column("anchors", justify="right")
-    for (height, width), count in zip(feature_sizes, counts, strict=True):
+    table.add_column(kind, justify="right")
+    feature_sizes = network.feature_sizes_for(imgsz)
+    for (height, width), count in zip(feature_sizes, coding.level_sizes, strict=True):
         table.add_row(f"{height}x{width}", f"{count:,}")
-    table.add_row("total", f"{sum(counts):,}")
+    table.add_row("total", f"{sum(coding.level_sizes):,}")
     console.print(table)
     if out is not None:
-        anchors = generate_anchors(config_name, feature_sizes).numpy()
+        priors = (coding.points_xy if anchor_free else coding.anchors_xyxy).cpu().numpy()
         buffer = io.BytesIO()
-        np.save(buffer, anchors)
+        np.save(buffer, priors)
         atomic_write_bytes(out, buffer.getvalue())
-        console.print(f"wrote {anchors.shape} normalised xyxy anchors to [bold]{out}[/]")
+        unit = "normalised xy points" if anchor_free else "normalised xyxy anchors"
+        console.print(f"wrote {priors.shape} {unit} to [bold]{out}[/]")

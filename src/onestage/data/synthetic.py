@@ -40,8 +40,14 @@ class SyntheticConfig:
     backgrounds: Path | None = None  # folder of photos instead of procedural textures
     seed: int = 0
     max_attempts: int = 1000  # placement tries per object before it is left out
+    mix: bool = False  # each image: the folder's icons or OpenMoji, its photos or procedural
 
     def __post_init__(self) -> None:
+        if self.mix and (self.icons is None or self.backgrounds is None):
+            raise OnestageError(
+                "a mixed synthetic distribution needs an icon folder and a background folder "
+                "(each image then draws icons and background from them or the built-in ones)"
+            )
         low, high = self.objects
         if not 0 <= low <= high:
             raise OnestageError(f"objects per image: need 0 <= min <= max, got {low}-{high}")
@@ -80,12 +86,17 @@ class SyntheticGenerator:
     def __init__(self, config: SyntheticConfig | None = None) -> None:
         self.config = config or SyntheticConfig()
         self.icons = _icon_source(self.config)
+        procedural = ProceduralBackgrounds(seed=self.config.seed)
         self.backgrounds = (
-            FolderBackgrounds(self.config.backgrounds)
-            if self.config.backgrounds
-            else ProceduralBackgrounds(seed=self.config.seed)
+            FolderBackgrounds(self.config.backgrounds) if self.config.backgrounds else procedural
         )
         self.class_names: tuple[str, ...] = tuple(self.icons.class_names)
+        # A mixed distribution draws each image's icon set and background kind from these.
+        self.icon_sets: list[OpenMojiIcons | FolderIcons] = [self.icons]
+        self.background_kinds: list[FolderBackgrounds | ProceduralBackgrounds] = [self.backgrounds]
+        if self.config.mix:
+            self.icon_sets.append(OpenMojiIcons(self.class_names))
+            self.background_kinds.append(procedural)
 
     def sample(self, index: int, stream: int = 0) -> SyntheticSample:
         """Sample `index` of `stream` (depends only on the config, the stream and the index)."""
@@ -95,7 +106,11 @@ class SyntheticGenerator:
         """A sample drawn with the given random generator."""
         config = self.config
         width, height = config.width, config.height
-        canvas = self.backgrounds.sample(rng, width, height)
+        icons, backgrounds = self.icons, self.backgrounds
+        if config.mix:  # two extra draws, in mixed distributions only
+            icons = self.icon_sets[int(rng.integers(len(self.icon_sets)))]
+            backgrounds = self.background_kinds[int(rng.integers(len(self.background_kinds)))]
+        canvas = backgrounds.sample(rng, width, height)
         min_px, max_px = config.size_limits_px
         count = int(rng.integers(config.objects[0], config.objects[1] + 1))
         boxes: list[tuple[float, float, float, float]] = []
@@ -107,7 +122,7 @@ class SyntheticGenerator:
                 size = int(rng.integers(min_px, max_px))
                 col = int(rng.integers(0, width - size))
                 row = int(rng.integers(0, height - size))
-                icon, (fx1, fy1, fx2, fy2) = self.icons.icon(class_id, size)
+                icon, (fx1, fy1, fx2, fy2) = icons.icon(class_id, size)
                 box = (col + fx1 * size, row + fy1 * size, col + fx2 * size, row + fy2 * size)
                 if placement_overlap(box, boxes, width, height) <= config.max_overlap:
                     canvas.paste(icon, (col, row), icon)

@@ -62,9 +62,10 @@ def synthetic_eval_set(
     icons: Path | None = None,
     backgrounds: Path | None = None,
     stream_name: str = "test",
+    mix: bool = False,
 ) -> EvalSet:
     """A fixed synthetic set drawn from the named split's stream (never a training stream),
-    kept in memory."""
+    kept in memory; `mix` as `SyntheticConfig.mix`."""
     config = SyntheticConfig(
         width=size,
         height=size,
@@ -73,6 +74,7 @@ def synthetic_eval_set(
         icons=icons,
         backgrounds=backgrounds,
         seed=seed,
+        mix=mix,
     )
     generator = SyntheticGenerator(config)
     if generator.class_names != tuple(class_names):

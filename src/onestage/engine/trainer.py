@@ -225,6 +225,7 @@ class Trainer:
             backgrounds=Path(config.synthetic_backgrounds)
             if config.synthetic_backgrounds
             else None,
+            mix=config.synthetic_mix,
         )
 
     def _make_val_set(self) -> EvalSet | None:
@@ -241,6 +242,7 @@ class Trainer:
                 seed=synthetic.seed,
                 icons=synthetic.icons,
                 backgrounds=synthetic.backgrounds,
+                mix=synthetic.mix,
                 stream_name="val",
             )
         if config.val_split not in self.dataset.splits:

@@ -1,0 +1,125 @@
+"""Box codings: cell points, anchor-free decode and encode, priors, and the coding of each model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from onestage.box_coding import AnchorCoding, PointCoding, box_coding_for, cell_points
+from onestage.errors import OnestageError
+from onestage.models import build_model, parse_spec
+from onestage.postprocess import postprocess
+
+BIG = 30.0  # a logit that puts all of a softmax's mass on its bin
+
+
+def two_level_coding(reg_max: int) -> PointCoding:
+    """A 2x2 level and a 1x1 level: 5 points."""
+    points, strides = cell_points(((2, 2), (1, 1)))
+    return PointCoding(points, strides, (4, 1), reg_max)
+
+
+def test_cell_points_are_cell_centres_level_by_level_row_major():
+    points, strides = cell_points(((2, 2), (1, 1)))
+    expected = [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75], [0.5, 0.5]]
+    torch.testing.assert_close(points, torch.tensor(expected))
+    torch.testing.assert_close(strides, torch.tensor([[0.5, 0.5]] * 4 + [[1.0, 1.0]]))
+    points, strides = cell_points(((1, 2),))  # a non-square map: cells 1/2 wide, 1 high
+    torch.testing.assert_close(points, torch.tensor([[0.25, 0.5], [0.75, 0.5]]))
+    torch.testing.assert_close(strides, torch.tensor([[0.5, 1.0], [0.5, 1.0]]))
+
+
+def test_distribution_decode_is_the_expected_bin_times_the_stride():
+    coding = two_level_coding(reg_max=2)
+    bins = torch.full((1, 5, 4, 3), -BIG)
+    bins[..., 1] = BIG  # every side: distance 1 stride
+    bins[0, 4, 2] = torch.tensor([0.0, 0.0, 0.0])  # last point, right side: uniform -> 1 too
+    bins[0, 4, 3] = torch.tensor([-BIG, -BIG, BIG])  # last point, bottom: 2 strides
+    boxes = coding.decode(bins.flatten(-2))
+    torch.testing.assert_close(boxes[0, 0], torch.tensor([-0.25, -0.25, 0.75, 0.75]))
+    torch.testing.assert_close(boxes[0, 4], torch.tensor([-0.5, -0.5, 1.5, 2.5]))
+
+
+def test_plain_distances_go_through_softplus_and_encode_inverts_decode():
+    coding = two_level_coding(reg_max=0)
+    raw = torch.zeros(1, 5, 4)
+    boxes = coding.decode(raw)  # softplus(0) = log 2 strides on every side
+    side = math.log(2) * 0.5
+    torch.testing.assert_close(
+        boxes[0, 0], torch.tensor([0.25 - side, 0.25 - side, 0.25 + side, 0.25 + side])
+    )
+    target = torch.tensor([[[0.1, 0.2, 0.4, 0.3]] * 5])
+    distances = coding.encode(target)
+    # point (0.25, 0.25), stride 0.5: sides 0.15, 0.05, 0.15, 0.05 away = 0.3, 0.1, 0.3, 0.1 strides
+    torch.testing.assert_close(distances[0, 0], torch.tensor([0.3, 0.1, 0.3, 0.1]))
+    # softplus^-1(d) = log(exp(d) - 1) decodes back to the target, for points inside it
+    inverse = torch.log(torch.expm1(distances[:, :1]))
+    torch.testing.assert_close(coding.decode(torch.cat([inverse] * 5, 1))[0, 0], target[0, 0])
+
+
+def test_points_offer_assigners_boxes_five_strides_wide():
+    priors = two_level_coding(reg_max=16).priors()
+    torch.testing.assert_close(priors.boxes[0], torch.tensor([-1.0, -1.0, 1.5, 1.5]))
+    torch.testing.assert_close(priors.boxes[4], torch.tensor([-2.0, -2.0, 3.0, 3.0]))
+    assert priors.level_sizes == (4, 1)
+
+
+def test_split_and_class_scores_of_each_coding():
+    point = two_level_coding(reg_max=1)
+    pred = torch.arange(5 * (8 + 3), dtype=torch.float32).reshape(1, 5, 11)
+    box_part, logits = point.split(pred)
+    assert box_part.shape == (1, 5, 8) and logits.shape == (1, 5, 3)
+    torch.testing.assert_close(point.class_scores(logits), logits.sigmoid())
+    anchors = torch.tensor([[0.0, 0.0, 0.5, 0.5]])
+    logits = torch.tensor([[[1.0, 2.0, 3.0]]])  # 2 classes + background
+    softmax = AnchorCoding(anchors, (1,), "softmax").class_scores(logits)
+    torch.testing.assert_close(softmax, logits.softmax(-1)[..., :2])
+    sigmoid = AnchorCoding(anchors, (1,), "sigmoid").class_scores(logits)
+    torch.testing.assert_close(sigmoid, logits[..., :2].sigmoid())
+
+
+def test_postprocess_reads_an_anchor_free_output():
+    coding = two_level_coding(reg_max=0)
+    pred = torch.full((1, 5, 4 + 2), -10.0)  # softplus(-10) ~ 0: tiny boxes, low scores
+    inverse_half = math.log(math.expm1(0.5))  # softplus^-1(0.5): half a stride
+    pred[0, 3, :4] = inverse_half  # point (0.75, 0.75), 0.25 each side (stride 0.5): 0.5..1
+    pred[0, 3, 4 + 1] = 2.0  # class 1, sigmoid(2) = 0.881
+    (found,) = postprocess(pred, coding, conf_threshold=0.5)
+    assert found.class_ids.tolist() == [1]
+    torch.testing.assert_close(found.scores, torch.tensor([2.0]).sigmoid())
+    torch.testing.assert_close(found.boxes_xyxy, torch.tensor([[0.5, 0.5, 1.0, 1.0]]))
+
+
+def test_each_model_gets_the_coding_of_its_head():
+    free = box_coding_for(build_model("csp-n", num_classes=15), 320)
+    assert isinstance(free, PointCoding) and free.reg_max == 16
+    assert free.level_sizes == (1600, 400, 100) and free.points_xy.shape == (2100, 2)
+    torch.testing.assert_close(free.strides[0], torch.tensor([8 / 320, 8 / 320]))
+    anchored = box_coding_for(build_model("seed", num_classes=15), 320, "seed", loss="focal")
+    assert isinstance(anchored, AnchorCoding) and anchored.score_mode == "sigmoid"
+    assert anchored.anchors_xyxy.shape == (2140, 4)
+    assert box_coding_for(build_model("seed", num_classes=15), 320, "seed").score_mode == "softmax"
+
+
+def test_an_anchor_config_that_does_not_fit_the_head_is_one_line():
+    spec = parse_spec(
+        """
+name: three-per-cell
+input_size: 320
+backbone:
+  - {name: c1, block: conv, out: 8, k: 3, s: 16}
+  - {name: c2, block: conv, out: 8, k: 3, s: 2}
+  - {name: c3, block: conv, out: 8, k: 3, s: 2}
+  - {name: c4, block: conv, out: 8, k: 3, s: 2}
+  - {name: c5, block: conv, out: 8, k: 3, s: 3}
+head:
+  - {name: detect, block: ssd_shared_head, from: [c1, c2, c3, c4, c5], anchors: 3}
+"""
+    )
+    from onestage.models import SpecModel
+
+    model = SpecModel(spec, num_classes=2)
+    with pytest.raises(OnestageError, match=r"anchor config 'seed' gives .* 3 per cell"):
+        box_coding_for(model, 320, "seed")

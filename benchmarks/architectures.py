@@ -120,7 +120,8 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     command = shlex.join(["python", "benchmarks/architectures.py", *sys.argv[1:]])
     header = (
-        f"\n`{command}`: {args.images:,} training images per model (`fast` recipe, {data}), "
+        f"\n`{command}`: {args.images:,} training images per model (its recipe; `fast` for "
+        f"`seed`; {data}), "
         f"trained on {device}; {platform.machine()} {os.cpu_count()} cores, "
         f"{cpu_model()}.\n\n"
     )

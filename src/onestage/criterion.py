@@ -29,10 +29,10 @@ from onestage.boxes import encode_offsets
 from onestage.config import TrainConfig
 from onestage.errors import OnestageError
 from onestage.losses import DetectionLoss, build_loss, loss_names
-from onestage.quality_loss import QualityLoss
+from onestage.quality_loss import POINT_LOSSES, QualityLoss
 
 ASSIGNER_NAMES = ("maxiou", "atss", "tal")
-POINT_LOSS = "quality"
+POINT_LOSS = "quality"  # the one entry of quality_loss.POINT_LOSSES
 # The TAL settings of YOLOv8's detection loss (the assigner's own defaults are TOOD's).
 HEAD_TAL = {"topk": 10, "alpha": 0.5, "beta": 6.0}
 
@@ -121,13 +121,9 @@ def build_criterion(
         kind = "an anchor-free" if points else "an anchor-based"
         raise OnestageError(f"loss {loss!r} does not fit {kind} head; valid: {valid}")
     options = loss_options or {}
-    if points:
-        try:
-            built_loss: DetectionLoss | QualityLoss = QualityLoss(**options)
-        except TypeError as error:
-            raise OnestageError(f"loss {loss!r}: {error}") from None
-    else:
-        built_loss = build_loss(loss, **options)
+    built_loss: DetectionLoss | QualityLoss = (
+        POINT_LOSSES.build(loss, **options) if points else build_loss(loss, **options)
+    )
     built_assigner = None
     if assigner != "maxiou":
         built_assigner = build_assigner(assigner, **(HEAD_TAL if assigner == "tal" else {}))

@@ -36,11 +36,16 @@ from onestage.loss_terms import (
     quality_focal_loss,
     varifocal_loss,
 )
+from onestage.registry import Registry
 
 CLASS_TERMS = ("bce", "vfl", "qfl")
 BOX_TERMS = ("ciou", "giou")
 
+# The losses of anchor-free heads, by name (their call differs from `losses.LOSSES`').
+POINT_LOSSES: Registry[type] = Registry("anchor-free loss")
 
+
+@POINT_LOSSES.register("quality")
 @dataclass(frozen=True)
 class QualityLoss:
     """See the module docstring; `cls_loss` in CLASS_TERMS, `box_loss` in BOX_TERMS."""

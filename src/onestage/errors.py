@@ -9,6 +9,12 @@ class OnestageError(Exception):
     """A mistake in the user's input (file, option, config), not a bug in onestage."""
 
 
+def first_line(error: BaseException) -> str:
+    """`Type: the first line of its message`, to quote another library's error in one line."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 class DataError(OnestageError):
     """Bad dataset content, located by file and, where known, line or field.
 

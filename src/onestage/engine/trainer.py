@@ -50,7 +50,8 @@ from onestage.engine.schedule import (
 from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_text, unique_run_dir
 from onestage.models import build_model
-from onestage.models.spec import Spec, imported_plugins
+from onestage.models.plugins import imported_plugins
+from onestage.models.spec import Spec
 from onestage.plots import plot_results
 
 VAL_COLUMNS = ("val/mAP50", "val/mAP50-95")

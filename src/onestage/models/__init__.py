@@ -10,6 +10,7 @@ follow the same order.
 from __future__ import annotations
 
 from onestage.models.blocks import BLOCKS, register_block
+from onestage.models.plugins import import_plugins
 from onestage.models.registry import (
     MODELS,
     build_model,
@@ -24,7 +25,6 @@ from onestage.models.spec import (
     Spec,
     SpecModel,
     build_spec_model,
-    import_plugins,
     load_spec,
     parse_spec,
     spec_names,

@@ -50,12 +50,9 @@ argument or a shape mismatch in the dry run.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import importlib.util
 import inspect
 import re
-import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -65,9 +62,10 @@ import torch
 import yaml
 from torch import nn
 
-from onestage.errors import OnestageError
+from onestage.errors import OnestageError, first_line
 from onestage.models.blocks import BLOCKS, keras_initialise
 from onestage.models.heads import HEAD_ATTRIBUTES, is_head, output_values
+from onestage.models.plugins import import_plugins
 
 SPECS_DIR = Path(__file__).parent / "specs"
 SECTIONS = ("backbone", "neck", "head")
@@ -268,39 +266,6 @@ def as_spec(source: Spec | dict[str, Any] | str | Path) -> Spec:
     return load_spec(source)
 
 
-# Absolute paths of the plugin files imported in this process, in import order.
-_IMPORTED_PLUGINS: list[str] = []
-
-
-def imported_plugins() -> list[str]:
-    """The plugin files imported so far (weights record them, so loading imports them too)."""
-    return list(_IMPORTED_PLUGINS)
-
-
-def import_plugins(paths: Iterable[str | Path]) -> None:
-    """Import each Python file (once per process) so that its `@register_block` calls run."""
-    for entry in paths:
-        path = Path(entry).resolve()
-        if not path.is_file():
-            raise OnestageError(f"plugin {entry}: no such file")
-        digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-        stem = re.sub(r"\W", "_", path.stem)
-        module_name = f"_onestage_plugin_{stem}_{digest}"
-        if module_name in sys.modules:
-            continue
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise OnestageError(f"plugin {entry}: not a Python file")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as error:  # the user's code: any error becomes one line naming it
-            del sys.modules[module_name]
-            raise OnestageError(f"plugin {entry}: import failed: {_first_line(error)}") from None
-        _IMPORTED_PLUGINS.append(str(path))
-
-
 # Building ---------------------------------------------------------------------------------------
 
 
@@ -318,11 +283,6 @@ class Step(NamedTuple):
 
 def _shapes(tensors: Iterable[torch.Tensor]) -> str:
     return ", ".join(str(tuple(t.shape)) for t in tensors)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def _check_args(cls: type[nn.Module], layer: Layer) -> str | None:
@@ -483,7 +443,7 @@ class SpecModel(nn.Module):
         try:
             return cls(channels, **layer.args, **extra), multi
         except (TypeError, ValueError, OnestageError) as error:
-            raise OnestageError(f"{where}: bad arguments: {_first_line(error)}") from None
+            raise OnestageError(f"{where}: bad arguments: {first_line(error)}") from None
 
     def _check_name(self, name: str, position: str, positions: dict[str, str]) -> None:
         """A layer name must be a new identifier that is not an attribute of the model."""
@@ -516,32 +476,53 @@ class SpecModel(nn.Module):
                 f"{tuple(output.shape)}, not {expected} (1 image, priors, {layout})"
             )
 
+    def _walk(
+        self,
+        image: torch.Tensor,
+        run_layer: Callable[[Step, nn.Module, list[torch.Tensor]], torch.Tensor] | None = None,
+        release: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Every layer's output for `image`, in spec order: each layer called on its inputs, or
+        `run_layer(step, layer, inputs)` does it; `release` frees outputs no later layer reads
+        (then only the last layer's output is sure to be left)."""
+        outputs = {INPUT: image}
+        for step in self.steps:
+            layer = getattr(self, step.name)
+            inputs = [outputs[source] for source in step.sources]
+            if run_layer is not None:
+                outputs[step.name] = run_layer(step, layer, inputs)
+            else:
+                outputs[step.name] = layer(*inputs) if step.multi_input else layer(inputs[0])
+            if release:
+                for name in step.release:
+                    del outputs[name]
+        return outputs
+
     def _real_run(self, size: int, context: str = "") -> dict[str, torch.Tensor]:
         """Every layer's output for a (1, 3, size, size) image of zeros, in eval mode without
         gradients; an error is one line naming the layer and its input shapes."""
         reference = self._reference()
         image = torch.zeros(1, 3, size, size, device=reference.device, dtype=reference.dtype)
-        outputs = {INPUT: image}
+
+        def run_layer(step: Step, layer: nn.Module, inputs: list[torch.Tensor]) -> torch.Tensor:
+            try:
+                with torch.no_grad():
+                    output = layer(*inputs) if step.multi_input else layer(inputs[0])
+                if not isinstance(output, torch.Tensor):
+                    raise TypeError(f"gives a {type(output).__name__}, not a tensor")
+            except Exception as error:  # any error in a layer is reported as one line
+                raise OnestageError(
+                    f"{self.spec.where()}: {context}layer {step.name!r} ({step.position}, "
+                    f"{step.block} of {_shapes(inputs)}): {first_line(error)}"
+                ) from None
+            return output
+
         was_training = self.training
         self.eval()
         try:
-            for step in self.steps:
-                layer = getattr(self, step.name)
-                inputs = [outputs[source] for source in step.sources]
-                try:
-                    with torch.no_grad():
-                        output = layer(*inputs) if step.multi_input else layer(inputs[0])
-                    if not isinstance(output, torch.Tensor):
-                        raise TypeError(f"gives a {type(output).__name__}, not a tensor")
-                except Exception as error:  # any error in a layer is reported as one line
-                    raise OnestageError(
-                        f"{self.spec.where()}: {context}layer {step.name!r} ({step.position}, "
-                        f"{step.block} of {_shapes(inputs)}): {_first_line(error)}"
-                    ) from None
-                outputs[step.name] = output
+            return self._walk(image, run_layer)
         finally:
             self.train(was_training)
-        return outputs
 
     def _reference(self) -> torch.Tensor:
         """A tensor of the model: its device and dtype are those of the dry runs' image."""
@@ -550,13 +531,13 @@ class SpecModel(nn.Module):
     def feature_sizes_for(self, input_size: int) -> tuple[tuple[int, int], ...]:
         """(height, width) of the head's levels for a square `input_size` image (a dry run)."""
         dtype = self._reference().dtype
-        outputs = {INPUT: torch.empty(1, 3, input_size, input_size, device="meta", dtype=dtype)}
+        image = torch.empty(1, 3, input_size, input_size, device="meta", dtype=dtype)
         was_training = self.training
         try:
             self.eval()
-            for step in self.steps:
-                inputs = [outputs[source] for source in step.sources]
-                outputs[step.name] = _on_meta(getattr(self, step.name), inputs, step.multi_input)
+            outputs = self._walk(
+                image, lambda step, layer, inputs: _on_meta(layer, inputs, step.multi_input)
+            )
         except Exception:  # a mistake, or code meta tensors cannot run: run it for real
             outputs = self._real_run(input_size, f"input size {input_size} fails at ")
         finally:
@@ -574,14 +555,7 @@ class SpecModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, S, S) float in [0, 1] -> (B, A, values), as the head lays them out."""
-        outputs = {INPUT: images}
-        for step in self.steps:
-            layer = getattr(self, step.name)
-            inputs = [outputs[source] for source in step.sources]
-            outputs[step.name] = layer(*inputs) if step.multi_input else layer(inputs[0])
-            for name in step.release:
-                del outputs[name]
-        return outputs[self.steps[-1].name]
+        return self._walk(images, release=True)[self.steps[-1].name]
 
 
 def build_spec_model(

@@ -27,28 +27,9 @@ import torch
 from PIL import Image
 
 from onestage.config import make_config
+from onestage.engine.progress import InterruptAfterEpoch
 from onestage.engine.run_folder import resume_config
 from onestage.engine.trainer import Trainer, TrainResult, train
-
-
-class StopAfterEpoch:
-    """Interrupts training after `epoch`, as Ctrl-C or a lost machine would."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
-        pass
-
-    def step(self, parts: dict[str, float], lr: float, images_per_s: float) -> None:
-        pass
-
-    def end_epoch(self, row: dict[str, float]) -> None:
-        if row["epoch"] == self.epoch:
-            raise KeyboardInterrupt
-
-    def message(self, text: str) -> None:
-        print(f"note: {text}")
 
 
 def make_icons(folder: Path) -> Path:
@@ -121,7 +102,7 @@ def main() -> int:
 
     for name, restore_cuda in (("resumed", True), ("resumed-old", False)):
         with contextlib.suppress(KeyboardInterrupt):
-            train(config(name), StopAfterEpoch(half))
+            train(config(name), InterruptAfterEpoch(half))
         run = root / "runs" / name
         if restore_cuda:
             trainer = Trainer(resume_config(run, {}), None, resume_from=run)

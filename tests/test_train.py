@@ -15,6 +15,7 @@ import yaml
 from onestage.checkpoint import load_model_weights, load_weights, save_weights
 from onestage.cli.train_commands import training_summary
 from onestage.config import make_config, parse_override
+from onestage.engine.progress import InterruptAfterEpoch
 from onestage.engine.run_folder import resume_config
 from onestage.engine.trainer import Trainer, TrainingDiverged, train
 from onestage.errors import OnestageError
@@ -107,27 +108,6 @@ def test_extending_a_step_schedule_run_equals_the_longer_run(tmp_path: Path):
     assert len(rows) == 1 + 4
 
 
-class StopAfterEpoch:
-    """A progress reporter that interrupts training after a given epoch, like Ctrl-C would."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.messages: list[str] = []
-
-    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
-        pass
-
-    def step(self, parts: dict[str, float], lr: float, images_per_s: float) -> None:
-        pass
-
-    def end_epoch(self, row: dict[str, float]) -> None:
-        if row["epoch"] == self.epoch:
-            raise KeyboardInterrupt
-
-    def message(self, text: str) -> None:
-        self.messages.append(text)
-
-
 COSINE = {
     "scheduler": "cosine",
     "lr": 1e-3,
@@ -142,7 +122,7 @@ def test_plain_resume_of_an_interrupted_cosine_run_is_bit_identical(tmp_path: Pa
     recipe = {**COSINE, "ema": 0.9, "ema_tau": 2.0, "val_every": 2, "steps": 1, "batch": 2}
     straight = train(tiny_config(tmp_path, epochs=4, name="straight", **recipe))
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tmp_path, epochs=4, name="cut", **recipe), StopAfterEpoch(2))
+        train(tiny_config(tmp_path, epochs=4, name="cut", **recipe), InterruptAfterEpoch(2))
     resumed = train(resume_config(tmp_path / "cut", {}), resume=tmp_path / "cut")
     for name, tensor in straight.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
@@ -154,7 +134,7 @@ def test_plain_resume_of_an_interrupted_cosine_run_is_bit_identical(tmp_path: Pa
 
 def test_extending_a_cosine_run_continues_its_learning_rate(tmp_path: Path):
     first = train(tiny_config(tmp_path, epochs=2, name="ext", **COSINE))
-    progress = StopAfterEpoch(0)
+    progress = InterruptAfterEpoch(0)
     trainer = Trainer(resume_config(first.run_dir, {"epochs": 4}), progress, first.run_dir)
     # 2 steps per epoch: the first run ended at step 4 with its cosine at min_lr
     assert progress.messages == [
@@ -171,8 +151,8 @@ def test_extending_a_cosine_run_continues_its_learning_rate(tmp_path: Path):
 
 def test_extending_an_interrupted_cosine_run_decays_over_the_new_length(tmp_path: Path):
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tmp_path, epochs=4, name="mid", **COSINE), StopAfterEpoch(2))
-    progress = StopAfterEpoch(0)
+        train(tiny_config(tmp_path, epochs=4, name="mid", **COSINE), InterruptAfterEpoch(2))
+    progress = InterruptAfterEpoch(0)
     trainer = Trainer(resume_config(tmp_path / "mid", {"epochs": 8}), progress, tmp_path / "mid")
     rates = [trainer._learning_rate(step) for step in range(16)]
     # the rate at the resume point is the one the run had there: halfway down its cosine

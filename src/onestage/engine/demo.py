@@ -16,7 +16,8 @@ from onestage.engine.evaluator import (
     write_report,
 )
 from onestage.engine.predictor import WEIGHTS_DIR, Detector
-from onestage.engine.trainer import TrainProgress, train
+from onestage.engine.progress import TrainProgress
+from onestage.engine.trainer import train
 
 SHIPPED_WEIGHTS = "seed_animals"
 

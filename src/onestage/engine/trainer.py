@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import yaml
@@ -38,6 +38,7 @@ from onestage.engine.evaluator import (
 )
 from onestage.engine.optim import build_optimizer
 from onestage.engine.predictor import Detector
+from onestage.engine.progress import SilentProgress, TrainProgress
 from onestage.engine.run_folder import read_results, run_dir_of, write_results
 from onestage.engine.sampler import EpochSampler
 from onestage.engine.schedule import (
@@ -59,34 +60,6 @@ VAL_COLUMNS = ("val/mAP50", "val/mAP50-95")
 
 class TrainingDiverged(OnestageError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class TrainProgress(Protocol):
-    """What the trainer reports while it runs (the CLI draws progress bars from it)."""
-
-    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
-
-    def step(self, parts: dict[str, float], lr: float, images_per_s: float) -> None: ...
-
-    def end_epoch(self, row: dict[str, float]) -> None: ...
-
-    def message(self, text: str) -> None: ...
-
-
-class SilentProgress:
-    """Reports nothing (the default for library use and tests)."""
-
-    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
-        pass
-
-    def step(self, parts: dict[str, float], lr: float, images_per_s: float) -> None:
-        pass
-
-    def end_epoch(self, row: dict[str, float]) -> None:
-        pass
-
-    def message(self, text: str) -> None:
-        pass
 
 
 @dataclass

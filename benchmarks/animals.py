@@ -99,7 +99,7 @@ def main() -> None:
         f"\n`{command}`: {config.model} ({args.recipe} recipe), {args.images:,} mixed training "
         f"images in {minutes:.1f} min; {platform.machine()} {os.cpu_count()} cores, "
         f"{cpu_model()}, torch {torch.__version__}; weights `{weights.name}`.\n",
-        "| test set (500 images) | VOC mAP@0.5 | COCO mAP@[.5:.95] |",
+        f"| test set ({args.test_images} images) | VOC mAP@0.5 | COCO mAP@[.5:.95] |",
         "|---|---|---|",
     ]
     for name, options in test_sets.items():

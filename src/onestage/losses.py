@@ -1,6 +1,7 @@
-"""Detection losses by name: `build_loss("ssd", neg_pos_ratio=3.0)(pred, ...targets)`.
+"""Losses of anchor-based heads by name: `build_loss("ssd", neg_pos_ratio=3.0)(pred, ...targets)`.
 
-Every loss takes the model output and the assigner's per-anchor targets:
+(Anchor-free heads take `quality_loss.QualityLoss`; `criterion` picks the one a head needs.)
+Every loss here takes the model output and the assigner's per-anchor targets:
 
 - `pred` (B, A, 4 + K): 4 box offsets, then K = num_classes + 1 class logits, background LAST;
 - `class_targets` (B, A) int64 in [0, K), background = K - 1;

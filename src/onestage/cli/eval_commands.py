@@ -23,7 +23,7 @@ from onestage.cli.options import (
 @app.command("predict")
 def predict_command(
     source: Annotated[str, typer.Argument(help="An image, a folder or a glob pattern.")],
-    weights: WeightsOption = "seed_animals",
+    weights: WeightsOption = "animals",
     conf: Annotated[float, typer.Option("--conf", help="Score threshold.")] = 0.25,
     iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.5,
     max_det: Annotated[int, typer.Option("--max-det", help="Detections per image.")] = 100,
@@ -44,6 +44,10 @@ def predict_command(
     from onestage.fileio import unique_run_dir
 
     detector = Detector.load(weights, device)
+    console.print(
+        f"weights: {weights} ({detector.metadata['model']}, {len(detector.class_names)} classes)",
+        highlight=False,
+    )
     if compile_model:
         detector.accelerate()
     options = PredictOptions(conf=conf, iou=iou, max_det=max_det, candidates=candidates)

@@ -1,0 +1,52 @@
+"""The shipped weights: `animals` (the default of `onestage predict`) and the faithful
+`seed_animals`, each loadable by name, small, and detecting on fresh synthetic images."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from onestage.checkpoint import load_weights
+from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
+from onestage.engine.predictor import WEIGHTS_DIR, Detector
+
+MAX_SHIPPED_BYTES = 8 * 2**20
+
+
+@pytest.mark.parametrize(("name", "architecture"), [("animals", "csp-n"), ("seed_animals", "seed")])
+def test_shipped_weights_are_fp16_small_and_rebuild_their_architecture(name, architecture):
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    assert path.stat().st_size <= MAX_SHIPPED_BYTES
+    tensors, metadata = load_weights(path)
+    floats = [t for t in tensors.values() if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float16 for t in floats)
+    assert metadata["model"] == architecture and len(metadata["class_names"]) == 15
+    assert Detector.load(name, "cpu").model.training is False
+
+
+def test_animals_detects_both_icon_sets_kinds_of_images():
+    detector = Detector.load("animals", "cpu")
+    # OpenMoji icons on procedural backgrounds, 1-8 objects: half of the mixed training data
+    eval_set = synthetic_eval_set(detector.class_names, 12, objects=(1, 8), seed=3)
+    scores = evaluate_detector(detector, eval_set)
+    assert scores.voc.map > 0.9 and scores.coco.ap > 0.75
+
+
+def test_predict_uses_animals_by_default(tmp_path: Path):
+    image = tmp_path / "blank.png"
+    Image.fromarray(np.full((64, 96, 3), 127, np.uint8)).save(image)
+    done = subprocess.run(
+        [sys.executable, "-m", "onestage", "predict", str(image), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "weights: animals (csp-n" in done.stdout
+    assert (tmp_path / "out" / "predictions.json").is_file()

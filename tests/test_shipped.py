@@ -50,3 +50,11 @@ def test_predict_uses_animals_by_default(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert "weights: animals (csp-n" in done.stdout
     assert (tmp_path / "out" / "predictions.json").is_file()
+
+
+def test_animals_finds_nothing_on_empty_backgrounds():
+    # seed_animals fires on flat blue (100 detections on (0, 0, 255) at conf 0.25); animals not
+    detector = Detector.load("animals", "cpu")
+    for colour in [(0, 0, 255), (40, 90, 200), (135, 206, 235), (255, 255, 255), (30, 160, 90)]:
+        image = np.full((320, 320, 3), colour, np.uint8)
+        assert detector.predict(image) == [], colour

@@ -19,6 +19,7 @@ import importlib
 import os
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,15 @@ def background_folder(tmp_path: Path) -> Path:
     Image.fromarray(rng.integers(0, 255, (100, 150, 3), dtype=np.uint8)).save(folder / "a.png")
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / "b.jpg")
     return folder
+
+
+@pytest.fixture
+def restore_blocks() -> Iterator[None]:
+    """Put the spec block registry back as it was after the test (for tests that register
+    blocks of their own)."""
+    from onestage.models.blocks import BLOCKS
+
+    saved = dict(BLOCKS.classes)
+    yield
+    BLOCKS.classes.clear()
+    BLOCKS.classes.update(saved)

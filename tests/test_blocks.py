@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -192,15 +190,6 @@ def test_ssd_output_rejects_channels_that_do_not_fit() -> None:
         SSDOutput([8, 6, 12, 6], num_classes=2)
     with pytest.raises(ValueError, match="level 0 has 8 box and 8 class channels"):
         SSDOutput([8, 8], num_classes=2)
-
-
-@pytest.fixture
-def restore_blocks() -> Iterator[None]:
-    """Put the block registry back as it was after the test."""
-    saved = dict(BLOCKS.classes)
-    yield
-    BLOCKS.classes.clear()
-    BLOCKS.classes.update(saved)
 
 
 def test_registry_holds_the_built_ins_and_refuses_a_name_twice(restore_blocks: None) -> None:

@@ -141,7 +141,7 @@ def test_the_anchor_free_criterion_uses_tal_by_default():
     points, strides = cell_points(((2, 2),))
     coding = PointCoding(points, strides, (4,), reg_max=0)
     criterion = build_criterion(coding, num_classes=2)
-    assert criterion.loss_name == "quality" and criterion.uses_predictions
+    assert criterion.loss_name == "quality" and criterion.assigner.uses_predictions
     pred = torch.zeros(1, 4, 4 + 2, requires_grad=True)
     parts = criterion(pred, torch.tensor([[[0.0, 0.0, 0.5, 0.5]]]), torch.tensor([[0]]))
     parts["loss"].backward()

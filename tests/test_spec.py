@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import onestage
 from onestage.checkpoint import load_model_weights, load_weights
 from onestage.errors import OnestageError
 from onestage.models import spec as spec_module
-from onestage.models.blocks import BLOCKS, register_block
+from onestage.models.blocks import register_block
 from onestage.models.heads import SSDOutput
 from onestage.models.seed import SeedModel
 from onestage.models.spec import (
@@ -57,15 +57,6 @@ TINY_ANCHORS = 16 * 16 * 2 + 8 * 8 * 2
 def seed_spec_model() -> SpecModel:
     torch.manual_seed(0)
     return build_spec_model("seed", num_classes=15)
-
-
-@pytest.fixture
-def restore_blocks() -> Iterator[None]:
-    """Put the block registry back as it was after the test."""
-    saved = dict(BLOCKS.classes)
-    yield
-    BLOCKS.classes.clear()
-    BLOCKS.classes.update(saved)
 
 
 def one_line_error(build: Callable[[], object]) -> str:

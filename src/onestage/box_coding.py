@@ -119,13 +119,15 @@ class PointCoding:
         box_values = 4 * (self.reg_max + 1)
         return pred[..., :box_values], pred[..., box_values:]
 
+    def bins(self, box_part: Tensor) -> Tensor:
+        """(B, A, 4 (reg_max + 1)) -> (B, A, 4, reg_max + 1) float32 bin logits per side."""
+        return box_part.float().unflatten(-1, (4, self.reg_max + 1))
+
     def distances(self, box_part: Tensor) -> Tensor:
         """(B, A, 4 (reg_max + 1)) -> (B, A, 4) ltrb distances in stride units (float32)."""
-        box_part = box_part.float()
         if self.reg_max == 0:
-            return F.softplus(box_part)
-        bins = box_part.unflatten(-1, (4, self.reg_max + 1))  # (B, A, 4, reg_max + 1)
-        return distribution_to_distance(bins, self.reg_max)
+            return F.softplus(box_part.float())
+        return distribution_to_distance(self.bins(box_part), self.reg_max)
 
     def decode(self, box_part: Tensor) -> Tensor:
         """(B, A, 4 (reg_max + 1)) -> (B, A, 4) normalised xyxy boxes (float32)."""

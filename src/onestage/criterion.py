@@ -17,13 +17,13 @@ the anchors; anchor-free heads take "quality" (`quality_loss.QualityLoss`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
 from onestage.assign import build_targets
-from onestage.assigners import Assigner, build_assigner
+from onestage.assigners import Assigner, Priors, build_assigner
 from onestage.box_coding import BoxCoding, PointCoding
 from onestage.boxes import encode_offsets
 from onestage.config import TrainConfig
@@ -57,7 +57,10 @@ class Criterion:
     loss: DetectionLoss | QualityLoss
     assigner: Assigner | None = None  # None: the seed's max-IoU rule
     iou_threshold: float = 0.4
-    uses_predictions: bool = False
+    priors: Priors = field(init=False)  # the coding's, made once
+
+    def __post_init__(self) -> None:
+        self.priors = self.coding.priors()
 
     def __call__(
         self, pred: Tensor, gt_boxes_xyxy: Tensor, gt_class_ids: Tensor
@@ -65,35 +68,35 @@ class Criterion:
         """pred (B, A, values) of the model -> named scalar loss parts (float32)."""
         pred = pred.float()
         box_part, logits = self.coding.split(pred)
+        if self.assigner is None:  # the seed's rule (anchor heads only)
+            assigned = build_targets(
+                self.priors.boxes, gt_boxes_xyxy, gt_class_ids, self.num_classes, self.iou_threshold
+            )
+            return self.loss(
+                pred,
+                assigned.class_targets,
+                assigned.box_targets,
+                assigned.positive,
+                anchors_xyxy=self.priors.boxes,
+                ignored=assigned.ignored,
+            )
         scores = boxes = None
-        if self.uses_predictions:
+        if self.assigner.uses_predictions:
             scores = self.coding.class_scores(logits.detach())  # (B, A, C)
             boxes = self.coding.decode(box_part.detach())  # (B, A, 4)
+        targets = self.assigner(
+            self.priors, gt_boxes_xyxy, gt_class_ids, self.num_classes, scores, boxes
+        )
         if isinstance(self.coding, PointCoding):
-            targets = self.assigner(
-                self.coding.priors(), gt_boxes_xyxy, gt_class_ids, self.num_classes, scores, boxes
-            )
             return self.loss(box_part, logits, self.coding, targets)
-        anchors = self.coding.anchors_xyxy
-        if self.assigner is None:
-            assigned = build_targets(
-                anchors, gt_boxes_xyxy, gt_class_ids, self.num_classes, self.iou_threshold
-            )
-            class_targets, offsets = assigned.class_targets, assigned.box_targets
-            positive, ignored = assigned.positive, assigned.ignored
-        else:
-            targets = self.assigner(
-                self.coding.priors(), gt_boxes_xyxy, gt_class_ids, self.num_classes, scores, boxes
-            )
-            class_targets, positive, ignored = (
-                targets.class_targets,
-                targets.positive,
-                targets.ignored,
-            )
-            encoded = encode_offsets(targets.box_targets, anchors, self.coding.variances)
-            offsets = encoded.masked_fill(~positive[..., None], 0.0)  # (B, A, 4)
+        encoded = encode_offsets(targets.box_targets, self.priors.boxes, self.coding.variances)
         return self.loss(
-            pred, class_targets, offsets, positive, anchors_xyxy=anchors, ignored=ignored
+            pred,
+            targets.class_targets,
+            encoded.masked_fill(~targets.positive[..., None], 0.0),  # (B, A, 4)
+            targets.positive,
+            anchors_xyxy=self.priors.boxes,
+            ignored=targets.ignored,
         )
 
 
@@ -134,7 +137,6 @@ def build_criterion(
         loss=built_loss,
         assigner=built_assigner,
         iou_threshold=iou_threshold,
-        uses_predictions=assigner == "tal",
     )
 
 

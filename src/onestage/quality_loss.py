@@ -104,9 +104,10 @@ class QualityLoss:
         box = torch.where(positive, per_prior * weight, 0.0).sum() / normaliser
 
         if coding.reg_max > 0:
-            bins = box_part.float().unflatten(-1, (4, coding.reg_max + 1))  # (B, A, 4, bins)
             distances = coding.encode(targets.box_targets.float())  # (B, A, 4)
-            per_side = distribution_focal_loss(bins, distances, coding.reg_max)  # (B, A, 4)
+            per_side = distribution_focal_loss(
+                coding.bins(box_part), distances, coding.reg_max
+            )  # (B, A, 4)
             dfl = torch.where(positive, per_side.mean(-1) * weight, 0.0).sum() / normaliser
         else:
             dfl = box.new_zeros(())

@@ -27,7 +27,10 @@ from onestage.registry import Registry
 
 
 class Assigner(Protocol):
-    """What a head's training step calls (see the module docstring)."""
+    """What a head's training step calls (see the module docstring); `uses_predictions` says
+    whether it reads pred_scores and pred_boxes (the caller computes them only then)."""
+
+    uses_predictions: bool
 
     def __call__(
         self,

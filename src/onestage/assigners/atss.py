@@ -32,6 +32,7 @@ Padding slots (PAD_CLASS_ID) take no prior.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -53,6 +54,7 @@ from onestage.errors import OnestageError
 class ATSSAssigner:
     """ATSS (see the module docstring): `topk` candidates per level and box (9 in the paper)."""
 
+    uses_predictions: ClassVar[bool] = False  # whether it reads pred_scores, pred_boxes
     topk: int = 9
 
     def __post_init__(self) -> None:

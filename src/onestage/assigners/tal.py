@@ -33,6 +33,7 @@ topk 2:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -57,6 +58,7 @@ _NOT_CANDIDATE = -1.0
 class TaskAlignedAssigner:
     """TAL (see the module docstring): `topk` positives per box, metric s ** alpha * u ** beta."""
 
+    uses_predictions: ClassVar[bool] = True  # whether it reads pred_scores, pred_boxes
     topk: int = 13
     alpha: float = 1.0
     beta: float = 6.0

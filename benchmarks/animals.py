@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from bench_common import append_to_benchmarks, epochs_for
 from onestage.checkpoint import save_weights
 from onestage.config import make_config, parse_override
 from onestage.engine.device import cpu_model
@@ -52,13 +53,11 @@ def main() -> None:
 
     extra = dict(parse_override(text) for text in args.set)
     steps = extra.pop("steps", STEPS_PER_EPOCH)
-    batch = make_config(args.recipe, overrides=extra).batch
-    if args.images % (batch * steps):
-        raise SystemExit(f"--images must be a multiple of {batch * steps} (batch x steps)")
+    epochs = epochs_for(args.images, make_config(args.recipe, overrides=extra).batch, steps)
     config = make_config(
         args.recipe,
         overrides={
-            "epochs": args.images // (batch * steps),
+            "epochs": epochs,
             "steps": steps,
             "val_every": 0,
             "synthetic_icons": str(icons),
@@ -109,8 +108,7 @@ def main() -> None:
     table = "\n".join(lines) + "\n"
     print(table)
     if args.record:
-        with Path("BENCHMARKS.md").open("a", encoding="utf-8") as handle:
-            handle.write(table)
+        append_to_benchmarks(table)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from bench_common import append_to_benchmarks, epochs_for
+from onestage.checkpoint import load_weights
 from onestage.config import (
     TrainConfig,
     architecture_recipe,
@@ -42,6 +44,7 @@ from onestage.engine.evaluator import synthetic_eval_set
 from onestage.engine.run_folder import read_results
 from onestage.engine.trainer import train
 from onestage.models import build_model, model_names
+from onestage.models.fuse import fused_for_inference
 
 STEPS_PER_EPOCH = 50
 
@@ -74,9 +77,7 @@ def main() -> None:
     models = args.models or [name for name in model_names() if name != "seed-reference"]
     extra = dict(parse_override(text) for text in args.set)
     steps = extra.pop("steps", STEPS_PER_EPOCH)
-    batch = make_config("fast", overrides=extra).batch
-    if args.images % (batch * steps):
-        raise SystemExit(f"--images must be a multiple of {batch * steps} (batch x steps)")
+    epochs = epochs_for(args.images, make_config("fast", overrides=extra).batch, steps)
     assets = args.seed_assets if args.seed_assets.is_dir() else None
     out = args.out / str(args.images)
     weights = []
@@ -85,7 +86,7 @@ def main() -> None:
             architecture_recipe(model),
             overrides={
                 "model": model,
-                "epochs": args.images // (batch * steps),
+                "epochs": epochs,
                 "steps": steps,
                 "val_every": 0,
                 "project": str(out / "runs"),
@@ -127,14 +128,18 @@ def main() -> None:
     )
     print(header + table)
     if args.record:
-        with Path("BENCHMARKS.md").open("a", encoding="utf-8") as handle:
-            handle.write(header + table)
+        append_to_benchmarks(header + table)
 
 
 def forward_latency(models: list[str], rounds: int) -> None:
-    """Median fp32 eager forward ms of each model on one 320x320 image, the models visited in
-    turn in every round (3 warm-up rounds), and each one's ratio to `seed`'s."""
-    networks = {name: build_model(name, num_classes=15).eval() for name in models}
+    """Median fp32 eager forward ms of each model on one 320x320 image, as built and with its
+    BatchNorm folded for inference (as `Detector.load` predicts), every variant visited in turn
+    in every round (3 warm-up rounds), and each one's ratio to `seed`'s."""
+    networks = {}
+    for name in models:
+        network = build_model(name, num_classes=15).eval()
+        networks[name] = network
+        networks[f"{name} (fused)"] = fused_for_inference(network)
     image = torch.rand(1, 3, 320, 320)
     times: dict[str, list[float]] = {name: [] for name in networks}
     with torch.inference_mode():
@@ -146,10 +151,12 @@ def forward_latency(models: list[str], rounds: int) -> None:
                     times[name].append((time.perf_counter() - began) * 1e3)
     medians = {name: statistics.median(values) for name, values in times.items()}
     print(f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print("| model | forward ms (median) | x seed |\n|---|---|---|")
-    for name, ms in medians.items():
-        ratio = f"{ms / medians['seed']:.2f}" if "seed" in medians else ""
-        print(f"| {name} | {ms:.2f} | {ratio} |")
+    print("| model | forward ms (median) | x seed | x unfused |\n|---|---|---|---|")
+    for name in models:
+        unfused, fused = medians[name], medians[f"{name} (fused)"]
+        for label, ms in ((name, unfused), (f"{name} (fused)", fused)):
+            ratio = f"{ms / medians['seed']:.2f}" if "seed" in medians else ""
+            print(f"| {label} | {ms:.2f} | {ratio} | {ms / unfused:.2f} |")
 
 
 def _finished(run_dir: Path, config: TrainConfig) -> bool:
@@ -164,9 +171,8 @@ def _finished(run_dir: Path, config: TrainConfig) -> bool:
 
 
 def _class_names(weights: Path) -> tuple[str, ...]:
-    from onestage.engine.predictor import Detector
-
-    return Detector.load(weights, "cpu").class_names
+    _, metadata = load_weights(weights)
+    return tuple(metadata["class_names"])
 
 
 if __name__ == "__main__":

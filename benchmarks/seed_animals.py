@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_common import append_to_benchmarks, epochs_for
 from onestage.checkpoint import load_model_weights, save_weights
 from onestage.config import make_config, parse_override
 from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
@@ -62,12 +63,10 @@ def main() -> None:
     extra = dict(parse_override(text) for text in args.set)
     batch = make_config(args.recipe, overrides=extra).batch
     steps = extra.pop("steps", STEPS_PER_EPOCH)
-    per_epoch = batch * steps
-    if args.images % per_epoch:
-        raise SystemExit(f"--images must be a multiple of {per_epoch} (batch x {steps} steps)")
+    epochs = epochs_for(args.images, batch, steps)
     assets = args.seed_assets if args.seed_assets.is_dir() else None
     overrides = {
-        "epochs": args.images // per_epoch,
+        "epochs": epochs,
         "steps": steps,
         "project": "runs/bench",
         "name": args.name or f"{args.recipe}_{args.images}",
@@ -115,8 +114,7 @@ def main() -> None:
     print(row)
     print(f"weights: {weights}  run: {result.run_dir}")
     if args.record:
-        with Path("BENCHMARKS.md").open("a", encoding="utf-8") as handle:
-            handle.write(row + "\n")
+        append_to_benchmarks(row)
 
 
 def batch1_latency_ms(weights: Path, eval_set, runs: int = 100) -> float:

@@ -170,6 +170,18 @@ def test_nano_is_under_1_5m_parameters_with_the_seed_levels():
         assert model(torch.rand(1, 3, 320, 320)).shape == (1, 2140, 20)
 
 
+def test_csp_t_is_anchor_free_on_strides_16_and_32():
+    from onestage.models import build_model
+    from onestage.models.summary import summarize
+
+    model = build_model("csp-t", num_classes=15).eval()
+    assert summarize(model).total_params == 1_902_742
+    assert (model.box_coding, model.reg_max) == ("points", 16)
+    assert model.feature_sizes == ((20, 20), (10, 10))  # 400 + 100 prior points at 320 px
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 320, 320)).shape == (1, 500, 4 * 17 + 15)
+
+
 def test_every_built_in_architecture_has_a_recipe():
     from onestage.config import RECIPES, architecture_recipe
     from onestage.models import build_model, model_names

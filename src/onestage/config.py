@@ -142,6 +142,7 @@ RECIPES["nano"] = {**RECIPES["fast"], "model": "nano"}
 # The anchor-free ones take their head's loss (TAL, BCE on soft targets, CIoU, DFL).
 RECIPES["csp-n"] = {**RECIPES["fast"], "model": "csp-n", "loss": "quality"}
 RECIPES["csp-s"] = {**RECIPES["fast"], "model": "csp-s", "loss": "quality"}
+RECIPES["csp-t"] = {**RECIPES["fast"], "model": "csp-t", "loss": "quality"}
 
 
 def architecture_recipe(model: str) -> str:

@@ -21,6 +21,7 @@ from onestage.engine.device import resolve_device
 from onestage.errors import OnestageError
 from onestage.metrics import ImageDetections
 from onestage.models import build_model, build_spec_model, import_plugins
+from onestage.models.fuse import fused_for_inference
 from onestage.postprocess import postprocess
 
 # Shipped weights live in the package, addressed by name (e.g. --weights seed_animals).
@@ -81,7 +82,8 @@ class Detector:
         self.amp_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 for AMX inference
         self.channels_last = False
         self.input_dtype = torch.float32
-        self._forward = self.model
+        self.inference_model = self.model  # what the forward runs: `model`, or its fused copy
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = self.model
 
     @classmethod
     def load(cls, weights: str | Path = "seed_animals", device: str = "auto") -> Detector:
@@ -100,7 +102,15 @@ class Detector:
             input_size=metadata["input_size"],
         )
         load_model_weights(model, path, {"model": metadata["model"]})
-        return cls(model.to(target), metadata, target)
+        return cls(model.to(target), metadata, target).fuse()
+
+    def fuse(self) -> Detector:
+        """Predict through a copy of the model with each conv_bn's BatchNorm folded into its conv
+        (`onestage.models.fuse`): the same outputs to float rounding, fewer ops. `model` keeps
+        the trained layers (its summary counts them). `load` does this already."""
+        self.inference_model = fused_for_inference(self.model)
+        self._forward = self.inference_model
+        return self
 
     def accelerate(self) -> Detector:
         """Compile for fast inference: bf16 weights, channels_last, `torch.compile` with frozen
@@ -109,11 +119,13 @@ class Detector:
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True
-        self.model = self.model.eval().to(memory_format=torch.channels_last, dtype=torch.bfloat16)
+        self.inference_model = self.inference_model.eval().to(
+            memory_format=torch.channels_last, dtype=torch.bfloat16
+        )
         self.channels_last = True
         self.input_dtype = torch.bfloat16
         self.amp_dtype = None
-        self._forward = torch.compile(self.model)
+        self._forward = torch.compile(self.inference_model)
         return self
 
     def predict(

@@ -1,0 +1,24 @@
+"""What the training benchmarks share: the epoch count of an image budget, and --record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BENCHMARKS_FILE = Path("BENCHMARKS.md")
+
+
+def epochs_for(images: int, batch: int, steps: int) -> int:
+    """Epochs of `steps` batches of `batch` images that make exactly `images` training images;
+    exits with a one-line message when they do not divide it."""
+    per_epoch = batch * steps
+    if images % per_epoch:
+        raise SystemExit(
+            f"--images must be a multiple of {per_epoch} (batch {batch} x {steps} steps)"
+        )
+    return images // per_epoch
+
+
+def append_to_benchmarks(text: str) -> None:
+    """Append `text` to BENCHMARKS.md (the --record option of the benchmarks)."""
+    with BENCHMARKS_FILE.open("a", encoding="utf-8") as handle:
+        handle.write(text if text.endswith("\n") else text + "\n")

@@ -80,3 +80,10 @@ def test_loaded_detector_predicts_through_the_fused_copy(tmp_path) -> None:
     with torch.no_grad():
         expected = detector.model.eval()(images)
         torch.testing.assert_close(detector.inference_model(images), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_model_without_conv_bn_is_used_as_it_is() -> None:
+    model = build_spec_model("seed", num_classes=2, input_size=64).train()
+
+    assert fused_for_inference(model) is model
+    assert not model.training

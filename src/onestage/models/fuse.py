@@ -39,13 +39,20 @@ def folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 def fused_for_inference(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of `model` with every `ConvBN`'s BatchNorm folded into its conv.
+    """An eval-mode copy of `model` with every `ConvBN`'s BatchNorm folded into its conv, or
+    `model` itself (in eval mode) when it has nothing to fold.
 
     `model` itself is left as it is (its parameters and BatchNorm layers keep counting in its
     summary); the copy is for inference only: it cannot be trained."""
+    if not any(_foldable(module) for module in model.modules()):
+        return model.eval()
     fused = copy.deepcopy(model).eval()
     for module in fused.modules():
-        if isinstance(module, ConvBN) and isinstance(module.bn, nn.BatchNorm2d):
+        if _foldable(module):
             module.conv = folded_conv(module.conv, module.bn)
             module.bn = nn.Identity()
     return fused.requires_grad_(False)
+
+
+def _foldable(module: nn.Module) -> bool:
+    return isinstance(module, ConvBN) and isinstance(module.bn, nn.BatchNorm2d)

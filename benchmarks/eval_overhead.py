@@ -29,7 +29,7 @@ def main() -> None:
     detector = Detector.load(args.weights, device="cpu")
     detector.amp_dtype = torch.bfloat16
     detector.channels_last = True
-    detector.model = detector.model.to(memory_format=torch.channels_last)
+    detector.inference_model.to(memory_format=torch.channels_last)
     assets = args.seed_assets if args.seed_assets.is_dir() else None
     eval_set = synthetic_eval_set(
         detector.class_names,

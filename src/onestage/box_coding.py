@@ -22,7 +22,7 @@ num_classes) and `priors` the `assigners.Priors` the assigners take.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -167,21 +167,32 @@ def cell_points(feature_sizes: tuple[tuple[int, int], ...]) -> tuple[Tensor, Ten
     return torch.cat(points), torch.cat(strides)
 
 
-def box_coding_for(
-    model: nn.Module, input_size: int, anchors: str = "seed", loss: str | None = None
+def coding_layout(model: nn.Module, input_size: int) -> dict[str, Any]:
+    """What reading a model's output at `input_size` needs, as plain data (exported files keep
+    it in their metadata, so they decode without the torch model): "box_coding" ("anchors" or
+    "points"), "feature_sizes" ([height, width] per level), "reg_max", "anchors_per_cell"."""
+    return {
+        "box_coding": getattr(model, "box_coding", "anchors"),
+        "feature_sizes": [list(size) for size in model.feature_sizes_for(input_size)],
+        "reg_max": int(getattr(model, "reg_max", 0)),
+        "anchors_per_cell": int(getattr(model, "anchors_per_cell", 0)),
+    }
+
+
+def coding_from_layout(
+    layout: dict[str, Any], anchors: str = "seed", loss: str | None = None
 ) -> AnchorCoding | PointCoding:
-    """The coding of a model's output at `input_size`, on the model's device.
+    """The coding a `coding_layout` describes, on the CPU.
 
     Anchor heads take the anchor config `anchors` and score by sigmoid when trained with the
     focal `loss`; anchor-free heads ignore both.
     """
-    feature_sizes = tuple(model.feature_sizes_for(input_size))
-    device = next(model.parameters()).device
-    if getattr(model, "box_coding", "anchors") == "points":
+    feature_sizes = tuple((int(h), int(w)) for h, w in layout["feature_sizes"])
+    if layout["box_coding"] == "points":
         points, strides = cell_points(feature_sizes)
         sizes = tuple(h * w for h, w in feature_sizes)
-        return PointCoding(points, strides, sizes, int(model.reg_max)).to(device)
-    per_cell = model.anchors_per_cell
+        return PointCoding(points, strides, sizes, int(layout["reg_max"]))
+    per_cell = int(layout["anchors_per_cell"])
     counts = anchor_counts_per_level(anchors, feature_sizes)
     expected = tuple(h * w * per_cell for h, w in feature_sizes)
     if counts != expected:
@@ -190,4 +201,13 @@ def box_coding_for(
             f"has {per_cell} per cell on levels {feature_sizes} ({expected})"
         )
     score_mode = "sigmoid" if loss == "focal" else "softmax"
-    return AnchorCoding(generate_anchors(anchors, feature_sizes), counts, score_mode).to(device)
+    return AnchorCoding(generate_anchors(anchors, feature_sizes), counts, score_mode)
+
+
+def box_coding_for(
+    model: nn.Module, input_size: int, anchors: str = "seed", loss: str | None = None
+) -> AnchorCoding | PointCoding:
+    """The coding of a model's output at `input_size`, on the model's device (see
+    `coding_from_layout`)."""
+    device = next(model.parameters()).device
+    return coding_from_layout(coding_layout(model, input_size), anchors, loss).to(device)

@@ -27,6 +27,17 @@ CANDIDATE_RULES = ("all", "argmax")
 
 
 @dataclass(frozen=True)
+class PredictOptions:
+    """Post-processing settings (defaults: Ultralytics' predict; evaluation uses conf 0.001)."""
+
+    conf: float = 0.25
+    iou: float = 0.5
+    max_det: int = 100
+    pre_nms_topk: int = 400
+    candidates: str = "all"  # "argmax" = the seed's one-class-per-anchor rule
+
+
+@dataclass(frozen=True)
 class Detections:
     """One image's detections, sorted by score descending.
 

@@ -11,7 +11,13 @@ import sys
 
 # isort: off
 # Imported for their commands, in the order `onestage --help` lists them.
-from onestage.cli import data_commands, train_commands, model_commands, eval_commands  # noqa: F401
+from onestage.cli import (  # noqa: F401
+    data_commands,
+    train_commands,
+    model_commands,
+    eval_commands,
+    export_commands,
+)
 
 # isort: on
 from onestage.cli.app import app, error_console

@@ -10,10 +10,12 @@ from rich.table import Table
 
 from onestage.cli.app import app, console, error_console
 from onestage.cli.options import (
+    BackendOption,
     BackgroundsOption,
     DeviceOption,
     IconsOption,
     ObjectsOption,
+    PrecisionOption,
     SeedOption,
     StrictOption,
     WeightsOption,
@@ -38,14 +40,28 @@ def predict_command(
         bool, typer.Option("--compile", help="bf16 + torch.compile: slower start, faster images.")
     ] = False,
     device: DeviceOption = "auto",
+    backend: BackendOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
-    """Detect objects: annotated images, predictions.json (COCO results), optional YOLO txt."""
-    from onestage.engine.predictor import Detector, PredictOptions, predict_source
+    """Detect objects: annotated images, predictions.json (COCO results), optional YOLO txt.
+
+    Without --backend, weights run on the fastest runtime installed (OpenVINO, bf16 where the
+    CPU has it; else ONNX Runtime; else torch; torch on a GPU or with --compile)."""
+    from onestage.engine.device import resolve_device
+    from onestage.engine.predictor import Detector, PredictOptions, predict_source, resolve_weights
+    from onestage.engine.runtimes import default_backend
     from onestage.fileio import unique_run_dir
 
-    detector = Detector.load(weights, device)
+    if backend is None and compile_model:
+        backend = "torch"
+    if backend is None:
+        path = resolve_weights(weights)
+        backend, default_precision = default_backend(path, resolve_device(device))
+        precision = precision or default_precision
+    detector = Detector.load(weights, device, backend, precision)
     console.print(
-        f"weights: {weights} ({detector.metadata['model']}, {len(detector.class_names)} classes)",
+        f"weights: {weights} ({detector.metadata['model']}, {len(detector.class_names)} classes)"
+        f"; backend: {detector.runtime_description}",
         highlight=False,
     )
     if compile_model:
@@ -93,6 +109,8 @@ def evaluate_command(
     batch: Annotated[int, typer.Option("--batch", help="Images per forward pass.")] = 32,
     device: DeviceOption = "auto",
     strict: StrictOption = False,
+    backend: BackendOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Score weights on a dataset or a synthetic test set: VOC mAP@0.5, COCO metrics, report."""
     from onestage.data.synthetic import parse_count_range
@@ -119,6 +137,8 @@ def evaluate_command(
             iou_convention,
             device,
             strict,
+            backend,
+            precision,
         )
     out_dir = out or unique_run_dir("runs/evaluate", "exp")
     write_report(result, out_dir, export_cartucho)
@@ -172,6 +192,8 @@ def compare_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default runs/compare/expN).")
     ] = None,
+    backend: BackendOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Rank detectors on one test set: accuracy, size, compute and batch-1 CPU latency."""
     from onestage.data.synthetic import parse_count_range
@@ -199,7 +221,7 @@ def compare_command(
         )
         test_set = f"{synthetic} synthetic images, {size} px, seed {seed}"
     with console.status("scoring and timing"):
-        rows = compare(models, eval_set, rounds=rounds)
+        rows = compare(models, eval_set, rounds=rounds, backend=backend, precision=precision)
     out_dir = out or unique_run_dir("runs/compare", "exp")
     write_leaderboard(rows, out_dir, test_set)
     table = Table(title=test_set)

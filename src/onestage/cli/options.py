@@ -51,3 +51,11 @@ PluginOption = Annotated[
     list[Path] | None,
     typer.Option("--plugin", help="Python file registering your own blocks (repeatable)."),
 ]
+BackendOption = Annotated[
+    str | None,
+    typer.Option("--backend", help="torch, onnxruntime or openvino (exported files: their own)."),
+]
+PrecisionOption = Annotated[
+    str | None,
+    typer.Option("--precision", help="openvino: f32 or bf16 (exported files: their own)."),
+]

@@ -32,6 +32,7 @@ COLUMNS = (
     "parameters",
     "gflops",
     "input_size",
+    "backend",
     "map50",
     "map50_95",
     "forward_ms",
@@ -56,6 +57,7 @@ class LeaderboardRow:
     input_size: int
     map50: float
     map50_95: float
+    backend: str = "torch"
     forward_ms: float = math.nan
     postprocess_ms: float = math.nan
     training_images: int | None = None
@@ -145,25 +147,29 @@ def compare(
     eval_set: EvalSet,
     rounds: int = 20,
     device: str = "cpu",
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> list[LeaderboardRow]:
-    """Score and time every model on `eval_set`; rows sorted by mAP@[.5:.95], best first."""
+    """Score and time every model on `eval_set`; rows sorted by mAP@[.5:.95], best first.
+    `backend` and `precision` as `Detector.load`'s (exported files: their own by default)."""
     if not sources:
         raise OnestageError("compare needs at least one weights file or run folder")
     entries = [resolve_entry(source) for source in sources]
-    detectors = [Detector.load(entry.weights, device) for entry in entries]
+    detectors = [Detector.load(entry.weights, device, backend, precision) for entry in entries]
     cpu, threads = cpu_model(), torch.get_num_threads()
     rows = []
     for entry, detector in zip(entries, detectors, strict=True):
         result = evaluate_detector(detector, for_classes(eval_set, detector.class_names))
-        summary = summarize(detector.model, detector.input_size)
+        parameters, gflops = model_cost(detector)
         row = LeaderboardRow(
             name=entry.name,
             weights=str(entry.weights),
-            parameters=summary.total_params,
-            gflops=summary.gflops,
+            parameters=parameters,
+            gflops=gflops,
             input_size=detector.input_size,
             map50=result.voc.map,
             map50_95=result.coco.ap,
+            backend=detector.runtime_description,
             cpu=cpu,
             threads=threads,
         )
@@ -177,6 +183,15 @@ def compare(
         row.forward_ms, row.postprocess_ms = forward, post
     flag_incomparable(rows)
     return sorted(rows, key=lambda row: -row.map50_95 if not math.isnan(row.map50_95) else 0.0)
+
+
+def model_cost(detector: Detector) -> tuple[int, float]:
+    """(parameters, GFLOPs per image) of a detector's model; an exported one's from its
+    metadata."""
+    if detector.model is None:
+        return int(detector.metadata["parameters"]), float(detector.metadata["gflops"])
+    summary = summarize(detector.model, detector.input_size)
+    return summary.total_params, summary.gflops
 
 
 def flag_incomparable(rows: list[LeaderboardRow]) -> None:

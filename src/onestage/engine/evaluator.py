@@ -381,10 +381,13 @@ def evaluate(
     iou_convention: IouConvention = "continuous",
     device: str = "auto",
     strict_labels: bool = False,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> EvaluationResult:
     """Score weights on a dataset split or on `synthetic` fixed synthetic images (the Python API
     behind `onestage evaluate`); `synthetic_options` go to `synthetic_eval_set`; `strict_labels`
-    refuses dataset boxes slightly outside their image instead of clipping them."""
+    refuses dataset boxes slightly outside their image instead of clipping them; `backend` and
+    `precision` as `Detector.load`'s."""
     if (data is None) == (synthetic is None):
         raise OnestageError("give either a dataset folder or a number of synthetic images")
     if iou_convention not in IOU_CONVENTIONS:
@@ -392,7 +395,7 @@ def evaluate(
             f"unknown IoU convention {iou_convention!r}; valid: {', '.join(IOU_CONVENTIONS)}"
             + (" ('voc' was the former name of cartucho)" if iou_convention == "voc" else "")
         )
-    detector = Detector.load(weights, device)
+    detector = Detector.load(weights, device, backend, precision)
     if data is not None:
         eval_set = dataset_eval_set(Path(data), detector.class_names, split, strict=strict_labels)
     else:

@@ -13,16 +13,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from onestage.box_coding import box_coding_for
+from onestage.backends import EXPORTED_SUFFIXES
+from onestage.box_coding import box_coding_for, coding_from_layout
 from onestage.checkpoint import load_model_weights, load_weights
 from onestage.data.images import load_image_rgb
 from onestage.data.transforms import FitTransform, fit_image
 from onestage.engine.device import resolve_device
+from onestage.engine.runtimes import Runtime, check_backend, exported_runtime, model_runtime
 from onestage.errors import OnestageError
 from onestage.metrics import ImageDetections
 from onestage.models import build_model, build_spec_model, import_plugins
 from onestage.models.fuse import fused_for_inference
-from onestage.postprocess import postprocess
+from onestage.postprocess import PredictOptions, postprocess
 
 # Shipped weights live in the package, addressed by name (e.g. --weights seed_animals).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -36,17 +38,6 @@ class Detection:
     score: float
     class_id: int
     class_name: str
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """Post-processing settings (defaults: Ultralytics' predict; evaluation uses conf 0.001)."""
-
-    conf: float = 0.25
-    iou: float = 0.5
-    max_det: int = 100
-    pre_nms_topk: int = 400
-    candidates: str = "all"  # "argmax" = the seed's one-class-per-anchor rule
 
 
 def resolve_weights(weights: str | Path) -> Path:
@@ -65,35 +56,63 @@ def resolve_weights(weights: str | Path) -> Path:
 
 
 class Detector:
-    """A trained model with its box coding and metadata, ready to predict on images."""
+    """A trained model with its box coding and metadata, ready to predict on images.
+
+    The forward runs on `backend`: "torch" (`model`), or "onnxruntime" / "openvino" (a
+    `Runtime` given instead of a model: `model` is then None); decoding and NMS are the same
+    for all.
+    """
 
     def __init__(
-        self, model: torch.nn.Module, metadata: dict[str, Any], device: torch.device | None = None
+        self,
+        model: torch.nn.Module | None,
+        metadata: dict[str, Any],
+        device: torch.device | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        self.model = model.eval()
         self.metadata = metadata
-        self.device = device or next(model.parameters()).device
         self.class_names: tuple[str, ...] = tuple(metadata["class_names"])
         self.input_size = int(metadata["input_size"])
         self.letterbox = bool(metadata.get("letterbox", False))
-        self.coding = box_coding_for(
-            model, self.input_size, metadata["anchors"], metadata.get("loss")
-        ).to(self.device)
+        anchors, loss = metadata["anchors"], metadata.get("loss")
+        self.model = model.eval() if model is not None else None
+        if runtime is not None:
+            self.backend, self.device = runtime.backend, runtime.device
+            coding = coding_from_layout(metadata["coding"], anchors, loss)
+        elif model is not None:
+            self.backend, self.device = "torch", device or next(model.parameters()).device
+            coding = box_coding_for(model, self.input_size, anchors, loss)
+        else:
+            raise ValueError("a Detector needs a model or a runtime")
+        self.coding = coding.to(self.device)
         self.amp_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 for AMX inference
         self.channels_last = False
         self.input_dtype = torch.float32
-        self.inference_model = self.model  # what the forward runs: `model`, or its fused copy
-        self._forward: Callable[[torch.Tensor], torch.Tensor] = self.model
+        self.inference_model = self.model  # what a torch forward runs: `model` or its fused copy
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = runtime or self.model
 
     @classmethod
-    def load(cls, weights: str | Path = "seed_animals", device: str = "auto") -> Detector:
-        """Load a onestage weights file (or shipped weights by name)."""
+    def load(
+        cls,
+        weights: str | Path = "seed_animals",
+        device: str = "auto",
+        backend: str | None = None,
+        precision: str | None = None,
+    ) -> Detector:
+        """Load a onestage weights file (or shipped weights by name) or an exported .onnx / .xml
+        file. `backend` (weights: "torch" by default; .onnx: "onnxruntime" by default, or
+        "openvino"; .xml: "openvino") and `precision` (OpenVINO: f32, bf16; an exported file's
+        own by default) choose the runtime; the device is the CPU for all but torch."""
         path = resolve_weights(weights)
+        if path.suffix in EXPORTED_SUFFIXES:
+            runtime, metadata = exported_runtime(path, backend, precision)
+            return cls(None, metadata, runtime=runtime)
+        backend = backend or "torch"
+        check_backend(backend, path)
         _, metadata = load_weights(path)
         for key in ("model", "class_names", "anchors", "input_size"):
             if key not in metadata:
                 raise OnestageError(f"{path}: onestage metadata lacks {key!r}")
-        target = resolve_device(device)
         import_plugins(metadata.get("plugins", []))
         build = build_spec_model if "spec" in metadata else build_model
         model = build(
@@ -102,15 +121,40 @@ class Detector:
             input_size=metadata["input_size"],
         )
         load_model_weights(model, path, {"model": metadata["model"]})
+        if backend != "torch":
+            runtime, exported = model_runtime(model, metadata, backend, precision or "f32", path)
+            return cls(None, exported, runtime=runtime)
+        if precision not in (None, "f32"):
+            raise OnestageError(f"{path}: the torch backend runs f32 (or --compile for bf16)")
+        target = resolve_device(device)
         return cls(model.to(target), metadata, target).fuse()
 
     def fuse(self) -> Detector:
         """Predict through a copy of the model with each conv_bn's BatchNorm folded into its conv
         (`onestage.models.fuse`): the same outputs to float rounding, fewer ops. `model` keeps
         the trained layers (its summary counts them). `load` does this already."""
+        self._require_torch("fuse")
         self.inference_model = fused_for_inference(self.model)
         self._forward = self.inference_model
         return self
+
+    def raw_outputs(self, images: torch.Tensor) -> torch.Tensor:
+        """The head's raw output (B, A, values) for (B, 3, S, S) float images in [0, 1], as
+        this detector's runtime computes it (no autocast, no decoding)."""
+        with torch.inference_mode():
+            return self._forward(images.to(self.device))
+
+    @property
+    def runtime_description(self) -> str:
+        """The backend, with its precision where it has one: "torch", "openvino bf16"..."""
+        precision = getattr(self._forward, "precision", None)
+        return self.backend + (f" {precision}" if precision else "")
+
+    def _require_torch(self, what: str) -> None:
+        if self.model is None:
+            raise OnestageError(
+                f"{what} is for the torch backend (this detector runs {self.backend})"
+            )
 
     def accelerate(self) -> Detector:
         """Compile for fast inference: bf16 weights, channels_last, `torch.compile` with frozen
@@ -118,6 +162,7 @@ class Detector:
         here); scores move by bf16 rounding. Sets Inductor's global `freezing` option."""
         import torch._inductor.config as inductor_config
 
+        self._require_torch("compile")
         inductor_config.freezing = True
         self.inference_model = self.inference_model.eval().to(
             memory_format=torch.channels_last, dtype=torch.bfloat16
@@ -147,10 +192,14 @@ class Detector:
         ]
 
     def detect(
-        self, images: list[np.ndarray], options: PredictOptions | None = None
+        self,
+        images: list[np.ndarray],
+        options: PredictOptions | None = None,
+        timing: dict[str, float] | None = None,
     ) -> list[ImageDetections]:
-        """Detections for a batch of (H, W, 3) uint8 images; boxes in each image's pixels."""
-        return self.detect_tensor(*self.fit_batch(images), options)
+        """Detections for a batch of (H, W, 3) uint8 images; boxes in each image's pixels.
+        `timing` as `detect_tensor`'s."""
+        return self.detect_tensor(*self.fit_batch(images), options, timing)
 
     def fit_batch(
         self, images: list[np.ndarray]
@@ -180,8 +229,9 @@ class Detector:
         """
         options = options or PredictOptions()
         began = time.perf_counter()
-        was_training = self.model.training
-        self.model.eval()
+        was_training = self.model is not None and self.model.training
+        if self.model is not None:
+            self.model.eval()
         images = batch.to(self.device).to(self.input_dtype).div_(255.0)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -191,7 +241,8 @@ class Detector:
             enabled=self.amp_dtype is not None,
         ):
             predictions = self._forward(images)
-        self.model.train(was_training)
+        if self.model is not None:
+            self.model.train(was_training)
         forward_done = time.perf_counter()
         found = postprocess(
             predictions.float(),

@@ -1,0 +1,11 @@
+"""Runtimes a detector's forward can run on: torch itself, or its ONNX graph in ONNX Runtime or
+OpenVINO (`onnx_graph`, `onnxruntime_backend`, `openvino_backend`).
+
+Every backend runs the same graph, from the image tensor (B, 3, S, S) float32 in [0, 1] to the
+head's raw output (B, A, values); decoding and NMS stay in `onestage.postprocess`, shared by all.
+"""
+
+from __future__ import annotations
+
+BACKENDS = ("torch", "onnxruntime", "openvino")
+EXPORTED_SUFFIXES = {".onnx": "onnxruntime", ".xml": "openvino"}

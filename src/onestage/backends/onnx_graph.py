@@ -1,0 +1,96 @@
+"""A detector's graph as ONNX, with onestage's metadata inside the file.
+
+The graph: input "images" (B, 3, S, S) float32 in [0, 1], output "preds" (B, A, values), the
+head's raw output; the batch axis is dynamic. Exported by torch's TorchScript-based exporter
+(`dynamo=False`: no extra dependency), opset ONNX_OPSET, from the model with its BatchNorm folded
+(`onestage.models.fuse`). The metadata (JSON) sits in the model's `metadata_props` under
+METADATA_KEY.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from onestage.errors import OnestageError, first_line
+from onestage.models.fuse import fused_for_inference
+
+ONNX_OPSET = 17
+INPUT_NAME = "images"
+OUTPUT_NAME = "preds"
+METADATA_KEY = "onestage"
+
+
+def onnx_model_bytes(model: nn.Module, input_size: int) -> bytes:
+    """The model's forward as a serialised ONNX model (see the module docstring), fp32 on CPU."""
+    network = fused_for_inference(copy.deepcopy(model).float().cpu())
+    example = torch.zeros(1, 3, input_size, input_size)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(
+            network,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
+    return buffer.getvalue()
+
+
+def with_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:
+    """`model_bytes` (serialised ONNX) with `metadata` as JSON under METADATA_KEY."""
+    import onnx
+
+    proto = onnx.load_from_string(model_bytes)
+    kept = [entry for entry in proto.metadata_props if entry.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    return proto.SerializeToString()
+
+
+def metadata_from_map(props: dict[str, str], source: str | Path) -> dict[str, Any]:
+    """onestage's metadata from a model's key -> value metadata map, with clear errors."""
+    if METADATA_KEY not in props:
+        raise OnestageError(f"{source}: not a onestage export (no onestage metadata)")
+    try:
+        metadata = json.loads(props[METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise OnestageError(f"{source}: onestage metadata is not valid JSON ({error})") from None
+    missing = [key for key in REQUIRED_KEYS if key not in metadata]
+    if missing:
+        raise OnestageError(f"{source}: onestage metadata lacks {', '.join(missing)}")
+    return metadata
+
+
+# What an exported file must say to be read without its torch model.
+REQUIRED_KEYS = ("model", "class_names", "input_size", "anchors", "coding")
+
+
+def read_onnx_metadata(path: Path) -> dict[str, Any]:
+    """onestage's metadata from an ONNX file, with a one-line error for a missing file, a file
+    that is no ONNX model, or one without onestage metadata."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not path.is_file():
+        raise OnestageError(f"{path}: no such file")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as error:
+        raise OnestageError(f"{path}: not a valid ONNX model ({first_line(error)})") from None
+    if not proto.graph.node:
+        raise OnestageError(f"{path}: not a valid ONNX model (no graph)")
+    return metadata_from_map({entry.key: entry.value for entry in proto.metadata_props}, path)

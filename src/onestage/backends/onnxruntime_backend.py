@@ -1,0 +1,53 @@
+"""ONNX Runtime as a detector's forward: an ONNX graph (see `onnx_graph`) on the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from onestage.backends.onnx_graph import INPUT_NAME, OUTPUT_NAME
+from onestage.errors import OnestageError, first_line
+
+
+class OnnxRuntimeForward:
+    """Runs `model` (a path to an .onnx file, or its bytes) with ONNX Runtime's CPU provider,
+    `threads` intra-op threads (default: torch's count, so backends compare on equal terms)."""
+
+    backend = "onnxruntime"
+    device = torch.device("cpu")
+
+    def __init__(self, model: Path | bytes, source: str | Path, threads: int | None = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(model) if isinstance(model, Path) else model,
+                options,
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as error:  # onnxruntime's errors derive from Exception alone
+            raise OnestageError(
+                f"{source}: ONNX Runtime cannot load it ({_message(error)})"
+            ) from None
+
+    def metadata_map(self) -> dict[str, str]:
+        """The model's key -> value metadata (`metadata_props`)."""
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) float images in [0, 1] -> (B, A, values) float32 raw outputs."""
+        array = np.ascontiguousarray(images.detach().cpu().float().numpy())
+        (output,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})
+        return torch.from_numpy(output)
+
+
+def _message(error: Exception) -> str:
+    """ONNX Runtime's message without its "[ONNXRuntimeError] : 7 : NAME :" prefix."""
+    text = first_line(error)
+    return text.split(" : ")[-1] if "[ONNXRuntimeError]" in text else text

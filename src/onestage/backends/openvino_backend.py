@@ -1,0 +1,130 @@
+"""OpenVINO as a detector's forward: the ONNX graph (see `onnx_graph`) or an OpenVINO IR file
+(.xml + .bin) on the CPU, in f32, bf16 (CPUs with AVX-512 bf16 or AMX) or int8.
+
+onestage's metadata travels in the IR's runtime info under RT_INFO_PATH. f32 is asked for
+explicitly: OpenVINO's own default on a bf16-capable CPU is bf16.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from onestage.backends.onnx_graph import metadata_from_map
+from onestage.errors import OnestageError
+
+PRECISIONS = ("f32", "bf16", "int8")
+RT_INFO_PATH = ["onestage", "metadata"]
+_HINTS = {"f32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what is not quantised runs f32
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether OpenVINO can run bf16 on this CPU."""
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def check_precision(precision: str, source: str | Path) -> None:
+    """One-line errors for an unknown precision, or bf16 on a CPU without bf16."""
+    if precision not in PRECISIONS:
+        raise OnestageError(
+            f"{source}: unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}"
+        )
+    if precision == "bf16" and not cpu_supports_bf16():
+        raise OnestageError(
+            f"{source}: this CPU cannot run bf16 (it needs AVX-512 bf16 or AMX); use f32 or int8"
+        )
+
+
+def model_from_onnx(model_bytes: bytes) -> Any:
+    """An `openvino.Model` converted from a serialised ONNX model."""
+    import openvino
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        path.write_bytes(model_bytes)
+        return openvino.convert_model(str(path))
+
+
+def save_ir(model: Any, metadata: dict[str, Any], path: Path) -> None:
+    """Write `model` as OpenVINO IR (`path` .xml and its .bin), f32 weights, `metadata` in its
+    runtime info. Both files are written to temporary names and then renamed."""
+    import openvino
+
+    model.set_rt_info(json.dumps(metadata), RT_INFO_PATH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as folder:
+        staged = Path(folder) / path.name
+        openvino.save_model(model, str(staged), compress_to_fp16=False)
+        staged.with_suffix(".bin").replace(path.with_suffix(".bin"))
+        staged.replace(path)
+
+
+def read_ir(path: Path) -> tuple[Any, dict[str, Any]]:
+    """(openvino.Model, onestage metadata) of an .xml/.bin pair or an .onnx file, with one-line
+    errors for a missing, foreign or damaged file."""
+    import openvino
+
+    if not path.is_file():
+        raise OnestageError(f"{path}: no such file")
+    if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
+        raise OnestageError(f"{path}: its weights file {path.with_suffix('.bin').name} is missing")
+    try:
+        model = openvino.Core().read_model(str(path))
+    except RuntimeError as error:
+        raise OnestageError(f"{path}: OpenVINO cannot read it ({_message(error)})") from None
+    if path.suffix == ".onnx":
+        from onestage.backends.onnx_graph import read_onnx_metadata
+
+        return model, read_onnx_metadata(path)
+    if not model.has_rt_info(RT_INFO_PATH):
+        raise OnestageError(f"{path}: not a onestage export (no onestage metadata)")
+    text = model.get_rt_info(RT_INFO_PATH).astype(str)
+    return model, metadata_from_map({"onestage": text}, path)
+
+
+class OpenVinoForward:
+    """Runs an `openvino.Model` compiled for the CPU at `precision`, `threads` inference
+    threads (default: torch's count), latency-oriented (one stream)."""
+
+    backend = "openvino"
+    device = torch.device("cpu")
+
+    def __init__(
+        self, model: Any, precision: str, source: str | Path, threads: int | None = None
+    ) -> None:
+        import openvino
+
+        check_precision(precision, source)
+        config = {
+            "INFERENCE_PRECISION_HINT": _HINTS[precision],
+            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        try:
+            self.compiled = openvino.Core().compile_model(model, "CPU", config)
+        except RuntimeError as error:
+            raise OnestageError(
+                f"{source}: OpenVINO cannot compile it ({_message(error)})"
+            ) from None
+        self.request = self.compiled.create_infer_request()
+        self.precision = precision
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) float images in [0, 1] -> (B, A, values) float32 raw outputs."""
+        array = np.ascontiguousarray(images.detach().cpu().float().numpy())
+        output = self.request.infer({0: array})[0]  # a view of the request's output buffer
+        return torch.from_numpy(np.array(output, dtype=np.float32, copy=True))
+
+
+def _message(error: Exception) -> str:
+    """The last meaningful line of OpenVINO's multi-line C++ error."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Check ", "Exception from"))]
+    return (useful or lines or [type(error).__name__])[-1]

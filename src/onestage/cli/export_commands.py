@@ -1,0 +1,46 @@
+"""`onestage export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from onestage.cli.app import app, console
+from onestage.cli.options import WeightsOption
+
+
+@app.command("export")
+def export_command(
+    weights: WeightsOption = "animals",
+    fmt: Annotated[str, typer.Option("--format", help="onnx or openvino.")] = "onnx",
+    precision: Annotated[
+        str, typer.Option("--precision", help="f32, int8 (both formats) or bf16 (openvino).")
+    ] = "f32",
+    calib: Annotated[
+        int, typer.Option("--calib", help="int8: calibrate on N synthetic images.")
+    ] = 200,
+    calib_data: Annotated[
+        Path | None, typer.Option("--calib-data", help="int8: calibrate on a dataset's images.")
+    ] = None,
+    calib_split: Annotated[
+        str | None, typer.Option("--calib-split", help="Split of --calib-data (default train).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output file (.onnx or .xml; default beside the weights)."),
+    ] = None,
+) -> None:
+    """Export weights to ONNX or OpenVINO: one file that predicts on its own (metadata inside)."""
+    from onestage.engine.exporter import export_weights
+
+    with console.status(f"exporting to {fmt} ({precision})"):
+        result = export_weights(weights, fmt, precision, out, calib, calib_data, calib_split)
+    extra = f" and {result.path.with_suffix('.bin').name}" if fmt == "openvino" else ""
+    console.print(
+        f"exported [bold]{result.path}[/]{extra} ({fmt}, {precision}) in {result.seconds:.1f} s; "
+        f"raw outputs within {result.max_abs_diff:.2g} of torch fp32 on "
+        f"{result.parity_images} images",
+        highlight=False,
+    )

@@ -1,0 +1,106 @@
+"""`onestage export`: weights to an ONNX file or an OpenVINO IR that predicts on its own.
+
+The file holds the graph up to the head's raw output (`onestage.backends.onnx_graph`) and the
+export metadata (`onestage.engine.runtimes.export_metadata`); post-processing stays onestage's,
+the same for every backend. Every export is checked against torch on a few images before it
+is written, and written to a temporary name first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from onestage.backends.onnx_graph import onnx_model_bytes, with_metadata
+from onestage.data.icons import SEED_CLASS_NAMES
+from onestage.engine.evaluator import EvalSet, dataset_eval_set, synthetic_eval_set
+from onestage.engine.predictor import WEIGHTS_DIR, Detector, resolve_weights
+from onestage.engine.quantize import DEFAULT_CALIBRATION_IMAGES, calibration_inputs, quantize_int8
+from onestage.engine.runtimes import export_metadata
+from onestage.errors import OnestageError
+from onestage.fileio import atomic_write_bytes
+
+FORMAT_PRECISIONS = {"onnx": ("f32", "int8"), "openvino": ("f32", "bf16", "int8")}
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
+PARITY_IMAGES = 4
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export_weights` wrote and how close its raw outputs are to torch's."""
+
+    path: Path
+    format: str
+    precision: str
+    seconds: float
+    max_abs_diff: float  # raw outputs against torch fp32, largest over the parity images
+    parity_images: int
+
+
+def default_export_path(weights: Path, fmt: str, precision: str) -> Path:
+    """Beside the weights (shipped weights: the current folder), named after them:
+    best.onnx, best_int8.onnx, best.xml (+ best.bin), best_bf16.xml..."""
+    folder = Path.cwd() if weights.parent == WEIGHTS_DIR else weights.parent
+    tag = "" if precision == "f32" else f"_{precision}"
+    return folder / f"{weights.stem}{tag}{SUFFIXES[fmt]}"
+
+
+def export_weights(
+    weights: str | Path,
+    fmt: str,
+    precision: str = "f32",
+    out: Path | None = None,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    calibration_data: Path | None = None,
+    calibration_split: str | None = None,
+) -> ExportResult:
+    """Export `weights` to `fmt` ("onnx" or "openvino") at `precision` (see FORMAT_PRECISIONS);
+    int8 is calibrated on `calibration_images` synthetic images of the weights' classes, or on
+    the images of a dataset split (`calibration_data`, default split train)."""
+    if fmt not in FORMAT_PRECISIONS:
+        raise OnestageError(f"unknown format {fmt!r}; valid: {', '.join(FORMAT_PRECISIONS)}")
+    if precision not in FORMAT_PRECISIONS[fmt]:
+        raise OnestageError(
+            f"format {fmt} exports {', '.join(FORMAT_PRECISIONS[fmt])}, not {precision!r}"
+        )
+    began = time.perf_counter()
+    path = resolve_weights(weights)
+    detector = Detector.load(path, device="cpu")
+    out = out or default_export_path(path, fmt, precision)
+    if out.suffix != SUFFIXES[fmt]:
+        raise OnestageError(f"{out}: a {fmt} export is named *{SUFFIXES[fmt]}")
+    graph = onnx_model_bytes(detector.model, detector.input_size)
+    count = calibration_images if precision == "int8" else PARITY_IMAGES
+    samples = _sample_set(detector, count, calibration_data, calibration_split)
+    inputs = calibration_inputs(detector, samples, count)
+    if precision == "int8":
+        graph = quantize_int8(graph, inputs)
+    metadata = export_metadata(detector.model, detector.metadata, precision)
+    if fmt == "onnx":
+        atomic_write_bytes(out, with_metadata(graph, metadata))
+    else:
+        from onestage.backends.openvino_backend import model_from_onnx, save_ir
+
+        save_ir(model_from_onnx(graph), metadata, out)
+    exported = Detector.load(out)
+    checked = [torch.from_numpy(array) for array in inputs[:PARITY_IMAGES]]
+    diff = max(
+        float((exported.raw_outputs(x) - detector.raw_outputs(x)).abs().max()) for x in checked
+    )
+    return ExportResult(out, fmt, precision, time.perf_counter() - began, diff, len(checked))
+
+
+def _sample_set(detector: Detector, count: int, data: Path | None, split: str | None) -> EvalSet:
+    """The images that calibrate int8 and check parity: a dataset split's (default train), or
+    synthetic images (the seed's animals on procedural backgrounds, whatever the weights'
+    classes: only the pixels matter here)."""
+    if count < 1:
+        raise OnestageError(f"--calib must be at least 1, got {count}")
+    if data is not None:
+        return dataset_eval_set(data, detector.class_names, split or "train")
+    return synthetic_eval_set(
+        SEED_CLASS_NAMES, count, size=detector.input_size, stream_name="calibration"
+    )

@@ -1,0 +1,129 @@
+"""The runtime behind a `Detector`: its torch model, or its ONNX graph in ONNX Runtime or
+OpenVINO, from a weights file (exported in memory) or an exported file (`onestage export`).
+
+Exported files carry `export_metadata`: the weights' metadata plus what reading the graph's
+output needs without the torch model (`box_coding.coding_layout`), its size and compute, its
+precision and the post-processing defaults.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from onestage.backends import BACKENDS, EXPORTED_SUFFIXES
+from onestage.box_coding import coding_layout
+from onestage.errors import OnestageError
+from onestage.models.summary import summarize
+from onestage.postprocess import PredictOptions
+
+
+class Runtime(Protocol):
+    """A forward on another runtime: (B, 3, S, S) float images in [0, 1] -> raw outputs."""
+
+    backend: str
+    device: torch.device
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def export_metadata(model: nn.Module, metadata: dict[str, Any], precision: str) -> dict[str, Any]:
+    """The metadata an exported file carries (see the module docstring)."""
+    input_size = int(metadata["input_size"])
+    summary = summarize(model, input_size)
+    return {
+        **metadata,
+        "coding": coding_layout(model, input_size),
+        "parameters": summary.total_params,
+        "gflops": summary.gflops,
+        "precision": precision,
+        "postprocess": asdict(PredictOptions()),
+    }
+
+
+def default_backend(weights: Path, device: torch.device) -> tuple[str | None, str | None]:
+    """(backend, precision) `onestage predict` runs when given none: an exported file's own;
+    for weights on the CPU the fastest runtime installed (BENCHMARKS.md, inference latency):
+    OpenVINO (bf16 where the CPU runs bf16, else f32), else ONNX Runtime, else torch; on a GPU,
+    torch."""
+    if weights.suffix in EXPORTED_SUFFIXES:
+        return None, None
+    if device.type != "cpu":
+        return "torch", None
+    if importlib.util.find_spec("openvino") is not None:
+        from onestage.backends.openvino_backend import cpu_supports_bf16
+
+        return "openvino", "bf16" if cpu_supports_bf16() else "f32"
+    if importlib.util.find_spec("onnxruntime") is not None:
+        return "onnxruntime", "f32"
+    return "torch", None
+
+
+def check_backend(backend: str, source: str | Path) -> None:
+    """A one-line error for an unknown backend name."""
+    if backend not in BACKENDS:
+        raise OnestageError(f"{source}: unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+def model_runtime(
+    model: nn.Module, metadata: dict[str, Any], backend: str, precision: str, source: str | Path
+) -> tuple[Runtime, dict[str, Any]]:
+    """(runtime, export metadata) for a torch model exported in memory to `backend`
+    ("onnxruntime" or "openvino") at `precision` (ONNX Runtime: f32 only here; int8 files come
+    from `onestage export`)."""
+    from onestage.backends.onnx_graph import onnx_model_bytes
+
+    graph = onnx_model_bytes(model, int(metadata["input_size"]))
+    exported = export_metadata(model, metadata, precision)
+    if backend == "onnxruntime":
+        if precision != "f32":
+            raise OnestageError(
+                f"{source}: ONNX Runtime runs these weights in f32 only; for int8 export them "
+                "first (onestage export --format onnx --precision int8)"
+            )
+        from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
+
+        return OnnxRuntimeForward(graph, source), exported
+    from onestage.backends.openvino_backend import OpenVinoForward, model_from_onnx
+
+    if precision == "int8":
+        raise OnestageError(
+            f"{source}: int8 needs calibration; export first (onestage export --format openvino "
+            "--precision int8)"
+        )
+    return OpenVinoForward(model_from_onnx(graph), precision, source), exported
+
+
+def exported_runtime(
+    path: Path, backend: str | None = None, precision: str | None = None
+) -> tuple[Runtime, dict[str, Any]]:
+    """(runtime, metadata) for an exported .onnx (ONNX Runtime by default, or OpenVINO) or .xml
+    file (OpenVINO); `precision` (OpenVINO) defaults to the file's own."""
+    backend = backend or EXPORTED_SUFFIXES[path.suffix]
+    check_backend(backend, path)
+    if backend == "torch" or (path.suffix == ".xml" and backend != "openvino"):
+        raise OnestageError(
+            f"{path}: an exported {path.suffix} file runs on "
+            + ("onnxruntime or openvino" if path.suffix == ".onnx" else "openvino")
+            + f", not {backend}"
+        )
+    if backend == "onnxruntime":
+        from onestage.backends.onnx_graph import metadata_from_map
+        from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
+
+        if not path.is_file():
+            raise OnestageError(f"{path}: no such file")
+        runtime = OnnxRuntimeForward(path, path)
+        return runtime, metadata_from_map(runtime.metadata_map(), path)
+    from onestage.backends.openvino_backend import OpenVinoForward, read_ir
+
+    model, metadata = read_ir(path)
+    chosen = precision or metadata.get("precision", "f32")
+    if metadata.get("precision") == "int8" and chosen != "int8":
+        raise OnestageError(f"{path}: an int8 export runs as int8, not {chosen}")
+    return OpenVinoForward(model, chosen, path), metadata

@@ -1,0 +1,210 @@
+"""Export to ONNX and OpenVINO: parity with torch for every built-in, files that predict on their
+own, and one-line errors for bad files and impossible precisions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from onestage.backends import openvino_backend
+from onestage.backends.onnx_graph import onnx_model_bytes
+from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
+from onestage.backends.openvino_backend import OpenVinoForward, model_from_onnx
+from onestage.checkpoint import save_weights
+from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
+from onestage.engine.exporter import export_weights
+from onestage.engine.predictor import Detector
+from onestage.errors import OnestageError
+from onestage.models import build_model, model_names
+from onestage.postprocess import postprocess
+
+PARITY_ATOL = 1e-4
+
+
+def onestage(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "onestage", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def sensitive(model: nn.Module, seed: int = 0) -> nn.Module:
+    """A freshly built model barely depends on its input (heads start at their prior biases):
+    give every conv random weights and every BatchNorm random statistics, so that parity is
+    tested on outputs that move with the image."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                noise = torch.randn(module.weight.shape, generator=generator)
+                module.weight.copy_(noise * (2.0 / fan_in) ** 0.5)
+            elif isinstance(module, nn.BatchNorm2d):
+                size = module.num_features
+                module.running_mean.copy_(torch.randn(size, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", [n for n in model_names() if n != "seed-reference"])
+def test_every_built_in_exports_with_raw_outputs_within_1e_4_of_torch(name):
+    model = sensitive(build_model(name, num_classes=4))
+    size = model.input_size
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(images)
+    graph = onnx_model_bytes(model, size)
+
+    from_onnxruntime = OnnxRuntimeForward(graph, name)(images)
+    from_openvino = OpenVinoForward(model_from_onnx(graph), "f32", name)(images)
+
+    assert expected.std() > 0.1  # outputs that depend on the image
+    torch.testing.assert_close(from_onnxruntime, expected, atol=PARITY_ATOL, rtol=0)
+    torch.testing.assert_close(from_openvino, expected, atol=PARITY_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("weights", ["animals", "seed_animals"])
+def test_shipped_weights_give_the_same_detections_on_every_f32_backend(weights):
+    detectors = [
+        Detector.load(weights, "cpu", backend=backend)
+        for backend in ("torch", "onnxruntime", "openvino")
+    ]
+    eval_set = synthetic_eval_set(detectors[0].class_names, 6, objects=(1, 8), seed=5)
+    images = [eval_set.load_image(index) for index in range(len(eval_set))]
+    reference, *others = [detector.detect(images) for detector in detectors]
+    assert sum(len(found.scores) for found in reference) >= 6
+    for detections in others:
+        for mine, theirs in zip(detections, reference, strict=True):
+            np.testing.assert_array_equal(mine.class_ids, theirs.class_ids)
+            np.testing.assert_allclose(mine.scores, theirs.scores, atol=1e-4)
+            np.testing.assert_allclose(mine.boxes_xyxy, theirs.boxes_xyxy, atol=1e-2)  # pixels
+
+
+def _trained_like_weights(folder: Path, name: str = "csp-t") -> Path:
+    model = sensitive(build_model(name, num_classes=3), seed=2)
+    metadata = {
+        "model": name,
+        "spec": model.spec.to_dict(),
+        "class_names": ["cat", "dog", "fox"],
+        "anchors": "seed",
+        "input_size": model.input_size,
+        "loss": "quality",
+    }
+    path = folder / "weights.safetensors"
+    save_weights(path, model, metadata)
+    return path
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("onnx", ".onnx"), ("openvino", ".xml")])
+def test_an_exported_file_predicts_alone_as_the_weights_do(tmp_path, fmt, suffix):
+    weights = _trained_like_weights(tmp_path)
+    result = export_weights(weights, fmt)
+    assert result.path == tmp_path / f"weights{suffix}" and result.max_abs_diff < PARITY_ATOL
+    weights.unlink()  # the file alone
+
+    exported = Detector.load(result.path)
+    torch_detector = Detector.load(_trained_like_weights(tmp_path / "again"), "cpu")
+
+    assert exported.model is None and exported.class_names == ("cat", "dog", "fox")
+    assert exported.backend == ("onnxruntime" if fmt == "onnx" else "openvino")
+    assert exported.metadata["parameters"] > 0 and exported.metadata["precision"] == "f32"
+    images = torch.rand(3, 3, 320, 320, generator=torch.Generator().manual_seed(3))
+    mine, theirs = exported.raw_outputs(images), torch_detector.raw_outputs(images)
+    torch.testing.assert_close(mine, theirs, atol=PARITY_ATOL, rtol=0)
+    found = postprocess(mine, exported.coding, conf_threshold=0.01)
+    expected = postprocess(theirs, torch_detector.coding, conf_threshold=0.01)
+    assert [d.class_ids.tolist() for d in found] == [d.class_ids.tolist() for d in expected]
+
+
+def test_int8_export_is_smaller_and_keeps_the_detections_of_a_trained_model(tmp_path):
+    f32_file = export_weights("seed_animals", "onnx", out=tmp_path / "seed.onnx").path
+    result = export_weights(
+        "seed_animals", "onnx", "int8", out=tmp_path / "seed_int8.onnx", calibration_images=16
+    )
+    int8, f32 = Detector.load(result.path), Detector.load(f32_file)
+    eval_set = synthetic_eval_set(f32.class_names, 8, seed=4)
+
+    assert int8.metadata["precision"] == "int8"
+    assert result.path.stat().st_size < 0.4 * f32_file.stat().st_size
+    scores_int8, scores_f32 = evaluate_detector(int8, eval_set), evaluate_detector(f32, eval_set)
+    assert scores_f32.voc.map > 0.9
+    assert abs(scores_int8.voc.map - scores_f32.voc.map) < 0.05
+
+
+def test_export_and_predict_from_the_command_line(tmp_path):
+    weights = _trained_like_weights(tmp_path)
+    exported = onestage("export", "--weights", str(weights), "--format", "onnx")
+    assert exported.returncode == 0, exported.stderr
+    assert "weights.onnx" in exported.stdout and "of torch fp32" in exported.stdout
+    image = tmp_path / "image.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(image)
+    predicted = onestage(
+        "predict",
+        str(image),
+        "--weights",
+        str(tmp_path / "weights.onnx"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    assert "backend: onnxruntime" in predicted.stdout
+    assert (tmp_path / "out" / "predictions.json").is_file()
+
+
+def _one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0, done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr, done.stderr
+
+
+def test_bad_exported_files_are_one_line_errors(tmp_path):
+    weights = _trained_like_weights(tmp_path)
+    good = export_weights(weights, "onnx").path
+    xml = export_weights(weights, "openvino").path
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model\n")
+    foreign = tmp_path / "foreign.onnx"
+    foreign.write_bytes(onnx_model_bytes(sensitive(build_model("nano", num_classes=2)), 320))
+    broken_xml = tmp_path / "broken.xml"
+    broken_xml.write_text(xml.read_text()[:3000])
+    broken_xml.with_suffix(".bin").write_bytes(xml.with_suffix(".bin").read_bytes())
+    lonely_xml = tmp_path / "lonely.xml"
+    lonely_xml.write_text(xml.read_text())
+    image = tmp_path / "image.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+
+    def predict(path: Path) -> subprocess.CompletedProcess:
+        return onestage("predict", str(image), "--weights", str(path), "--out", str(tmp_path))
+
+    _one_line_error(predict(truncated), "truncated.onnx", "ONNX Runtime cannot load it")
+    _one_line_error(predict(text), "notes.onnx", "ONNX Runtime cannot load it")
+    _one_line_error(predict(foreign), "foreign.onnx", "not a onestage export")
+    _one_line_error(predict(broken_xml), "broken.xml", "OpenVINO cannot read it")
+    _one_line_error(predict(lonely_xml), "lonely.xml", "lonely.bin is missing")
+    _one_line_error(
+        onestage("export", "--weights", str(weights), "--format", "onnx", "--precision", "bf16"),
+        "format onnx exports f32, int8, not 'bf16'",
+    )
+
+
+def test_bf16_on_a_cpu_without_it_is_refused(tmp_path, monkeypatch):
+    weights = _trained_like_weights(tmp_path)
+    monkeypatch.setattr(openvino_backend, "cpu_supports_bf16", lambda: False)
+    with pytest.raises(OnestageError, match="this CPU cannot run bf16"):
+        Detector.load(weights, backend="openvino", precision="bf16")

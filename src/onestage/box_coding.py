@@ -49,7 +49,7 @@ class BoxCoding(Protocol):
 
     def split(self, pred: Tensor) -> tuple[Tensor, Tensor]: ...
 
-    def decode(self, box_part: Tensor) -> Tensor: ...
+    def decode(self, box_part: Tensor, prior_index: Tensor | None = None) -> Tensor: ...
 
     def class_scores(self, logits: Tensor) -> Tensor: ...
 
@@ -81,9 +81,11 @@ class AnchorCoding:
         """(B, A, 4 + K) -> offsets (B, A, 4) and logits (B, A, K)."""
         return pred[..., :4], pred[..., 4:]
 
-    def decode(self, box_part: Tensor) -> Tensor:
-        """(B, A, 4) offsets -> (B, A, 4) normalised xyxy boxes (float32)."""
-        return decode_offsets(box_part.float(), self.anchors_xyxy.float(), self.variances)
+    def decode(self, box_part: Tensor, prior_index: Tensor | None = None) -> Tensor:
+        """(B, A, 4) offsets -> (B, A, 4) normalised xyxy boxes (float32); with `prior_index`
+        (B, k), `box_part` (B, k, 4) holds only those anchors' offsets."""
+        anchors = self.anchors_xyxy if prior_index is None else self.anchors_xyxy[prior_index]
+        return decode_offsets(box_part.float(), anchors.float(), self.variances)
 
     def class_scores(self, logits: Tensor) -> Tensor:
         """(B, A, num_classes + 1) logits -> (B, A, num_classes) object-class probabilities."""
@@ -129,9 +131,13 @@ class PointCoding:
             return F.softplus(box_part.float())
         return distribution_to_distance(self.bins(box_part), self.reg_max)
 
-    def decode(self, box_part: Tensor) -> Tensor:
-        """(B, A, 4 (reg_max + 1)) -> (B, A, 4) normalised xyxy boxes (float32)."""
-        return distances_to_boxes(self.points_xy, self.distances(box_part), self.strides)
+    def decode(self, box_part: Tensor, prior_index: Tensor | None = None) -> Tensor:
+        """(B, A, 4 (reg_max + 1)) -> (B, A, 4) normalised xyxy boxes (float32); with
+        `prior_index` (B, k), `box_part` (B, k, 4 (reg_max + 1)) holds only those points'."""
+        points, strides = self.points_xy, self.strides
+        if prior_index is not None:
+            points, strides = points[prior_index], strides[prior_index]
+        return distances_to_boxes(points, self.distances(box_part), strides)
 
     def encode(self, boxes_xyxy: Tensor) -> Tensor:
         """(B, A, 4) normalised xyxy boxes -> (B, A, 4) ltrb distances from each prior's point,

@@ -139,7 +139,6 @@ def decode_offsets(
 
 def clip_boxes(boxes: Tensor, width: float = 1.0, height: float = 1.0) -> Tensor:
     """Clamp (..., 4) xyxy boxes to the image [0, width] x [0, height] (default: normalised)."""
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    return torch.stack(
-        (x0.clamp(0, width), y0.clamp(0, height), x1.clamp(0, width), y1.clamp(0, height)), dim=-1
-    )
+    if width == height:
+        return boxes.clamp(0, width)
+    return boxes.clamp(min=0).minimum(boxes.new_tensor([width, height, width, height]))

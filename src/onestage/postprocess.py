@@ -205,29 +205,29 @@ def postprocess(
     softmax coding, dropping priors whose best class is background: the seed's rule). Per
     image, the `pre_nms_topk` best candidates go through per-class NMS (IoU > iou_threshold
     suppresses) and at most `max_det` survive. Computes in float32 whatever the input dtype;
-    boxes are clipped to [0, 1], and a box left with zero width or height (wholly outside the
-    image, say) is no candidate.
+    boxes are decoded for the top candidates only and clipped to [0, 1]; a box left with zero
+    width or height (wholly outside the image, say) is dropped.
     """
     pred = pred.float()
-    batch, num_priors, _ = pred.shape
+    batch = pred.shape[0]
     box_part, logits = coding.split(pred)
-    boxes = clip_boxes(coding.decode(box_part))  # (B, A, 4)
     scores = coding.class_scores(logits)  # (B, A, C)
-    is_candidate = _candidates(scores, logits, coding, candidates)  # (B, A, C)
     num_classes = scores.shape[-1]
-
-    # A box clipped (or decoded) to zero width or height is no detection; NMS would keep it.
-    has_area = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])  # (B, A)
-    is_candidate = is_candidate & has_area[:, :, None]
-    scores = scores.reshape(batch, num_priors * num_classes)  # (B, A * C)
-    valid = is_candidate.reshape_as(scores) & (scores > conf_threshold)
+    valid = scores > conf_threshold  # (B, A, C)
+    if candidates != "all":
+        valid &= _candidates(scores, logits, coding, candidates)
+    scores, valid = scores.flatten(1), valid.flatten(1)  # (B, A * C)
     # Only as many slots as the fullest image needs: NMS costs grow with k squared.
     k = min(pre_nms_topk, int(valid.sum(dim=1).max()))
     top_scores, top_index = scores.masked_fill(~valid, -1.0).topk(k, dim=1)  # (B, k), sorted
     top_valid = valid.gather(1, top_index)  # (B, k)
     top_classes = top_index % num_classes  # (B, k)
     top_priors = top_index // num_classes  # (B, k)
-    top_boxes = boxes.gather(1, top_priors[:, :, None].expand(-1, -1, 4))  # (B, k, 4)
+    # Decoded for the candidates alone; a box clipped (or decoded) to zero width or height,
+    # wholly outside the image say, is no detection (NMS would keep it).
+    top_box_part = box_part.gather(1, top_priors[:, :, None].expand(-1, -1, box_part.shape[-1]))
+    top_boxes = clip_boxes(coding.decode(top_box_part, top_priors))  # (B, k, 4)
+    top_valid &= (top_boxes[..., 2] > top_boxes[..., 0]) & (top_boxes[..., 3] > top_boxes[..., 1])
 
     keep = batched_nms(top_boxes, top_scores, top_classes, top_valid, iou_threshold)  # (B, k)
     keep &= keep.cumsum(dim=1) <= max_det  # candidates are sorted, so this keeps the best

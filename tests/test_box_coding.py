@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from onestage.box_coding import AnchorCoding, PointCoding, box_coding_for, cell_points
+from onestage.box_coding import (
+    AnchorCoding,
+    PointCoding,
+    box_coding_for,
+    cell_points,
+    coding_from_layout,
+    coding_layout,
+)
 from onestage.errors import OnestageError
 from onestage.models import build_model, parse_spec
 from onestage.postprocess import postprocess
@@ -123,3 +130,26 @@ head:
     model = SpecModel(spec, num_classes=2)
     with pytest.raises(OnestageError, match=r"anchor config 'seed' gives .* 3 per cell"):
         box_coding_for(model, 320, "seed")
+
+
+def test_decoding_chosen_priors_equals_decoding_all_then_choosing():
+    generator = torch.Generator().manual_seed(0)
+    points = two_level_coding(reg_max=4)
+    anchor_boxes = torch.rand(5, 2, generator=generator) * 0.5
+    anchors = AnchorCoding(torch.cat((anchor_boxes, anchor_boxes + 0.3), 1), (4, 1))
+    chosen = torch.tensor([[4, 0, 2], [1, 1, 3]])  # (B, k) prior indices
+    for coding, values in ((points, 4 * 5), (anchors, 4)):
+        box_part = torch.randn(2, 5, values, generator=generator)
+        every = coding.decode(box_part)  # (B, A, 4)
+        expected = every.gather(1, chosen[:, :, None].expand(-1, -1, 4))
+        picked = box_part.gather(1, chosen[:, :, None].expand(-1, -1, values))
+        torch.testing.assert_close(coding.decode(picked, chosen), expected)
+
+
+def test_coding_layout_rebuilds_the_coding_without_the_model():
+    for name in ("seed", "csp-t"):
+        model = build_model(name, num_classes=3)
+        layout = coding_layout(model, 320)
+        rebuilt, direct = coding_from_layout(layout, "seed"), box_coding_for(model, 320, "seed")
+        assert type(rebuilt) is type(direct) and rebuilt.level_sizes == direct.level_sizes
+        torch.testing.assert_close(rebuilt.priors().boxes, direct.priors().boxes)

@@ -83,7 +83,7 @@ def test_loaded_detector_predicts_through_the_fused_copy(tmp_path) -> None:
 
 
 def test_a_model_without_conv_bn_is_used_as_it_is() -> None:
-    model = build_spec_model("seed", num_classes=2, input_size=64).train()
+    model = build_spec_model("seed", num_classes=2).train()
 
     assert fused_for_inference(model) is model
     assert not model.training

@@ -208,3 +208,6 @@ def test_bf16_on_a_cpu_without_it_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(openvino_backend, "cpu_supports_bf16", lambda: False)
     with pytest.raises(OnestageError, match="this CPU cannot run bf16"):
         Detector.load(weights, backend="openvino", precision="bf16")
+    with pytest.raises(OnestageError, match="this CPU cannot run bf16"):
+        export_weights(weights, "openvino", "bf16")
+    assert not (tmp_path / "weights_bf16.xml").exists()

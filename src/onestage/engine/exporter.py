@@ -58,8 +58,9 @@ def export_weights(
     calibration_split: str | None = None,
 ) -> ExportResult:
     """Export `weights` to `fmt` ("onnx" or "openvino") at `precision` (see FORMAT_PRECISIONS);
-    int8 is calibrated on `calibration_images` synthetic images of the weights' classes, or on
-    the images of a dataset split (`calibration_data`, default split train)."""
+    int8 is calibrated on `calibration_images` synthetic images, or on the images of a dataset
+    split (`calibration_data`, default split train). The export is run once before it is
+    returned, so bf16 needs a CPU that runs bf16."""
     if fmt not in FORMAT_PRECISIONS:
         raise OnestageError(f"unknown format {fmt!r}; valid: {', '.join(FORMAT_PRECISIONS)}")
     if precision not in FORMAT_PRECISIONS[fmt]:
@@ -68,6 +69,10 @@ def export_weights(
         )
     began = time.perf_counter()
     path = resolve_weights(weights)
+    if fmt == "openvino":
+        from onestage.backends.openvino_backend import check_precision
+
+        check_precision(precision, path)
     detector = Detector.load(path, device="cpu")
     out = out or default_export_path(path, fmt, precision)
     if out.suffix != SUFFIXES[fmt]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from onestage.engine.evaluator import EvalSet, synthetic_eval_set
+
 BENCHMARKS_FILE = Path("BENCHMARKS.md")
 
 
@@ -22,3 +24,17 @@ def append_to_benchmarks(text: str) -> None:
     """Append `text` to BENCHMARKS.md (the --record option of the benchmarks)."""
     with BENCHMARKS_FILE.open("a", encoding="utf-8") as handle:
         handle.write(text if text.endswith("\n") else text + "\n")
+
+
+def seed_test_set(class_names: tuple[str, ...], count: int, assets: Path) -> tuple[EvalSet, str]:
+    """The seed benchmark's fixed test set (4 objects per image): the seed's icons and photos
+    from `assets` when that folder exists, else OpenMoji on procedural backgrounds; and a label
+    naming which."""
+    found = assets if assets.is_dir() else None
+    eval_set = synthetic_eval_set(
+        class_names,
+        count,
+        icons=found / "icons" if found else None,
+        backgrounds=found / "backgrounds" if found else None,
+    )
+    return eval_set, "seed icons+backgrounds" if found else "OpenMoji+procedural"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
+from bench_common import seed_test_set
+from onestage.engine.evaluator import evaluate_detector
 from onestage.engine.predictor import Detector
 
 
@@ -30,13 +31,7 @@ def main() -> None:
     detector.amp_dtype = torch.bfloat16
     detector.channels_last = True
     detector.inference_model.to(memory_format=torch.channels_last)
-    assets = args.seed_assets if args.seed_assets.is_dir() else None
-    eval_set = synthetic_eval_set(
-        detector.class_names,
-        args.images,
-        icons=assets / "icons" if assets else None,
-        backgrounds=assets / "backgrounds" if assets else None,
-    )
+    eval_set, _ = seed_test_set(detector.class_names, args.images, args.seed_assets)
     runs = [evaluate_detector(detector, eval_set).seconds for _ in range(args.runs)]
     scale = 1000 / args.images
     median = {key: statistics.median(run[key] for run in runs) * scale for key in runs[0]}

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import append_to_benchmarks
+from bench_common import append_to_benchmarks, seed_test_set
 from onestage.backends.openvino_backend import cpu_supports_bf16
 from onestage.engine.device import cpu_model
-from onestage.engine.evaluator import EvalSet, evaluate_detector, synthetic_eval_set
+from onestage.engine.evaluator import EvalSet, evaluate_detector
 from onestage.engine.exporter import export_weights
 from onestage.engine.predictor import Detector
 
@@ -58,13 +58,7 @@ def main() -> None:
     args = parser.parse_args()
 
     reference = Detector.load(args.weights, "cpu")
-    assets = args.seed_assets if args.seed_assets.is_dir() else None
-    eval_set = synthetic_eval_set(
-        reference.class_names,
-        args.test_images,
-        icons=assets / "icons" if assets else None,
-        backgrounds=assets / "backgrounds" if assets else None,
-    )
+    eval_set, data = seed_test_set(reference.class_names, args.test_images, args.seed_assets)
     image = np.ascontiguousarray(eval_set.load_image(0))
     with tempfile.TemporaryDirectory() as folder:
         files = export_all(args.weights, Path(folder))
@@ -89,7 +83,6 @@ def main() -> None:
             f"{result.voc.map:.4f} | {result.coco.ap:.4f} |"
         )
     command = shlex.join(["python", "benchmarks/inference_latency.py", *sys.argv[1:]])
-    data = "seed icons+backgrounds" if assets else "OpenMoji+procedural"
     header = (
         f"\n`{command}`: weights {args.weights}; {args.test_images} test images ({data}); "
         f"{platform.machine()} CPU {cpu_model()}, {torch.get_num_threads()} threads, "

@@ -49,7 +49,7 @@ def test_predict_uses_animals_by_default(tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr
     assert "weights: animals (csp-n" in done.stdout
-    assert "backend: openvino" in done.stdout  # the fastest runtime installed
+    assert "backend: onnxruntime" in done.stdout  # the fastest accurate runtime installed
     assert (tmp_path / "out" / "predictions.json").is_file()
 
 

@@ -48,19 +48,15 @@ def export_metadata(model: nn.Module, metadata: dict[str, Any], precision: str) 
 
 def default_backend(weights: Path, device: torch.device) -> tuple[str | None, str | None]:
     """(backend, precision) `onestage predict` runs when given none: an exported file's own;
-    for weights on the CPU the fastest runtime installed (BENCHMARKS.md, inference latency):
-    OpenVINO (bf16 where the CPU runs bf16, else f32), else ONNX Runtime, else torch; on a GPU,
-    torch."""
+    for weights on the CPU the fastest accurate runtime installed in BENCHMARKS.md's inference
+    latency run, ONNX Runtime f32 (then OpenVINO f32, then torch); on a GPU, torch."""
     if weights.suffix in EXPORTED_SUFFIXES:
         return None, None
     if device.type != "cpu":
         return "torch", None
-    if importlib.util.find_spec("openvino") is not None:
-        from onestage.backends.openvino_backend import cpu_supports_bf16
-
-        return "openvino", "bf16" if cpu_supports_bf16() else "f32"
-    if importlib.util.find_spec("onnxruntime") is not None:
-        return "onnxruntime", "f32"
+    for backend in ("onnxruntime", "openvino"):
+        if importlib.util.find_spec(backend) is not None:
+            return backend, "f32"
     return "torch", None
 
 

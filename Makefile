@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/eval_overhead.py --weights seed_animals
 	$(BIN)/python benchmarks/seed_animals.py --recipe fast --images 12000
 	$(BIN)/python benchmarks/architectures.py --images 12000
+	$(BIN)/python benchmarks/inference_latency.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -170,15 +170,15 @@ def nms(boxes_xyxy: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     return kept[scores[kept].argsort(descending=True, stable=True)]
 
 
-def _candidates(scores: Tensor, logits: Tensor, coding: BoxCoding, rule: str) -> Tensor:
-    """(B, A, C) scores -> (B, A, C) bool candidate mask.
+def _candidates(scores: Tensor, logits: Tensor, coding: BoxCoding, rule: str) -> Tensor | None:
+    """(B, A, C) scores -> (B, A, C) bool candidate mask, or None when every pair is one.
 
-    "all": every (prior, class) pair is a candidate. "argmax": each prior offers only its best
-    class; for a softmax coding that is the argmax over all K logits, background included, so a
-    prior whose best class is background offers nothing (the seed's rule).
+    "all": every (prior, class) pair is a candidate (None). "argmax": each prior offers only
+    its best class; for a softmax coding that is the argmax over all K logits, background
+    included, so a prior whose best class is background offers nothing (the seed's rule).
     """
     if rule == "all":
-        return torch.ones_like(scores, dtype=torch.bool)
+        return None
     if rule != "argmax":
         raise OnestageError(
             f"unknown candidates rule {rule!r}; valid: {', '.join(CANDIDATE_RULES)}"
@@ -214,8 +214,9 @@ def postprocess(
     scores = coding.class_scores(logits)  # (B, A, C)
     num_classes = scores.shape[-1]
     valid = scores > conf_threshold  # (B, A, C)
-    if candidates != "all":
-        valid &= _candidates(scores, logits, coding, candidates)
+    restriction = _candidates(scores, logits, coding, candidates)
+    if restriction is not None:
+        valid &= restriction
     scores, valid = scores.flatten(1), valid.flatten(1)  # (B, A * C)
     # Only as many slots as the fullest image needs: NMS costs grow with k squared.
     k = min(pre_nms_topk, int(valid.sum(dim=1).max()))

@@ -26,6 +26,8 @@ ONNX_OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "preds"
 METADATA_KEY = "onestage"
+# What an exported file must say to be read without its torch model.
+REQUIRED_KEYS = ("model", "class_names", "input_size", "anchors", "coding")
 
 
 def onnx_model_bytes(model: nn.Module, input_size: int) -> bytes:
@@ -75,18 +77,12 @@ def metadata_from_map(props: dict[str, str], source: str | Path) -> dict[str, An
     return metadata
 
 
-# What an exported file must say to be read without its torch model.
-REQUIRED_KEYS = ("model", "class_names", "input_size", "anchors", "coding")
-
-
 def read_onnx_metadata(path: Path) -> dict[str, Any]:
-    """onestage's metadata from an ONNX file, with a one-line error for a missing file, a file
-    that is no ONNX model, or one without onestage metadata."""
+    """onestage's metadata from an existing ONNX file, with a one-line error for a file that
+    is no ONNX model, or one without onestage metadata."""
     import onnx
     from google.protobuf.message import DecodeError
 
-    if not path.is_file():
-        raise OnestageError(f"{path}: no such file")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except (DecodeError, OSError, ValueError) as error:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from onestage.backends.onnx_graph import metadata_from_map
+from onestage.backends.onnx_graph import METADATA_KEY, metadata_from_map, read_onnx_metadata
 from onestage.errors import OnestageError
 
 PRECISIONS = ("f32", "bf16", "int8")
@@ -67,12 +67,10 @@ def save_ir(model: Any, metadata: dict[str, Any], path: Path) -> None:
 
 
 def read_ir(path: Path) -> tuple[Any, dict[str, Any]]:
-    """(openvino.Model, onestage metadata) of an .xml/.bin pair or an .onnx file, with one-line
-    errors for a missing, foreign or damaged file."""
+    """(openvino.Model, onestage metadata) of an existing .xml/.bin pair or .onnx file, with
+    one-line errors for a foreign or damaged file."""
     import openvino
 
-    if not path.is_file():
-        raise OnestageError(f"{path}: no such file")
     if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
         raise OnestageError(f"{path}: its weights file {path.with_suffix('.bin').name} is missing")
     try:
@@ -80,13 +78,11 @@ def read_ir(path: Path) -> tuple[Any, dict[str, Any]]:
     except RuntimeError as error:
         raise OnestageError(f"{path}: OpenVINO cannot read it ({_message(error)})") from None
     if path.suffix == ".onnx":
-        from onestage.backends.onnx_graph import read_onnx_metadata
-
         return model, read_onnx_metadata(path)
-    if not model.has_rt_info(RT_INFO_PATH):
-        raise OnestageError(f"{path}: not a onestage export (no onestage metadata)")
-    text = model.get_rt_info(RT_INFO_PATH).astype(str)
-    return model, metadata_from_map({"onestage": text}, path)
+    props = {}
+    if model.has_rt_info(RT_INFO_PATH):
+        props[METADATA_KEY] = model.get_rt_info(RT_INFO_PATH).astype(str)
+    return model, metadata_from_map(props, path)
 
 
 class OpenVinoForward:

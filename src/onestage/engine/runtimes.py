@@ -74,24 +74,24 @@ def model_runtime(
     from `onestage export`)."""
     from onestage.backends.onnx_graph import onnx_model_bytes
 
+    if backend == "onnxruntime" and precision != "f32":
+        raise OnestageError(
+            f"{source}: ONNX Runtime runs these weights in f32 only; for int8 export them "
+            "first (onestage export --format onnx --precision int8)"
+        )
+    if backend == "openvino" and precision == "int8":
+        raise OnestageError(
+            f"{source}: int8 needs calibration; export first (onestage export --format openvino "
+            "--precision int8)"
+        )
     graph = onnx_model_bytes(model, int(metadata["input_size"]))
     exported = export_metadata(model, metadata, precision)
     if backend == "onnxruntime":
-        if precision != "f32":
-            raise OnestageError(
-                f"{source}: ONNX Runtime runs these weights in f32 only; for int8 export them "
-                "first (onestage export --format onnx --precision int8)"
-            )
         from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
 
         return OnnxRuntimeForward(graph, source), exported
     from onestage.backends.openvino_backend import OpenVinoForward, model_from_onnx
 
-    if precision == "int8":
-        raise OnestageError(
-            f"{source}: int8 needs calibration; export first (onestage export --format openvino "
-            "--precision int8)"
-        )
     return OpenVinoForward(model_from_onnx(graph), precision, source), exported
 
 
@@ -102,6 +102,8 @@ def exported_runtime(
     file (OpenVINO); `precision` (OpenVINO) defaults to the file's own."""
     backend = backend or EXPORTED_SUFFIXES[path.suffix]
     check_backend(backend, path)
+    if not path.is_file():
+        raise OnestageError(f"{path}: no such file")
     if backend == "torch" or (path.suffix == ".xml" and backend != "openvino"):
         raise OnestageError(
             f"{path}: an exported {path.suffix} file runs on "
@@ -112,8 +114,6 @@ def exported_runtime(
         from onestage.backends.onnx_graph import metadata_from_map
         from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
 
-        if not path.is_file():
-            raise OnestageError(f"{path}: no such file")
         runtime = OnnxRuntimeForward(path, path)
         return runtime, metadata_from_map(runtime.metadata_map(), path)
     from onestage.backends.openvino_backend import OpenVinoForward, read_ir

@@ -3,10 +3,11 @@
 Usage:
   python benchmarks/inference_latency.py [--weights seed_animals] [--rounds 50] [--record]
 
-Exports the weights (f32 ONNX, int8 ONNX, f32 / bf16 / int8 OpenVINO IR; int8 calibrated on 200
-synthetic images) into a temporary folder, then in one process, visiting every variant in turn
-in each round: batch-1 forward alone and end to end (a 320x320 uint8 image array in, detections
-out: fitting, forward, decoding, NMS), medians over the rounds; batch-32 throughput end to end;
+Exports the weights (f32 ONNX, int8 ONNX, f32 / bf16 / int8 OpenVINO IR; int8 quantised by
+NNCF, calibrated on 200 synthetic images) into a temporary folder, then in one process, visiting
+every variant in turn in each round: batch-1 forward alone and end to end (a 320x320 uint8
+image array in, detections out: fitting, forward, decoding, NMS), medians over the rounds;
+batch-32 throughput end to end;
 mAP@0.5 (VOC) and mAP@[.5:.95] (COCO) on the fixed 500-image test set of the seed benchmark (the
 seed's icons and photos from ../shared/seed_animals when present, else OpenMoji + procedural).
 Cold start (Detector.load -> first detection, onestage already imported) is timed in a fresh

@@ -125,19 +125,25 @@ def test_an_exported_file_predicts_alone_as_the_weights_do(tmp_path, fmt, suffix
     assert [d.class_ids.tolist() for d in found] == [d.class_ids.tolist() for d in expected]
 
 
-def test_int8_export_is_smaller_and_keeps_the_detections_of_a_trained_model(tmp_path):
-    f32_file = export_weights("seed_animals", "onnx", out=tmp_path / "seed.onnx").path
+@pytest.mark.parametrize(
+    ("fmt", "suffix", "data_suffix"), [("onnx", ".onnx", ".onnx"), ("openvino", ".xml", ".bin")]
+)
+def test_int8_export_is_smaller_and_keeps_the_detections_of_a_trained_model(
+    tmp_path, fmt, suffix, data_suffix
+):
+    f32_file = export_weights("seed_animals", fmt, out=tmp_path / f"seed{suffix}").path
     result = export_weights(
-        "seed_animals", "onnx", "int8", out=tmp_path / "seed_int8.onnx", calibration_images=16
+        "seed_animals", fmt, "int8", out=tmp_path / f"seed_int8{suffix}", calibration_images=16
     )
     int8, f32 = Detector.load(result.path), Detector.load(f32_file)
     eval_set = synthetic_eval_set(f32.class_names, 8, seed=4)
 
     assert int8.metadata["precision"] == "int8"
-    assert result.path.stat().st_size < 0.4 * f32_file.stat().st_size
+    int8_bytes = result.path.with_suffix(data_suffix).stat().st_size
+    assert int8_bytes < 0.4 * f32_file.with_suffix(data_suffix).stat().st_size
     scores_int8, scores_f32 = evaluate_detector(int8, eval_set), evaluate_detector(f32, eval_set)
-    assert scores_f32.voc.map > 0.9
-    assert abs(scores_int8.voc.map - scores_f32.voc.map) < 0.05
+    assert scores_f32.coco.ap > 0.6
+    assert abs(scores_int8.coco.ap - scores_f32.coco.ap) < 0.05
 
 
 def test_export_and_predict_from_the_command_line(tmp_path):

@@ -18,7 +18,12 @@ from onestage.backends.onnx_graph import onnx_model_bytes, with_metadata
 from onestage.data.icons import SEED_CLASS_NAMES
 from onestage.engine.evaluator import EvalSet, dataset_eval_set, synthetic_eval_set
 from onestage.engine.predictor import WEIGHTS_DIR, Detector, resolve_weights
-from onestage.engine.quantize import DEFAULT_CALIBRATION_IMAGES, calibration_inputs, quantize_int8
+from onestage.engine.quantize import (
+    DEFAULT_CALIBRATION_IMAGES,
+    calibration_inputs,
+    quantize_onnx_int8,
+    quantize_openvino_int8,
+)
 from onestage.engine.runtimes import export_metadata
 from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_bytes
@@ -81,15 +86,18 @@ def export_weights(
     count = calibration_images if precision == "int8" else PARITY_IMAGES
     samples = _sample_set(detector, count, calibration_data, calibration_split)
     inputs = calibration_inputs(detector, samples, count)
-    if precision == "int8":
-        graph = quantize_int8(graph, inputs)
     metadata = export_metadata(detector.model, detector.metadata, precision)
     if fmt == "onnx":
+        if precision == "int8":
+            graph = quantize_onnx_int8(graph, inputs)
         atomic_write_bytes(out, with_metadata(graph, metadata))
     else:
         from onestage.backends.openvino_backend import model_from_onnx, save_ir
 
-        save_ir(model_from_onnx(graph), metadata, out)
+        model = model_from_onnx(graph)
+        if precision == "int8":
+            model = quantize_openvino_int8(model, inputs)
+        save_ir(model, metadata, out)
     exported = Detector.load(out)
     checked = [torch.from_numpy(array) for array in inputs[:PARITY_IMAGES]]
     diff = max(

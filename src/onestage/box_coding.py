@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from onestage.anchors import anchor_counts_per_level, generate_anchors
 from onestage.assigners.common import Priors
-from onestage.boxes import DEFAULT_VARIANCES, decode_offsets
+from onestage.boxes import DEFAULT_VARIANCES, decode_offsets_cxcywh, xyxy_to_cxcywh
 from onestage.errors import OnestageError
 from onestage.loss_terms import boxes_to_distances, distances_to_boxes, distribution_to_distance
 
@@ -76,6 +76,8 @@ class AnchorCoding:
 
     def __post_init__(self) -> None:
         _check_score_mode(self.score_mode)
+        # Decoding reads the anchors as centres and sizes: converted once, not per call.
+        object.__setattr__(self, "_anchors_cxcywh", xyxy_to_cxcywh(self.anchors_xyxy.float()))
 
     def split(self, pred: Tensor) -> tuple[Tensor, Tensor]:
         """(B, A, 4 + K) -> offsets (B, A, 4) and logits (B, A, K)."""
@@ -84,8 +86,10 @@ class AnchorCoding:
     def decode(self, box_part: Tensor, prior_index: Tensor | None = None) -> Tensor:
         """(B, A, 4) offsets -> (B, A, 4) normalised xyxy boxes (float32); with `prior_index`
         (B, k), `box_part` (B, k, 4) holds only those anchors' offsets."""
-        anchors = self.anchors_xyxy if prior_index is None else self.anchors_xyxy[prior_index]
-        return decode_offsets(box_part.float(), anchors.float(), self.variances)
+        anchors = self._anchors_cxcywh
+        if prior_index is not None:
+            anchors = anchors[prior_index]
+        return decode_offsets_cxcywh(box_part.float(), anchors, self.variances)
 
     def class_scores(self, logits: Tensor) -> Tensor:
         """(B, A, num_classes + 1) logits -> (B, A, num_classes) object-class probabilities."""

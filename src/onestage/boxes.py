@@ -130,11 +130,22 @@ def decode_offsets(
     (offset * variances[1]) is clamped to at most `max_log_size_ratio` (default log(1000 / 16),
     like torchvision) so that a wild prediction cannot overflow to inf.
     """
-    anchor = xyxy_to_cxcywh(anchors)
-    centre = anchor[..., :2] + offsets[..., :2] * variances[0] * anchor[..., 2:]
+    return decode_offsets_cxcywh(offsets, xyxy_to_cxcywh(anchors), variances, max_log_size_ratio)
+
+
+def decode_offsets_cxcywh(
+    offsets: Tensor,
+    anchors_cxcywh: Tensor,
+    variances: tuple[float, float] = DEFAULT_VARIANCES,
+    max_log_size_ratio: float = MAX_LOG_SIZE_RATIO,
+) -> Tensor:
+    """`decode_offsets` for anchors already in (..., 4) cxcywh form -> (..., 4) xyxy boxes in the
+    anchors' unit (for callers that decode against the same anchors many times)."""
+    anchor_centre, anchor_size = anchors_cxcywh[..., :2], anchors_cxcywh[..., 2:]
+    centre = anchor_centre + offsets[..., :2] * variances[0] * anchor_size
     log_ratio = (offsets[..., 2:] * variances[1]).clamp(max=max_log_size_ratio)
-    size = torch.exp(log_ratio) * anchor[..., 2:]
-    return cxcywh_to_xyxy(torch.cat((centre, size), dim=-1))
+    half_size = torch.exp(log_ratio) * (anchor_size * 0.5)
+    return torch.cat((centre - half_size, centre + half_size), dim=-1)
 
 
 def clip_boxes(boxes: Tensor, width: float = 1.0, height: float = 1.0) -> Tensor:

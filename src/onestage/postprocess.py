@@ -228,7 +228,7 @@ def postprocess(
     # wholly outside the image say, is no detection (NMS would keep it).
     top_box_part = box_part.gather(1, top_priors[:, :, None].expand(-1, -1, box_part.shape[-1]))
     top_boxes = clip_boxes(coding.decode(top_box_part, top_priors))  # (B, k, 4)
-    top_valid &= (top_boxes[..., 2] > top_boxes[..., 0]) & (top_boxes[..., 3] > top_boxes[..., 1])
+    top_valid &= (top_boxes[..., 2:] > top_boxes[..., :2]).all(dim=-1)  # width and height > 0
 
     keep = batched_nms(top_boxes, top_scores, top_classes, top_valid, iou_threshold)  # (B, k)
     keep &= keep.cumsum(dim=1) <= max_det  # candidates are sorted, so this keeps the best

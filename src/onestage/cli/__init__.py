@@ -17,6 +17,7 @@ from onestage.cli import (  # noqa: F401
     model_commands,
     eval_commands,
     export_commands,
+    serve_commands,
 )
 
 # isort: on

@@ -47,18 +47,12 @@ def predict_command(
 
     Without --backend, weights run on ONNX Runtime f32 when installed (the fastest accurate
     runtime measured; else OpenVINO f32, else torch; torch on a GPU or with --compile)."""
-    from onestage.engine.device import resolve_device
-    from onestage.engine.predictor import Detector, PredictOptions, predict_source, resolve_weights
-    from onestage.engine.runtimes import default_backend
+    from onestage.engine.predictor import PredictOptions, open_detector, predict_source
     from onestage.fileio import unique_run_dir
 
     if backend is None and compile_model:
         backend = "torch"
-    if backend is None:
-        path = resolve_weights(weights)
-        backend, default_precision = default_backend(path, resolve_device(device))
-        precision = precision or default_precision
-    detector = Detector.load(weights, device, backend, precision)
+    detector = open_detector(weights, device, backend, precision)
     console.print(
         f"weights: {weights} ({detector.metadata['model']}, {len(detector.class_names)} classes)"
         f"; backend: {detector.runtime_description}",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -16,45 +18,77 @@ DEFAULT_MAX_PIXELS = 64_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+class NotAnImageError(DataError):
+    """A file or upload that no image decoder recognises."""
+
+
+class ImageTooLargeError(DataError):
+    """An image over the pixel limit (a decompression bomb, perhaps)."""
+
+
 def read_image_size(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """(width, height) from the image header, without decoding pixels."""
-    with _open(path) as image:
+    path = _existing(path)
+    with _open(path, path) as image:
         _check_pixels(path, image.size, max_pixels)
         return image.size
 
 
 def load_image_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an image fully into an (H, W, 3) uint8 RGB array; truncated files are errors."""
-    with _open(path) as image:
-        _check_pixels(path, image.size, max_pixels)
+    path = _existing(path)
+    return _decode(path, path, max_pixels)
+
+
+def decode_image_bytes(
+    data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode an encoded image (PNG, JPEG, ... bytes) into an (H, W, 3) uint8 RGB array, with
+    the checks of `load_image_rgb`; `source` names it in errors (an upload's file name, say)."""
+    if not data:
+        raise NotAnImageError(source, "empty: no image data")
+    return _decode(io.BytesIO(data), source, max_pixels)
+
+
+def _existing(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "image file not found")
+    return path
+
+
+def _decode(file: Path | BinaryIO, source: str | Path, max_pixels: int) -> np.ndarray:
+    with _open(file, source) as image:
+        _check_pixels(source, image.size, max_pixels)
         try:
             image.load()
             return np.asarray(image.convert("RGB"))
         except (OSError, SyntaxError, ValueError) as error:
-            raise DataError(path, f"image is corrupt or truncated ({error})") from None
+            raise DataError(source, f"image is corrupt or truncated ({error})") from None
 
 
-def _open(path: Path) -> Image.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "image file not found")
+def _open(file: Path | BinaryIO, source: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(path)
+            return Image.open(file)
     except Image.DecompressionBombError:
-        raise DataError(path, "image exceeds the pixel limit (decompression bomb?)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(path, f"not a readable image ({error})") from None
+        raise ImageTooLargeError(
+            source, "image exceeds the pixel limit (decompression bomb?)"
+        ) from None
+    except UnidentifiedImageError:
+        raise NotAnImageError(source, "not a readable image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise NotAnImageError(source, f"not a readable image ({error})") from None
 
 
-def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+def _check_pixels(source: str | Path, size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
     if width <= 0 or height <= 0:
-        raise DataError(path, f"image has invalid size {width}x{height}")
+        raise DataError(source, f"image has invalid size {width}x{height}")
     if width * height > max_pixels:
-        raise DataError(
-            path,
+        raise ImageTooLargeError(
+            source,
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{max_pixels:,} (decompression bomb?)",
         )

@@ -19,7 +19,13 @@ from onestage.checkpoint import load_model_weights, load_weights
 from onestage.data.images import load_image_rgb
 from onestage.data.transforms import FitTransform, fit_image
 from onestage.engine.device import resolve_device
-from onestage.engine.runtimes import Runtime, check_backend, exported_runtime, model_runtime
+from onestage.engine.runtimes import (
+    Runtime,
+    check_backend,
+    default_backend,
+    exported_runtime,
+    model_runtime,
+)
 from onestage.errors import OnestageError
 from onestage.metrics import ImageDetections
 from onestage.models import build_model, build_spec_model, import_plugins
@@ -271,6 +277,21 @@ class Detector:
             timing["forward"] = forward_done - began
             timing["postprocess"] = time.perf_counter() - forward_done
         return results
+
+
+def open_detector(
+    weights: str | Path,
+    device: str = "auto",
+    backend: str | None = None,
+    precision: str | None = None,
+) -> Detector:
+    """`Detector.load` for predicting: without `backend`, the runtime `default_backend` picks
+    (an exported file's own; weights on the CPU: the fastest installed runtime)."""
+    if backend is None:
+        path, target = resolve_weights(weights), resolve_device(device)
+        backend, default_precision = default_backend(path, target)
+        precision = precision or default_precision
+    return Detector.load(weights, device, backend, precision)
 
 
 def _as_rgb_array(image: str | Path | np.ndarray | Image.Image) -> np.ndarray:

@@ -1,0 +1,70 @@
+"""`onestage serve`."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Annotated
+
+import typer
+
+from onestage.cli.app import app, console
+from onestage.cli.options import BackendOption, DeviceOption, PrecisionOption, WeightsOption
+from onestage.errors import OnestageError
+
+
+@app.command("serve")
+def serve_command(
+    weights: WeightsOption = "animals",
+    backend: BackendOption = None,
+    precision: PrecisionOption = None,
+    device: DeviceOption = "auto",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (default: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest request body accepted, MB.")
+    ] = 20.0,
+    concurrency: Annotated[
+        str,
+        typer.Option(
+            "--concurrency",
+            help="batch (one inference thread batching waiting requests) or threads.",
+        ),
+    ] = "batch",
+    workers: Annotated[
+        int, typer.Option("--workers", help="threads: requests computed at once.")
+    ] = os.cpu_count() or 1,
+) -> None:
+    """Serve a detector over HTTP: a web page at /, the API at /predict, /model and /health,
+    its documentation at /docs. Without --backend, as `onestage predict` chooses."""
+    import uvicorn
+
+    from onestage.engine.predictor import open_detector
+    from onestage.serve.app import create_app
+    from onestage.serve.runners import make_runner
+    from onestage.serve.uploads import MEGABYTE
+
+    if max_upload_mb <= 0:
+        raise OnestageError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    _check_port_free(host, port)
+    detector = open_detector(weights, device, backend, precision)
+    runner = make_runner(detector, concurrency, workers)
+    application = create_app(detector, runner, int(max_upload_mb * MEGABYTE))
+    console.print(
+        f"weights: {weights} ({detector.metadata['model']}); backend: "
+        f"{detector.runtime_description}; concurrency: {concurrency}\n"
+        f"serving on [bold]http://{host}:{port}[/] (API documentation at /docs); Ctrl+C stops",
+        highlight=False,
+    )
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A one-line error, before loading anything, when the address cannot be listened on."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise OnestageError(f"cannot listen on {host}:{port} ({error.strerror})") from None

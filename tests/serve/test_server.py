@@ -1,0 +1,172 @@
+"""A real `onestage serve` process on a free loopback port: called over HTTP, its page driven in
+headless Chromium (Debian's package, through Playwright's Python API), stopped cleanly."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from serve_helpers import encode, scene
+
+from onestage.data.icons import SEED_CLASS_NAMES
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# No sandbox (CI runs as root); no background connections (this network is closed).
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(port: int, *options: str) -> subprocess.Popen:
+    """`onestage serve` on `port`, answering /health (or a failed test with its stderr)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onestage", "serve", "--port", str(port), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}: {process.stderr.read()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
+                if json.load(reply) == {"status": "ok"}:
+                    return process
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    pytest.fail("the server did not answer /health within 120 s")
+
+
+def stop(process: subprocess.Popen) -> tuple[int, str, str]:
+    """Ctrl+C, as a person stops it: (exit code, stdout, stderr)."""
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    return process.returncode, stdout, stderr
+
+
+def post_image(base: str, body: bytes, query: str = "") -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"{base}/predict{query}", data=body, headers={"Content-Type": "image/png"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = free_port()
+    process = start_server(port, "--backend", "torch")
+    yield f"http://127.0.0.1:{port}"
+    stop(process)
+
+
+def test_a_real_server_answers_over_http_and_stops_cleanly():
+    port = free_port()
+    process = start_server(port)  # the default backend, as `onestage predict` picks it
+    base = f"http://127.0.0.1:{port}"
+    png = encode(scene(tuple(SEED_CLASS_NAMES), seed=5))
+
+    status, body = post_image(base, png)
+    assert status == 200 and len(body["detections"]) >= 3
+    assert body["backend"] == "onnxruntime f32"
+    status, refused = post_image(base, b"not an image")
+    assert status == 415 and "not a readable image" in refused["detail"]
+    assert post_image(base, png)[0] == 200  # still serving
+    with urllib.request.urlopen(f"{base}/docs", timeout=10) as docs:
+        assert docs.status == 200
+
+    code, stdout, stderr = stop(process)
+    assert code == 0, stderr
+    assert f"serving on http://127.0.0.1:{port}" in stdout
+    assert "Traceback" not in stderr
+    assert stderr.count("-> 415") == 1
+
+
+def test_a_port_in_use_is_a_one_line_error():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "onestage", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and f"cannot listen on 127.0.0.1:{port}" in (
+        done.stderr
+    )
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium on this machine (Debian: apt install chromium)"
+)
+def test_the_page_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+    first.write_bytes(encode(scene(tuple(SEED_CLASS_NAMES), seed=7)))
+    second.write_bytes(encode(scene(tuple(SEED_CLASS_NAMES), seed=8, size=480)))
+    status, expected = post_image(server, first.read_bytes(), "?conf=0.25")
+    assert status == 200 and expected["detections"]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(server)
+        expect(page.locator("#model")).to_contain_text("csp-n")
+        page.set_input_files("#file", str(first))
+        rows = page.locator("#detections tbody tr")
+        expect(rows).to_have_count(len(expected["detections"]), timeout=60_000)
+        page.wait_for_function("document.getElementById('canvas').dataset.drawnBoxes !== '0'")
+        table = page.eval_on_selector_all(
+            "#detections tbody tr",
+            "rows => rows.map(r => ({name: r.dataset.className, score: Number(r.dataset.score),"
+            " box: r.dataset.box.split(',').map(Number)}))",
+        )
+        for shown, answered in zip(table, expected["detections"], strict=True):
+            assert shown["name"] == answered["class_name"]
+            assert shown["score"] == pytest.approx(answered["score"], abs=1e-4)
+            assert shown["box"] == pytest.approx(answered["box_xyxy"], abs=0.05)
+        expect(page.locator("#latency")).to_contain_text("forward")
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+        scores = sorted(d["score"] for d in expected["detections"])
+        threshold = math.ceil(scores[0] * 100 + 1e-6) / 100  # above the lowest score
+        page.fill("#conf", f"{threshold:.2f}")
+        kept = sum(score >= threshold for score in scores)
+        expect(rows).to_have_count(kept)
+        assert kept < len(scores)
+        assert page.locator("#canvas").get_attribute("data-drawn-boxes") == str(kept)
+
+        page.set_input_files("#file", str(second))
+        expect(page.locator("#history button")).to_have_count(2, timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("second.png: done")
+        browser.close()
+    assert (tmp_path / "page.png").stat().st_size > 10_000

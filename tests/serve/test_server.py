@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import socket
@@ -47,7 +48,7 @@ def start_server(port: int, *options: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"the server exited with {process.returncode}: {process.stderr.read()}")
@@ -58,7 +59,7 @@ def start_server(port: int, *options: str) -> subprocess.Popen:
         except OSError:
             time.sleep(0.3)
     process.kill()
-    pytest.fail("the server did not answer /health within 120 s")
+    pytest.fail("the server did not answer /health within 300 s")
 
 
 def stop(process: subprocess.Popen) -> tuple[int, str, str]:
@@ -95,7 +96,7 @@ def test_a_real_server_answers_over_http_and_stops_cleanly():
 
     status, body = post_image(base, png)
     assert status == 200 and len(body["detections"]) >= 3
-    assert body["backend"] == "onnxruntime f32"
+    assert body["backend"] == "onnxruntime"
     status, refused = post_image(base, b"not an image")
     assert status == 415 and "not a readable image" in refused["detail"]
     assert post_image(base, png)[0] == 200  # still serving
@@ -124,10 +125,11 @@ def test_a_port_in_use_is_a_one_line_error():
     )
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium on this machine (Debian: apt install chromium)"
-)
 def test_the_page_in_a_real_browser(server, tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("ONESTAGE_REQUIRE_BROWSER"):
+            pytest.fail("no Chromium, and ONESTAGE_REQUIRE_BROWSER is set (.ci/run installs it)")
+        pytest.skip("no Chromium on this machine (Debian: apt install chromium)")
     from playwright.sync_api import expect, sync_playwright
 
     first, second = tmp_path / "first.png", tmp_path / "second.png"

@@ -3,6 +3,7 @@
 
 // Every image is sent once with the slider's lowest threshold; the slider then only filters.
 const REQUEST_CONF = 0.05;
+const DRAW_WIDTH = 640;
 
 const elements = {
   model: document.getElementById("model"),
@@ -121,22 +122,24 @@ function render() {
 }
 
 function drawBoxes(picture, detections) {
+  // Drawn at the size it is shown (up to DRAW_WIDTH px wide), so lines and labels stay crisp.
+  const scale = Math.min(2, DRAW_WIDTH / picture.naturalWidth);
   const canvas = elements.canvas;
-  canvas.width = picture.naturalWidth;
-  canvas.height = picture.naturalHeight;
+  canvas.width = Math.round(picture.naturalWidth * scale);
+  canvas.height = Math.round(picture.naturalHeight * scale);
   const context = canvas.getContext("2d");
-  context.drawImage(picture, 0, 0);
-  const lineWidth = Math.max(2, Math.round(Math.min(canvas.width, canvas.height) / 160));
-  context.font = `${Math.max(12, lineWidth * 6)}px system-ui, sans-serif`;
+  context.drawImage(picture, 0, 0, canvas.width, canvas.height);
+  const lineWidth = 2;
+  context.font = "14px system-ui, sans-serif";
   context.textBaseline = "top";
   for (const d of detections) {
-    const [x1, y1, x2, y2] = d.box_xyxy;
+    const [x1, y1, x2, y2] = d.box_xyxy.map((v) => v * scale);
     const colour = classColour(d.class_id);
     context.strokeStyle = colour;
     context.lineWidth = lineWidth;
     context.strokeRect(x1, y1, x2 - x1, y2 - y1);
     const label = `${d.class_name} ${d.score.toFixed(2)}`;
-    const height = parseInt(context.font, 10) + 4;
+    const height = 18;
     const width = context.measureText(label).width + 6;
     const top = y1 >= height ? y1 - height : y1;
     context.fillStyle = colour;

@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/seed_animals.py --recipe fast --images 12000
 	$(BIN)/python benchmarks/architectures.py --images 12000
 	$(BIN)/python benchmarks/inference_latency.py
+	$(BIN)/python benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,4 +1,5 @@
-"""What the training benchmarks share: the epoch count of an image budget, and --record."""
+"""What the benchmarks share: the epoch count of an image budget, the seed test set, and
+printing (--record: appending) their tables."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ def epochs_for(images: int, batch: int, steps: int) -> int:
             f"--images must be a multiple of {per_epoch} (batch {batch} x {steps} steps)"
         )
     return images // per_epoch
+
+
+def report(header: str, lines: list[str], record: bool) -> None:
+    """Print `header` and the table `lines`; with `record` (--record), append them to
+    BENCHMARKS.md too."""
+    table = header + "\n".join(lines) + "\n"
+    print(table)
+    if record:
+        append_to_benchmarks(table)
 
 
 def append_to_benchmarks(text: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import append_to_benchmarks, seed_test_set
+from bench_common import report, seed_test_set
 from onestage.backends.openvino_backend import cpu_supports_bf16
 from onestage.engine.device import cpu_model
 from onestage.engine.evaluator import EvalSet, evaluate_detector
@@ -89,10 +89,7 @@ def main() -> None:
         f"{platform.machine()} CPU {cpu_model()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}; batch 1 medians of {args.rounds} interleaved rounds.\n\n"
     )
-    table = header + "\n".join(lines) + "\n"
-    print(table)
-    if args.record:
-        append_to_benchmarks(table)
+    report(header, lines, args.record)
 
 
 def export_all(weights: str, folder: Path) -> dict[str, Path]:

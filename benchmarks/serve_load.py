@@ -34,7 +34,7 @@ from typing import IO
 
 import numpy as np
 
-from bench_common import append_to_benchmarks
+from bench_common import report
 from onestage.engine.device import cpu_model
 from onestage.engine.evaluator import synthetic_eval_set
 from onestage.engine.predictor import open_detector
@@ -86,10 +86,7 @@ def main() -> None:
         f"{ceiling:.1f} images/s; {platform.machine()} {os.cpu_count()} cores, "
         f"{cpu_model()}.\n\n"
     )
-    table = header + "\n".join(lines) + "\n"
-    print(table)
-    if args.record:
-        append_to_benchmarks(table)
+    report(header, lines, args.record)
 
 
 def predict_throughput(detector, images: list[np.ndarray], seconds: float = 10.0) -> float:

@@ -94,9 +94,10 @@ def export_weights(
     else:
         from onestage.backends.openvino_backend import model_from_onnx, save_ir
 
-        model = model_from_onnx(graph)
         if precision == "int8":
-            model = quantize_openvino_int8(model, inputs)
+            model = quantize_openvino_int8(graph, inputs)
+        else:
+            model = model_from_onnx(graph)
         save_ir(model, metadata, out)
     exported = Detector.load(out)
     checked = [torch.from_numpy(array) for array in inputs[:PARITY_IMAGES]]

@@ -110,18 +110,17 @@ class OpenVinoForward:
             raise OnestageError(
                 f"{source}: OpenVINO cannot compile it ({_message(error)})"
             ) from None
+        self.request = self.compiled.create_infer_request()
         self.precision = precision
-        self._requests = threading.local()  # an infer request serves one thread at a time
+        self._lock = threading.Lock()  # an infer request serves one call at a time
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) float images in [0, 1] -> (B, A, values) float32 raw outputs; safe to
-        call from several threads at once."""
-        request = getattr(self._requests, "request", None)
-        if request is None:
-            request = self._requests.request = self.compiled.create_infer_request()
+        """(B, 3, S, S) float images in [0, 1] -> (B, A, values) float32 raw outputs; calls
+        from several threads take turns."""
         array = np.ascontiguousarray(images.detach().cpu().float().numpy())
-        output = request.infer({0: array})[0]  # a view of the request's output buffer
-        return torch.from_numpy(np.array(output, dtype=np.float32, copy=True))
+        with self._lock:
+            output = self.request.infer({0: array})[0]  # a view of the request's output buffer
+            return torch.from_numpy(np.array(output, dtype=np.float32, copy=True))
 
 
 def _message(error: Exception) -> str:

@@ -78,7 +78,8 @@ def main() -> None:
     extra = dict(parse_override(text) for text in args.set)
     steps = extra.pop("steps", STEPS_PER_EPOCH)
     epochs = epochs_for(args.images, make_config("fast", overrides=extra).batch, steps)
-    assets = args.seed_assets if args.seed_assets.is_dir() else None
+    # Resolved: the run's config (compared by --reuse) names the same folder however it is given.
+    assets = args.seed_assets.resolve() if args.seed_assets.is_dir() else None
     out = args.out / str(args.images)
     weights = []
     for model in models:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,13 @@ def quantize_onnx(model_bytes: bytes, inputs: list[np.ndarray], input_name: str)
     return _in_child(_quantize_onnx, model_bytes, inputs, input_name)
 
 
-def quantize_openvino(model_bytes: bytes, inputs: list[np.ndarray], ir_path: Path) -> None:
+def quantize_openvino(
+    model_bytes: bytes, inputs: list[np.ndarray], metadata_json: str, ir_path: Path
+) -> None:
     """The serialised ONNX graph converted to OpenVINO, quantised to int8 (calibrated on
-    `inputs`) and written as IR to `ir_path` (.xml + .bin)."""
-    _in_child(_quantize_openvino, model_bytes, inputs, str(ir_path))
+    `inputs`) and written as IR to `ir_path` (.xml + .bin) with `metadata_json` in its runtime
+    info. The int8 model never enters this process."""
+    _in_child(_quantize_openvino, model_bytes, inputs, metadata_json, ir_path)
 
 
 def _in_child(function: Any, *args: Any) -> Any:
@@ -43,14 +45,12 @@ def _quantize_onnx(model_bytes: bytes, inputs: list[np.ndarray], input_name: str
     return _nncf_quantize(onnx.load_from_string(model_bytes), feeds).SerializeToString()
 
 
-def _quantize_openvino(model_bytes: bytes, inputs: list[np.ndarray], ir_path: str) -> None:
-    import openvino
+def _quantize_openvino(
+    model_bytes: bytes, inputs: list[np.ndarray], metadata_json: str, ir_path: Path
+) -> None:
+    from onestage.backends.openvino_backend import model_from_onnx, write_ir
 
-    with tempfile.TemporaryDirectory() as folder:
-        source = Path(folder) / "model.onnx"
-        source.write_bytes(model_bytes)
-        model = openvino.convert_model(str(source))
-    openvino.save_model(_nncf_quantize(model, inputs), ir_path, compress_to_fp16=False)
+    write_ir(_nncf_quantize(model_from_onnx(model_bytes), inputs), metadata_json, ir_path)
 
 
 def _nncf_quantize(model: Any, samples: list[Any]) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +58,26 @@ def model_from_onnx(model_bytes: bytes) -> Any:
 def save_ir(model: Any, metadata: dict[str, Any], path: Path) -> None:
     """Write `model` as OpenVINO IR (`path` .xml and its .bin), f32 weights, `metadata` in its
     runtime info. Both files are written to temporary names and then renamed."""
+    with staged_ir(path) as staged:
+        write_ir(model, json.dumps(metadata), staged)
+
+
+def write_ir(model: Any, metadata_json: str, path: Path) -> None:
+    """Save `model` with `metadata_json` in its runtime info as IR at `path`, f32 weights."""
     import openvino
 
-    model.set_rt_info(json.dumps(metadata), RT_INFO_PATH)
+    model.set_rt_info(metadata_json, RT_INFO_PATH)
+    openvino.save_model(model, str(path), compress_to_fp16=False)
+
+
+@contextmanager
+def staged_ir(path: Path) -> Iterator[Path]:
+    """A temporary IR path beside `path`; once the block has written it without error, its
+    .bin and then its .xml are renamed to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as folder:
         staged = Path(folder) / path.name
-        openvino.save_model(model, str(staged), compress_to_fp16=False)
+        yield staged
         staged.with_suffix(".bin").replace(path.with_suffix(".bin"))
         staged.replace(path)
 

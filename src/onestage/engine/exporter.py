@@ -22,7 +22,7 @@ from onestage.engine.quantize import (
     DEFAULT_CALIBRATION_IMAGES,
     calibration_inputs,
     quantize_onnx_int8,
-    quantize_openvino_int8,
+    write_openvino_int8,
 )
 from onestage.engine.runtimes import export_metadata
 from onestage.errors import OnestageError
@@ -95,10 +95,9 @@ def export_weights(
         from onestage.backends.openvino_backend import model_from_onnx, save_ir
 
         if precision == "int8":
-            model = quantize_openvino_int8(graph, inputs)
+            write_openvino_int8(graph, inputs, metadata, out)
         else:
-            model = model_from_onnx(graph)
-        save_ir(model, metadata, out)
+            save_ir(model_from_onnx(graph), metadata, out)
     exported = Detector.load(out)
     checked = [torch.from_numpy(array) for array in inputs[:PARITY_IMAGES]]
     diff = max(

@@ -27,6 +27,7 @@ from onestage.models import build_model, model_names
 from onestage.postprocess import postprocess
 
 PARITY_ATOL = 1e-4
+THREADS_BEFORE = torch.get_num_threads()
 
 
 def onestage(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -125,6 +126,24 @@ def test_an_exported_file_predicts_alone_as_the_weights_do(tmp_path, fmt, suffix
     found = postprocess(mine, exported.coding, conf_threshold=0.01)
     expected = postprocess(theirs, torch_detector.coding, conf_threshold=0.01)
     assert [d.class_ids.tolist() for d in found] == [d.class_ids.tolist() for d in expected]
+
+
+def test_a_runtime_detector_runs_its_torch_steps_on_one_thread_and_restores_the_count(tmp_path):
+    exported = Detector.load(export_weights(_trained_like_weights(tmp_path), "onnx").path)
+    runtime, threads_seen = exported._forward, []
+
+    def recording_forward(images: torch.Tensor) -> torch.Tensor:
+        threads_seen.append(torch.get_num_threads())
+        return runtime(images)
+
+    exported._forward = recording_forward
+    torch.set_num_threads(2)
+    try:
+        exported.detect([np.full((64, 96, 3), 120, np.uint8)])
+        assert threads_seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(THREADS_BEFORE)
 
 
 # Run through the command line: an OpenVINO int8 model compiled inside the test process was

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -43,3 +45,21 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count for the calling thread set to `count` inside the block
+    and restored after it (None: unchanged; OpenMP keeps the count per thread, so other
+    threads are not affected). A detector on another runtime runs its small torch steps on
+    one thread: torch's idle worker threads otherwise spin beside the runtime's own
+    (BENCHMARKS.md: ONNX Runtime's batch-1 forward up to 1.5x slower)."""
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

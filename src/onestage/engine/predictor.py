@@ -18,7 +18,7 @@ from onestage.box_coding import box_coding_for, coding_from_layout
 from onestage.checkpoint import load_model_weights, load_weights
 from onestage.data.images import load_image_rgb
 from onestage.data.transforms import FitTransform, fit_image
-from onestage.engine.device import resolve_device
+from onestage.engine.device import resolve_device, torch_threads
 from onestage.engine.runtimes import (
     Runtime,
     check_backend,
@@ -218,7 +218,6 @@ class Detector:
         batch = torch.from_numpy(np.stack(fitted)).permute(0, 3, 1, 2)  # (B, 3, S, S) uint8
         return batch, list(transforms), [(image.shape[1], image.shape[0]) for image in images]
 
-    @torch.inference_mode()
     def detect_tensor(
         self,
         batch: torch.Tensor,
@@ -231,8 +230,21 @@ class Detector:
 
         `transforms` map input pixels back to each original image (None: the batch is the
         original images); `sizes` are the original (width, height) used to clip boxes. When
-        given, `timing` receives the seconds spent in "forward" and "postprocess".
+        given, `timing` receives the seconds spent in "forward" and "postprocess". On another
+        runtime than torch, torch's own steps run on one thread (see `torch_threads`).
         """
+        with torch_threads(None if self.backend == "torch" else 1):
+            return self._detect_fitted(batch, transforms, sizes, options, timing)
+
+    @torch.inference_mode()
+    def _detect_fitted(
+        self,
+        batch: torch.Tensor,
+        transforms: list[FitTransform] | None,
+        sizes: list[tuple[int, int]],
+        options: PredictOptions | None,
+        timing: dict[str, float] | None,
+    ) -> list[ImageDetections]:
         options = options or PredictOptions()
         began = time.perf_counter()
         was_training = self.model is not None and self.model.training

@@ -4,7 +4,9 @@ Two strategies (`onestage serve --concurrency`):
 
 - `BatchingRunner` ("batch"): one inference thread; requests that arrive while it is busy wait
   and go through the next forward together (up to `max_batch` images with the same
-  post-processing options), so a burst of clients costs one forward per batch.
+  post-processing options), so a burst of clients costs one forward per batch. Before the
+  first request it runs a blank batch of `max_batch` images, so that the runtime allocates
+  the buffers of its largest batch at start, not during the first burst.
 - `ThreadedRunner` ("threads"): every request runs `Detector.detect` on a worker thread, at
   most `workers` at once (the runtimes release the GIL while they compute).
 
@@ -57,6 +59,7 @@ class BatchingRunner:
         self.detector = detector
         self.max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.warmed_up = threading.Event()  # set once the blank batch has run
         self._thread = threading.Thread(target=self._work, name="onestage-inference", daemon=True)
         self._thread.start()
 
@@ -74,6 +77,9 @@ class BatchingRunner:
         self._thread.join()
 
     def _work(self) -> None:
+        blank = np.zeros((self.detector.input_size, self.detector.input_size, 3), np.uint8)
+        self.detector.detect([blank] * self.max_batch)
+        self.warmed_up.set()
         while (job := self._jobs.get()) is not None:
             waiting = [job]
             while len(waiting) < self.max_batch:

@@ -238,3 +238,22 @@ def test_threaded_runner_bounds_the_threads_at_work(detector):
 
     asyncio.run(burst())
     assert most[0] == 2
+
+
+def test_a_failing_warm_up_leaves_the_batching_runner_answering(detector):
+    class Failing:
+        input_size = detector.input_size
+
+        def detect(self, images, options=None, timing=None):
+            raise RuntimeError("the runtime fell over")
+
+    runner = BatchingRunner(Failing())
+    assert runner.warmed_up.wait(timeout=30)
+
+    async def one_request() -> None:
+        image = scene(detector.class_names, seed=3)
+        await asyncio.wait_for(runner.detect(image, PredictOptions()), timeout=30)
+
+    with pytest.raises(RuntimeError, match="fell over"):
+        asyncio.run(one_request())
+    runner.close()

@@ -2,8 +2,8 @@
 
 Whenever torch is importable, NNCF loads its torch extension, which changes torch's global
 state; a process that went on with torch afterwards crashed (a segmentation fault inside the
-interpreter, in a later test). So the quantisation runs in a fresh "spawn" process that imports
-only NNCF, ONNX and OpenVINO, and hands back a serialised model.
+interpreter, in a later test). So the quantisation runs in a fresh "spawn" process, thrown away
+afterwards, that hands back the serialised ONNX model or writes the OpenVINO IR itself.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def torch_threads(count: int | None) -> Iterator[None]:
     and restored after it (None: unchanged; OpenMP keeps the count per thread, so other
     threads are not affected). A detector on another runtime runs its small torch steps on
     one thread: torch's idle worker threads otherwise spin beside the runtime's own
-    (BENCHMARKS.md: ONNX Runtime's batch-1 forward up to 1.5x slower)."""
+    (BENCHMARKS.md, third inference run: ONNX Runtime's batch-1 forward 1.9x slower)."""
     if count is None:
         yield
         return

@@ -17,6 +17,7 @@ seconds its forward and post-processing took (shared by the images of one batch)
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from concurrent.futures import Future
@@ -27,12 +28,13 @@ import anyio
 import numpy as np
 
 from onestage.engine.predictor import Detector
-from onestage.errors import OnestageError
+from onestage.errors import OnestageError, first_line
 from onestage.metrics import ImageDetections
 from onestage.postprocess import PredictOptions
 
 CONCURRENCY_MODES = ("batch", "threads")
 Timings = dict[str, float]  # "forward" and "postprocess" seconds
+log = logging.getLogger("onestage.serve")
 
 
 class Runner(Protocol):
@@ -78,8 +80,12 @@ class BatchingRunner:
 
     def _work(self) -> None:
         blank = np.zeros((self.detector.input_size, self.detector.input_size, 3), np.uint8)
-        self.detector.detect([blank] * self.max_batch)
-        self.warmed_up.set()
+        try:
+            self.detector.detect([blank] * self.max_batch)
+        except Exception as error:  # the thread lives on: requests meet the failure and answer it
+            log.warning("warm-up batch failed: %s", first_line(error))
+        finally:
+            self.warmed_up.set()
         while (job := self._jobs.get()) is not None:
             waiting = [job]
             while len(waiting) < self.max_batch:

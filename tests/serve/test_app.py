@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -174,6 +175,31 @@ def test_concurrent_requests_get_their_own_detections(detector, mode):
         assert warm_up == runner.max_batch and sum(batches) == len(images) and max(batches) > 1
     else:
         assert counting.batches == [1] * len(images)
+
+
+def test_uploads_are_decoded_on_a_few_dedicated_threads(detector, monkeypatch):
+    """Each thread that allocates gets a malloc arena of its own: decoding on the event loop's
+    pool of up to 40 threads grew the server's memory under load."""
+    import onestage.serve.app as app_module
+
+    threads: list[str] = []
+    decode = app_module.decode_upload
+
+    def recording_decode(*args):
+        threads.append(threading.current_thread().name)
+        time.sleep(0.02)  # so that the uploads overlap
+        return decode(*args)
+
+    monkeypatch.setattr(app_module, "decode_upload", recording_decode)
+    runner = BatchingRunner(detector)
+    bodies = [encode(scene(detector.class_names, seed=seed)) for seed in range(12)]
+    answers = asyncio.run(_concurrent_predictions(create_app(detector, runner, LIMIT), bodies))
+    runner.close()
+
+    assert [answer.status_code for answer in answers] == [200] * len(bodies)
+    assert len(threads) == len(bodies)
+    assert all(name.startswith("onestage-decode") for name in threads)
+    assert len(set(threads)) <= os.cpu_count()
 
 
 def test_inference_does_not_block_the_event_loop(detector, png):

@@ -25,6 +25,10 @@ class OnnxRuntimeForward:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
+        # A memory pattern is planned and kept per input shape: a server whose batches vary in
+        # size grew by 28-38 MB over 400 batches of 1-8 images with it, 3 MB without, at the
+        # same speed (ONNX Runtime's advice for inputs whose shapes vary).
+        options.enable_mem_pattern = False
         try:
             self.session = onnxruntime.InferenceSession(
                 str(model) if isinstance(model, Path) else model,

@@ -47,6 +47,18 @@ def ranked_validation(monkeypatch: pytest.MonkeyPatch, maps: list[float]) -> Non
     monkeypatch.setattr(Trainer, "_validate", validate)
 
 
+def test_persistent_data_workers_make_new_images_every_epoch(tmp_path: Path):
+    trainer = Trainer(tiny_config(tmp_path, workers=1, batch=2, steps=1, val_every=0))
+    epochs = []
+    for epoch in (0, 1):
+        trainer.sampler.set_epoch(epoch)
+        epochs.append([images for images, _, _ in trainer.loader])
+
+    assert trainer.loader.persistent_workers
+    assert not torch.equal(epochs[0][0], epochs[1][0])
+    assert torch.equal(epochs[1][0][0], trainer.train_set[2][0])  # item 0 of epoch 1
+
+
 def test_run_folder_contents(tmp_path: Path):
     result = train(tiny_config(tmp_path, epochs=2, name="run"))
     run = result.run_dir

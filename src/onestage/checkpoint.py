@@ -132,11 +132,26 @@ def load_training_state(
     for param_id, values in document["scalars"].items():
         param_state.setdefault(int(param_id), {}).update(values)
     optimizer.load_state_dict({"state": param_state, "param_groups": document["param_groups"]})
+    _match_parameter_layouts(optimizer)
     torch.set_rng_state(tensors["rng.torch"])
     if device is not None and device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     raw = {key[4:]: tensor for key, tensor in tensors.items() if key.startswith("raw.")}
     return document["counters"], raw
+
+
+def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each loaded per-parameter state tensor its parameter's memory layout (a
+    channels_last model's convolution weights): the state is saved contiguous, and the fused
+    Adam step assumes a parameter and its moments share strides (without this, a resumed
+    channels_last run drifted from the straight one)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for name, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    if value.stride() != param.stride():
+                        state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

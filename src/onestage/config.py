@@ -73,8 +73,10 @@ class TrainConfig:
     ema_tau: float = _knob(100.0, "EMA warm-up: decay x (1 - exp(-updates / tau))")
     # engine
     device: str = _knob("auto", "auto | cpu | cuda")
-    amp: str = _knob("none", "mixed precision: none | bf16 | fp16 (fp16 on CUDA only)")
-    channels_last: bool = _knob(False, "channels_last memory format")
+    amp: str = _knob(
+        "auto", "mixed precision: auto (bf16 where native) | none | bf16 | fp16 (CUDA only)"
+    )
+    channels_last: bool = _knob(True, "channels_last memory format")
     workers: int = _knob(0, "data-loader worker processes")
     threads: int | None = _knob(None, "torch intra-op threads; none = torch's default")
     seed: int = _knob(0, "seed for initial weights and data order")
@@ -113,7 +115,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     # The best built-in recipe for the seed architecture on CPU: the per-level anchor sizes the
     # seed meant to use, IoU-0.5 matching plus the forced best anchor, SSD hard negatives (3:1)
-    # with smooth-L1, AdamW with warm-up and cosine decay, flips, bf16 autocast, channels_last.
+    # with smooth-L1, AdamW with warm-up and cosine decay, flips (bf16 and channels_last: defaults).
     "fast": {
         "anchors": "seed-intended",
         "epochs": 15,
@@ -129,8 +131,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         "loss": "ssd",
         "iou_threshold": 0.5,
         "hflip": 0.5,
-        "amp": "bf16",
-        "channels_last": True,
         "bn_momentum": 0.1,
         "val_every": 5,
     },

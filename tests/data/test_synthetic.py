@@ -145,8 +145,10 @@ def test_torch_dataset_is_reproducible_and_differs_per_worker_and_epoch():
         assert torch.equal(a, b)
     flattened = {tensor.numpy().tobytes() for tensor in from_workers}
     assert len(flattened) == 4  # every worker made different images
-    dataset.set_epoch(1)
-    assert not torch.equal(dataset[0][0], direct[0])
+    next_epoch = dataset[4][0]  # index 4 of 4 items: item 0 of epoch 1
+    assert not torch.equal(next_epoch, direct[0])
+    drawn = dataset.generator.sample(0, stream=1).image
+    assert torch.equal(next_epoch, torch.from_numpy(drawn.transpose(2, 0, 1).copy()))
 
 
 def test_collate_pads_boxes_with_minus_one_ids():

@@ -14,19 +14,18 @@ from onestage.data.transforms import fit_image
 
 
 class SyntheticDataset(Dataset):
-    """Fresh synthetic samples per epoch: item `i` of epoch `e` is drawn from seed (seed, e, i).
+    """Fresh synthetic samples per epoch: index `e * length + i` is item `i` of epoch `e`, drawn
+    from seed (seed, e, i).
 
     So a run is reproducible for a seed, every DataLoader worker (and every distributed rank
-    reading its own indices) makes different images, and `set_epoch` gives new images each epoch.
-    Items are (image (3, H, W) uint8, boxes (N, 4) float32 xyxy normalised to [0, 1], ids (N,)).
+    reading its own indices) makes different images, and each epoch's indices give new images
+    (the epoch travels in the index, so persistent workers need not be told it). Items are
+    (image (3, H, W) uint8, boxes (N, 4) float32 xyxy normalised to [0, 1], ids (N,)).
     """
 
-    def __init__(
-        self, config: SyntheticConfig, length: int, epoch: int = 0, fresh: bool = True
-    ) -> None:
+    def __init__(self, config: SyntheticConfig, length: int, fresh: bool = True) -> None:
         self.config = config
         self.length = length
-        self.epoch = epoch
         self.fresh = fresh  # False: the same `length` images every epoch (a fixed set)
         self._generator: SyntheticGenerator | None = None
 
@@ -41,14 +40,13 @@ class SyntheticDataset(Dataset):
             self._generator = SyntheticGenerator(self.config)
         return self._generator
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
+        """Items per epoch."""
         return self.length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        sample = self.generator.sample(index, stream=self.epoch if self.fresh else 0)
+        epoch, item = divmod(index, self.length)
+        sample = self.generator.sample(item, stream=epoch if self.fresh else 0)
         scale = np.array([self.config.width, self.config.height] * 2, dtype=np.float32)
         image = torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1)))
         boxes = torch.from_numpy(sample.boxes_xyxy.astype(np.float32) / scale)
@@ -75,9 +73,6 @@ class RecordDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Records are fixed; kept for the same interface as SyntheticDataset."""
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         record = self.records[index]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,17 +24,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for --amp (None = full fp32)."""
-    if amp == "none":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise OnestageError("--amp fp16 needs CUDA; use bf16 on CPU")
-        return torch.float16
-    raise OnestageError(f"unknown amp {amp!r}; valid: none, bf16, fp16")
+NO_NATIVE_BF16 = "this CPU has no native bf16 (AVX-512-bf16 or AMX)"
+
+
+def training_precision(amp: str, device: torch.device) -> tuple[str, str | None]:
+    """The precision --amp trains in on `device`, and a line saying why it differs from what
+    was asked (None when it does not). "auto": bf16 on a CPU with native bf16 and on a CUDA
+    device that has it (else fp16); fp32 otherwise. bf16 on a CPU without native bf16 would be
+    emulated, slower than fp32: it falls back to fp32."""
+    if amp not in ("auto", "none", "bf16", "fp16"):
+        raise OnestageError(f"unknown amp {amp!r}; valid: auto, none, bf16, fp16")
+    if amp == "fp16" and device.type != "cuda":
+        raise OnestageError("--amp fp16 needs CUDA; use bf16 on CPU")
+    if amp == "auto" and device.type == "cuda":
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), None
+    if amp in ("auto", "bf16") and device.type == "cpu" and not has_fast_bf16():
+        return "none", f"amp {amp}: {NO_NATIVE_BF16}; training in fp32"
+    return ("bf16" if amp == "auto" else amp), None
+
+
+def autocast_dtype(amp: str) -> torch.dtype | None:
+    """The autocast dtype of a precision that `training_precision` gave (None = fp32)."""
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
 def cpu_model() -> str:
@@ -45,6 +57,42 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """The processor's feature flags (Linux /proc/cpuinfo "flags", or "Features" on Arm);
+    empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_amx() -> bool:
+    """Whether the CPU has AMX tiles for bf16 matrix products (Intel Sapphire Rapids on)."""
+    return "amx_bf16" in cpu_flags()
+
+
+def has_fast_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX-512-bf16, AMX, or Arm's bf16); without it
+    bf16 autocast is emulated and slower than fp32."""
+    return bool({"avx512_bf16", "amx_bf16", "bf16"} & cpu_flags())
+
+
+def machine_description() -> str:
+    """The machine a benchmark ran on, for its rows: CPU model, cores, AMX and AVX-512-bf16."""
+    flags = cpu_flags()
+
+    def said(present: bool) -> str:
+        return "yes" if present else "no"
+
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, AMX {said('amx_bf16' in flags)}, "
+        f"AVX-512-bf16 {said('avx512_bf16' in flags)}"
+    )
 
 
 @contextmanager

@@ -14,8 +14,9 @@ from onestage.engine.distributed import DistContext
 class EpochSampler(Sampler[int]):
     """Indices for one epoch and one rank.
 
-    Fresh synthetic data: indices 0..n-1 (each epoch is a new stream). A fixed set: a
-    permutation seeded by (seed, epoch), repeated to fill n. Ranks take interleaved slices.
+    Fresh synthetic data: indices e*n .. e*n + n-1 for epoch e (`SyntheticDataset` reads the
+    epoch's stream from them). A fixed set: a permutation seeded by (seed, epoch), repeated to
+    fill n. Ranks take interleaved slices.
     """
 
     def __init__(
@@ -33,7 +34,8 @@ class EpochSampler(Sampler[int]):
 
     def _indices(self) -> list[int]:
         if not self.shuffle:
-            return [i % self.dataset_size for i in range(self.count)]
+            first = self.epoch * self.dataset_size
+            return [first + i % self.dataset_size for i in range(self.count)]
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         repeats = math.ceil(self.count / self.dataset_size)
         order = torch.cat([torch.randperm(self.dataset_size, generator=generator)] * repeats)

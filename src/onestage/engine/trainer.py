@@ -27,7 +27,7 @@ from onestage.data.records import DetectionDataset
 from onestage.data.synthetic import SyntheticConfig, parse_count_range
 from onestage.engine import distributed
 from onestage.engine.augment import random_hflip
-from onestage.engine.device import autocast_dtype, resolve_device
+from onestage.engine.device import autocast_dtype, resolve_device, training_precision
 from onestage.engine.ema import ModelEMA
 from onestage.engine.evaluator import (
     EvalSet,
@@ -37,6 +37,7 @@ from onestage.engine.evaluator import (
     synthetic_eval_set,
 )
 from onestage.engine.optim import build_optimizer
+from onestage.engine.phases import NO_PHASES, Phases, timed_iteration
 from onestage.engine.predictor import Detector
 from onestage.engine.progress import SilentProgress, TrainProgress
 from onestage.engine.run_folder import read_results, run_dir_of, write_results
@@ -102,7 +103,10 @@ class Trainer:
         self.context = distributed.init_distributed(self.device.type)
         if self.context.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.context.local_rank)
-        self.amp_dtype = autocast_dtype(config.amp, self.device)
+        precision, fallback = training_precision(config.amp, self.device)
+        if fallback is not None and self.context.is_main:
+            self.progress.message(fallback)
+        self.amp_dtype = autocast_dtype(precision)
         if config.threads:
             torch.set_num_threads(config.threads)
         if config.batch % self.context.world_size:
@@ -138,6 +142,7 @@ class Trainer:
         self.cosine_segments = initial_segments(config.epochs, self.steps_per_epoch)
         self.run_dir = self._prepare_run_dir(resume_from)
         self.ema = ModelEMA(self.model, config.ema, config.ema_tau) if config.ema else None
+        self.phases: Phases = NO_PHASES  # a PhaseTimer here times each phase of training
         self.val_set = self._make_val_set() if self.context.is_main else None
         if resume_from is not None:
             self._restore(resume_from)
@@ -161,7 +166,7 @@ class Trainer:
             num_workers=config.workers,
             collate_fn=collate_detections,
             drop_last=True,
-            persistent_workers=False,
+            persistent_workers=config.workers > 0,  # their icon caches live on
             pin_memory=self.device.type == "cuda",
         )
 
@@ -315,7 +320,8 @@ class Trainer:
         try:
             for epoch in range(self.start_epoch, config.epochs):
                 row = self._train_epoch(epoch)
-                row.update(self._validate(epoch + 1))
+                with self.phases("validation"):
+                    row.update(self._validate(epoch + 1))
                 self.history.append(row)
                 improved = False
                 if self.context.is_main:
@@ -328,7 +334,8 @@ class Trainer:
                             self.epochs_without_improvement = 0
                         else:
                             self.epochs_without_improvement += 1
-                    self._save_epoch(epoch + 1, row, improved)
+                    with self.phases("checkpoint"):
+                        self._save_epoch(epoch + 1, row, improved)
                     self.progress.end_epoch(row)
                 patience_spent = bool(
                     config.patience and self.epochs_without_improvement >= config.patience
@@ -387,13 +394,12 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         config = self.config
         self.model.train()
-        self.train_set.set_epoch(epoch)
         self.sampler.set_epoch(epoch)
         self.progress.start_epoch(epoch, config.epochs, self.steps_per_epoch)
         sums: dict[str, float] = {}
         steps = 0
         began = time.perf_counter()
-        for images, boxes_xyxy, class_ids in self.loader:
+        for images, boxes_xyxy, class_ids in timed_iteration(self.loader, self.phases, "data"):
             lr = self._learning_rate(self.global_step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -406,10 +412,11 @@ class Trainer:
                 )
             self.global_step += 1
             steps += 1
-            for name, value in parts.items():
-                sums[name] = sums.get(name, 0.0) + value
-            elapsed = time.perf_counter() - began
-            self.progress.step(parts, lr, steps * config.batch / max(elapsed, 1e-9))
+            with self.phases("logging"):
+                for name, value in parts.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                elapsed = time.perf_counter() - began
+                self.progress.step(parts, lr, steps * config.batch / max(elapsed, 1e-9))
         elapsed = time.perf_counter() - began
         means = {name: total / max(steps, 1) for name, total in sums.items()}
         return {
@@ -429,32 +436,41 @@ class Trainer:
     def _train_step(
         self, images: torch.Tensor, boxes_xyxy: torch.Tensor, class_ids: torch.Tensor
     ) -> dict[str, float]:
-        images = images.to(self.device, non_blocking=True).float().div_(255.0)
-        if self.config.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        boxes_xyxy = boxes_xyxy.to(self.device)
-        class_ids = class_ids.to(self.device)
-        if self.config.hflip > 0:
-            images, boxes_xyxy = random_hflip(images, boxes_xyxy, self.config.hflip)
-        with torch.autocast(
-            self.device.type,
-            dtype=self.amp_dtype or torch.float32,
-            enabled=self.amp_dtype is not None,
+        phases = self.phases
+        with phases("input"):
+            images = images.to(self.device, non_blocking=True).float().div_(255.0)
+            if self.config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            boxes_xyxy = boxes_xyxy.to(self.device)
+            class_ids = class_ids.to(self.device)
+            if self.config.hflip > 0:
+                images, boxes_xyxy = random_hflip(images, boxes_xyxy, self.config.hflip)
+        with (
+            phases("forward"),
+            torch.autocast(
+                self.device.type,
+                dtype=self.amp_dtype or torch.float32,
+                enabled=self.amp_dtype is not None,
+            ),
         ):
             predictions = self.ddp_model(images)
-        losses = self.criterion(predictions, boxes_xyxy, class_ids)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(losses["loss"]).backward()
-        if self.config.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        if self.ema is not None:
-            self.ema.update(self.model)
-        detached = torch.stack([value.detach().float() for value in losses.values()])
-        detached = distributed.all_reduce_mean(detached, self.context)
-        return dict(zip(losses.keys(), detached.tolist(), strict=True))
+        with phases("loss"):
+            losses = self.criterion(predictions, boxes_xyxy, class_ids)
+        with phases("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(losses["loss"]).backward()
+        with phases("optimizer"):
+            if self.config.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.ema is not None:
+                self.ema.update(self.model)
+        with phases("readout"):
+            detached = torch.stack([value.detach().float() for value in losses.values()])
+            detached = distributed.all_reduce_mean(detached, self.context)
+            return dict(zip(losses.keys(), detached.tolist(), strict=True))
 
     # ---- output ----
     def _save_epoch(self, epochs_done: int, row: dict[str, float], improved: bool) -> None:

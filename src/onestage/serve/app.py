@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor

@@ -1,0 +1,111 @@
+"""Where the Trainer's time goes: milliseconds per training step, phase by phase.
+
+Usage: python benchmarks/train_profile.py [--steps 6] [--cases seed@32 fast@4 ...]
+                                          [--set KEY=VALUE ...] [--record]
+
+Each case is a recipe at a batch size, trained by the real Trainer on fresh synthetic images
+(the recipe's engine settings, validation and checkpoints as the recipe has them). After a
+warm-up epoch, `--steps` steps are timed with `onestage.engine.phases.PhaseTimer`: data (the
+loader's next batch: rendering, pasting, collation), input (to float, channels_last, flips),
+forward, loss (target assignment and loss), backward, optimizer, readout (the loss values to
+Python), logging; validation and checkpoint are timed once and charged per step as the recipe
+spends them (every `val_every` epochs of `steps` steps; every epoch). The cases cover the
+three head types: separate SSD heads (`seed`, `fast`), one shared SSD head over an FPN
+(`seed-fpn`), the decoupled anchor-free head with TAL (`csp-n`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import tempfile
+import time
+
+import torch
+
+from bench_common import report
+from onestage.config import make_config, parse_override
+from onestage.engine.device import machine_description
+from onestage.engine.phases import PhaseTimer
+from onestage.engine.trainer import Trainer
+
+STEP_PHASES = ("data", "input", "forward", "loss", "backward", "optimizer", "readout", "logging")
+MODEL_PHASES = ("forward", "loss", "backward", "optimizer")
+CASES = ("seed@32", "fast@4", "seed-fpn@4", "csp-n@4")
+
+
+def profile_case(recipe: str, batch: int, steps: int, extra: dict) -> dict[str, float]:
+    """Milliseconds per step of each phase of `recipe` at `batch` (see the module doc)."""
+    recipe_config = make_config(recipe, overrides={"batch": batch, **extra})
+    config = dataclasses.replace(
+        recipe_config, steps=steps, project=tempfile.mkdtemp(), name=recipe, val_images=50
+    )
+    trainer = Trainer(config)
+    trainer._train_epoch(0)  # warm-up: render caches, allocator
+    timer = PhaseTimer(trainer.device)
+    trainer.phases = timer
+    began = time.perf_counter()
+    trainer._train_epoch(1)
+    wall_ms = (time.perf_counter() - began) * 1e3 / steps
+    per_step = {name: timer.seconds.get(name, 0.0) * 1e3 / steps for name in STEP_PHASES}
+    per_step["other"] = wall_ms - sum(per_step.values())
+
+    timer.reset()
+    with timer("validation"):
+        trainer._validate(config.val_every or 1)
+    with timer("checkpoint"):
+        row = {"epoch": 2, "train/loss": 1.0}
+        trainer.history.append(row)
+        trainer._save_epoch(2, row, improved=True)
+    recipe_steps = recipe_config.steps or steps
+    validation_ms = timer.seconds["validation"] * 1e3 * recipe_config.val_images / config.val_images
+    every = recipe_config.val_every * recipe_steps
+    per_step["validation"] = validation_ms / every if every else 0.0
+    per_step["checkpoint"] = timer.seconds["checkpoint"] * 1e3 / recipe_steps
+    return per_step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="*", default=list(CASES), help="RECIPE@BATCH")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per case")
+    parser.add_argument("--set", nargs="*", default=[], help="config overrides KEY=VALUE")
+    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    args = parser.parse_args()
+    extra = dict(parse_override(text) for text in args.set)
+    profiles = {}
+    for case in args.cases:
+        recipe, batch = case.split("@")
+        profiles[case] = profile_case(recipe, int(batch), args.steps, extra)
+        print(f"{case}: {sum(profiles[case].values()):.1f} ms per step", flush=True)
+
+    lines = [
+        "| ms per step | " + " | ".join(profiles) + " |",
+        "|---|" + "---|" * len(profiles),
+    ]
+    for phase in (*STEP_PHASES, "other", "validation", "checkpoint"):
+        cells = []
+        for profile in profiles.values():
+            share = profile[phase] / sum(profile.values())
+            cells.append(f"{profile[phase]:.1f} ({share:.0%})")
+        lines.append(f"| {phase} | " + " | ".join(cells) + " |")
+    totals = [sum(profile.values()) for profile in profiles.values()]
+    lines.append("| **total** | " + " | ".join(f"**{total:.1f}**" for total in totals) + " |")
+    model_ms = [sum(p[name] for name in MODEL_PHASES) for p in profiles.values()]
+    lines.append(
+        "| model share (forward, loss, backward, optimizer) | "
+        + " | ".join(f"{m / t:.0%}" for m, t in zip(model_ms, totals, strict=True))
+        + " |"
+    )
+    command = shlex.join(["python", "benchmarks/train_profile.py", *sys.argv[1:]])
+    header = (
+        f"\n`{command}`: {args.steps} timed steps per case after a warm-up epoch; torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads; {machine_description()}.\n\n"
+    )
+    report(header, lines, args.record)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,8 +16,6 @@ seed's icons and photos (../shared/seed_animals, or --seed-assets).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import time
@@ -28,7 +26,7 @@ import torch
 from bench_common import append_to_benchmarks, epochs_for
 from onestage.checkpoint import save_weights
 from onestage.config import make_config, parse_override
-from onestage.engine.device import cpu_model
+from onestage.engine.device import machine_description
 from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
 from onestage.engine.predictor import WEIGHTS_DIR, Detector
 from onestage.engine.trainer import train
@@ -96,8 +94,8 @@ def main() -> None:
     command = shlex.join(["python", "benchmarks/animals.py", *sys.argv[1:]])
     lines = [
         f"\n`{command}`: {config.model} ({args.recipe} recipe), {args.images:,} mixed training "
-        f"images in {minutes:.1f} min; {platform.machine()} {os.cpu_count()} cores, "
-        f"{cpu_model()}, torch {torch.__version__}; weights `{weights.name}`.\n",
+        f"images in {minutes:.1f} min; {machine_description()}, "
+        f"torch {torch.__version__}; weights `{weights.name}`.\n",
         f"| test set ({args.test_images} images) | VOC mAP@0.5 | COCO mAP@[.5:.95] |",
         "|---|---|---|",
     ]

@@ -19,8 +19,6 @@ BENCHMARKS.md with the machine it ran on.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -39,7 +37,7 @@ from onestage.config import (
     parse_override,
 )
 from onestage.engine.compare import compare, write_leaderboard
-from onestage.engine.device import cpu_model
+from onestage.engine.device import machine_description
 from onestage.engine.evaluator import synthetic_eval_set
 from onestage.engine.run_folder import read_results
 from onestage.engine.trainer import train
@@ -124,8 +122,7 @@ def main() -> None:
     header = (
         f"\n`{command}`: {args.images:,} training images per model (its recipe; `fast` for "
         f"`seed`; {data}), "
-        f"trained on {device}; {platform.machine()} {os.cpu_count()} cores, "
-        f"{cpu_model()}.\n\n"
+        f"trained on {device}; {machine_description()}.\n\n"
     )
     print(header + table)
     if args.record:
@@ -151,7 +148,7 @@ def forward_latency(models: list[str], rounds: int) -> None:
                 if round_index >= 3:
                     times[name].append((time.perf_counter() - began) * 1e3)
     medians = {name: statistics.median(values) for name, values in times.items()}
-    print(f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"{machine_description()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print("| model | forward ms (median) | x seed | x unfused |\n|---|---|---|---|")
     for name in models:
         unfused, fused = medians[name], medians[f"{name} (fused)"]

@@ -18,7 +18,6 @@ process per variant, median of 3. Prints a Markdown table; --record appends it t
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ import torch
 
 from bench_common import report, seed_test_set
 from onestage.backends.openvino_backend import cpu_supports_bf16
-from onestage.engine.device import cpu_model
+from onestage.engine.device import machine_description
 from onestage.engine.evaluator import EvalSet, evaluate_detector
 from onestage.engine.exporter import export_weights
 from onestage.engine.predictor import Detector
@@ -90,7 +89,7 @@ def main() -> None:
     command = shlex.join(["python", "benchmarks/inference_latency.py", *sys.argv[1:]])
     header = (
         f"\n`{command}`: weights {args.weights}; {args.test_images} test images ({data}); "
-        f"{platform.machine()} CPU {cpu_model()}, {torch.get_num_threads()} threads, "
+        f"{machine_description()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}; batch 1: medians of {args.rounds} rounds x {args.calls} "
         "calls, each round visiting every variant in turn.\n\n"
     )

@@ -21,7 +21,6 @@ Runs on one thread (torch.set_num_threads(1)).
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from onestage.engine.device import cpu_model
+from onestage.engine.device import machine_description
 from onestage.postprocess import batched_nms
 
 PIXELS = 640
@@ -254,7 +253,7 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     print(
-        f"CPU: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{machine_description()}, torch {torch.__version__}, "
         f"Python {platform.python_version()}, 1 thread"
     )
     exactness(args.images)

@@ -14,8 +14,6 @@ and scores that file.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import shlex
 import statistics
@@ -28,6 +26,7 @@ import numpy as np
 from bench_common import append_to_benchmarks, epochs_for
 from onestage.checkpoint import load_model_weights, save_weights
 from onestage.config import make_config, parse_override
+from onestage.engine.device import machine_description
 from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
 from onestage.engine.predictor import WEIGHTS_DIR, Detector, PredictOptions
 from onestage.engine.trainer import train
@@ -108,8 +107,7 @@ def main() -> None:
         f"| {args.recipe} | {data} | {args.images:,} | "
         f"{scores.voc.map:.4f} ({scores.voc.iou_convention}) | "
         f"{scores.coco.ap:.4f} | {train_seconds / 60:.1f} min | {statistics.median(rates):.1f} | "
-        f"{latency:.2f} ms | {peak_mib:,.0f} MiB | {platform.machine()} {os.cpu_count()} cores "
-        f"CPU | `{command}` |"
+        f"{latency:.2f} ms | {peak_mib:,.0f} MiB | {machine_description()} | `{command}` |"
     )
     print(row)
     print(f"weights: {weights}  run: {result.run_dir}")

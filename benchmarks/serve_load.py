@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import platform
 import shlex
 import socket
 import statistics
@@ -35,7 +33,7 @@ from typing import IO
 import numpy as np
 
 from bench_common import report
-from onestage.engine.device import cpu_model
+from onestage.engine.device import machine_description
 from onestage.engine.evaluator import synthetic_eval_set
 from onestage.engine.predictor import open_detector
 
@@ -83,8 +81,7 @@ def main() -> None:
     header = (
         f"\n`{command}`: weights {args.weights}, backend {backend}; {args.clients} clients x "
         f"{args.requests} requests of 320x320 PNG; Detector.predict batch 1 in the same run: "
-        f"{ceiling:.1f} images/s; {platform.machine()} {os.cpu_count()} cores, "
-        f"{cpu_model()}.\n\n"
+        f"{ceiling:.1f} images/s; {machine_description()}.\n\n"
     )
     report(header, lines, args.record)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
+from onestage.engine.device import machine_description
 
 
 def images_per_second(generator: SyntheticGenerator, start: int, count: int) -> float:
@@ -44,8 +44,8 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"pinned to one core; {args.images} images x {args.runs} runs"
+        f"machine: {machine_description()}, pinned to one core; "
+        f"{args.images} images x {args.runs} runs"
     )
     print("| generator (320x320, 4 objects) | images/s median | range | first pass (cold caches) |")
     print("|---|---|---|---|")

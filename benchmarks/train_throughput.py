@@ -1,162 +1,117 @@
-"""Training-step throughput of the seed model, fp32 vs bf16 autocast, measured side by side.
+"""Training throughput: the bare training step per engine setting, and the Trainer end to end.
 
-Usage: python benchmarks/train_throughput.py [--batch 32] [--steps 5] [--rounds 5]
-Part 1: batches generated once, up front, so the figures are the model's training step (targets,
-forward, loss, backward, optimiser) alone. Part 2: the real Trainer end to end (fresh synthetic
-images every step, data loading included), epoch by epoch. In both, variants run interleaved,
-round after round, and the median images/s of the rounds is reported with the ratio to fp32.
-Also times anchor matching (build_targets) for a batch of 32 images with 4 objects each.
+Usage: python benchmarks/train_throughput.py [--cases seed@32 fast@4] [--steps 3] [--rounds 3]
+                                             [--record]
+
+For each case (a recipe at a batch size) in one process:
+- the bare training step: the Trainer's own `_train_step` (targets, forward, loss, backward,
+  optimiser, readout) on batches made once, up front, for fp32 eager, bf16 autocast, and bf16
+  autocast + channels_last (the default engine settings);
+- the Trainer end to end with the default settings: `_train_epoch` on fresh synthetic images
+  (rendering, pasting, collation, learning-rate schedule and logging included), after a warm-up
+  epoch and with the icon render cache filled (a one-off of a few seconds per process).
+Variants run interleaved, round after round (`--steps` steps each); medians of the rounds.
+Ends with two lines per case: `trainer/step ratio at batch B: R` (end-to-end images/s over the
+default bare step's, same run) and `step speed-up over fp32 eager at batch B: S` (the best
+step over fp32 eager). --record appends the tables and lines to BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import dataclasses
+import shlex
 import statistics
+import sys
+import tempfile
 import time
 
 import torch
 
-from onestage.anchors import generate_anchors
-from onestage.assign import build_targets
-from onestage.data.dataset import SyntheticDataset, collate_detections
-from onestage.data.synthetic import SyntheticConfig
-from onestage.losses import build_loss
-from onestage.models import build_model
+from bench_common import report
+from onestage.config import make_config
+from onestage.engine.device import machine_description
+from onestage.engine.trainer import Trainer
 
-VARIANTS = {
-    "fp32 eager": {"amp": None, "channels_last": False},
-    "bf16 autocast": {"amp": torch.bfloat16, "channels_last": False},
-    "bf16 autocast + channels_last": {"amp": torch.bfloat16, "channels_last": True},
+STEP_VARIANTS = {
+    "fp32 eager": {"amp": "none", "channels_last": False},
+    "bf16 autocast": {"amp": "bf16", "channels_last": False},
+    "bf16 autocast + channels_last (default)": {"amp": "bf16", "channels_last": True},
 }
+DEFAULT_VARIANT = "bf16 autocast + channels_last (default)"
+END_TO_END = "Trainer end to end (default settings)"
 
 
-def make_batches(batch: int, count: int) -> list[tuple[torch.Tensor, ...]]:
-    dataset = SyntheticDataset(SyntheticConfig(), length=batch * count)
-    return [
-        collate_detections([dataset[i] for i in range(k * batch, (k + 1) * batch)])
-        for k in range(count)
-    ]
+def make_trainer(recipe: str, batch: int, steps: int, settings: dict) -> Trainer:
+    """A Trainer of `recipe` at `batch`, `steps` steps per epoch, no validation, in a temp
+    folder."""
+    config = make_config(recipe, overrides={"batch": batch, **settings})
+    config = dataclasses.replace(
+        config, steps=steps, val_every=0, project=tempfile.mkdtemp(), name=recipe
+    )
+    torch.manual_seed(0)
+    return Trainer(config)
 
 
-class Variant:
-    def __init__(self, amp: torch.dtype | None, channels_last: bool) -> None:
-        torch.manual_seed(0)
-        self.model = build_model("seed", 15)
-        self.channels_last = channels_last
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.amp = amp
-        self.anchors = generate_anchors("seed", self.model.feature_sizes)
-        self.loss = build_loss("seed")
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
-
-    def step(self, images: torch.Tensor, boxes: torch.Tensor, ids: torch.Tensor) -> None:
-        images = images.float().div_(255.0)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        targets = build_targets(self.anchors, boxes, ids, num_classes=15)
-        with torch.autocast("cpu", dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            predictions = self.model(images)
-        parts = self.loss(
-            predictions.float(), targets.class_targets, targets.box_targets, targets.positive
-        )
-        self.optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        self.optimizer.step()
-
-
-END_TO_END = {
-    "fp32 eager, data in the main process": {"amp": "none", "channels_last": False},
-    "bf16 + channels_last, data in the main process": {"amp": "bf16", "channels_last": True},
-    "bf16 + channels_last, 1 data worker": {"amp": "bf16", "channels_last": True, "workers": 1},
-}
-
-
-def end_to_end(batch: int, steps: int, rounds: int) -> dict[str, list[float]]:
-    """images/s per round of the real Trainer (one epoch of `steps` steps per round)."""
-    import tempfile
-
-    from onestage.config import make_config
-    from onestage.engine.trainer import Trainer
-
-    project = tempfile.mkdtemp()
-    trainers = {
-        name: Trainer(
-            make_config(
-                "fast",
-                overrides={
-                    "batch": batch,
-                    "steps": steps,
-                    "val_every": 0,
-                    "project": project,
-                    "name": f"v{index}",
-                    **options,
-                },
-            )
-        )
-        for index, (name, options) in enumerate(END_TO_END.items())
-    }
-    for trainer in trainers.values():  # warm-up epoch: icon render caches, allocator
-        trainer._train_epoch(0)
-    rates: dict[str, list[float]] = {name: [] for name in trainers}
+def measure_case(recipe: str, batch: int, steps: int, rounds: int) -> dict[str, list[float]]:
+    """images/s per round of every step variant and of the Trainer end to end."""
+    trainers = {name: make_trainer(recipe, batch, steps, s) for name, s in STEP_VARIANTS.items()}
+    end_to_end = make_trainer(recipe, batch, steps, {})
+    end_to_end.train_set.generator.render_icons()
+    batches = list(end_to_end.loader)  # one epoch: `steps` batches
+    end_to_end._train_epoch(0)  # warm-up: allocator, first-call costs
+    for trainer in trainers.values():
+        trainer._train_step(*batches[0])
+    rates: dict[str, list[float]] = {name: [] for name in [*trainers, END_TO_END]}
     for round_index in range(1, rounds + 1):
         for name, trainer in trainers.items():
-            rates[name].append(trainer._train_epoch(round_index)["images_per_s"])
+            began = time.perf_counter()
+            for images, boxes_xyxy, class_ids in batches:
+                trainer._train_step(images, boxes_xyxy, class_ids)
+            rates[name].append(batch * steps / (time.perf_counter() - began))
+        rates[END_TO_END].append(end_to_end._train_epoch(round_index)["images_per_s"])
     return rates
 
 
-def print_rates(title: str, rates: dict[str, list[float]]) -> None:
-    print(f"| {title} | images/s median | range | vs fp32 |")
-    print("|---|---|---|---|")
-    base = statistics.median(next(iter(rates.values())))
+def rate_lines(title: str, rates: dict[str, list[float]]) -> list[str]:
+    """A Markdown table of the median images/s of each variant and its ratio to fp32 eager."""
+    base = statistics.median(rates["fp32 eager"])
+    lines = [f"| {title} | images/s median | range | vs fp32 eager |", "|---|---|---|---|"]
     for name, values in rates.items():
         median, spread = statistics.median(values), f"{min(values):.1f}-{max(values):.1f}"
-        print(f"| {name} | {median:.1f} | {spread} | {median / base:.2f}x |")
+        lines.append(f"| {name} | {median:.1f} | {spread} | {median / base:.2f}x |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=5, help="steps per variant per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cases", nargs="*", default=["seed@32", "fast@4"], help="RECIPE@BATCH")
+    parser.add_argument("--steps", type=int, default=3, help="steps per variant per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--record", action="store_true", help="append to BENCHMARKS.md")
     args = parser.parse_args()
-    batches = make_batches(args.batch, args.steps)
-    variants = {name: Variant(**options) for name, options in VARIANTS.items()}
-    for variant in variants.values():  # warm-up: one step each
-        variant.step(*batches[0])
-    rates: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, variant in variants.items():
-            began = time.perf_counter()
-            for batch in batches:
-                variant.step(*batch)
-            rates[name].append(args.batch * args.steps / (time.perf_counter() - began))
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; batch {args.batch}, {args.steps} steps x "
-        f"{args.rounds} interleaved rounds"
-    )
-    print_rates(f"training step (seed model, batch {args.batch})", rates)
-    print()
-    print_rates(
-        f"Trainer end to end (seed model, batch {args.batch}, {args.steps} steps per round)",
-        end_to_end(args.batch, args.steps, args.rounds),
-    )
 
-    anchors = generate_anchors("seed", ((20, 20), (10, 10), (5, 5), (3, 3), (1, 1)))
-    _, boxes, ids = make_batches(32, 1)[0]
-    timings = []
-    for _ in range(50):
-        began = time.perf_counter()
-        build_targets(anchors, boxes, ids, num_classes=15)
-        timings.append((time.perf_counter() - began) * 1000)
-    spread = f"{min(timings):.2f}-{max(timings):.2f} ms"
-    print(
-        "\n| anchor matching (build_targets), 32 images x 4 objects, 2140 anchors | "
-        f"{statistics.median(timings):.2f} ms median of 50 | {spread} |"
+    lines: list[str] = []
+    summary: list[str] = []
+    for case in args.cases:
+        recipe, batch = case.split("@")
+        rates = measure_case(recipe, int(batch), args.steps, args.rounds)
+        lines += [*rate_lines(f"`{recipe}` recipe, batch {batch}", rates), ""]
+        medians = {name: statistics.median(values) for name, values in rates.items()}
+        steps_only = {name: medians[name] for name in STEP_VARIANTS}
+        summary += [
+            f"trainer/step ratio at batch {batch}: "
+            f"{medians[END_TO_END] / medians[DEFAULT_VARIANT]:.2f}",
+            f"step speed-up over fp32 eager at batch {batch}: "
+            f"{max(steps_only.values()) / medians['fp32 eager']:.2f}",
+        ]
+        print("\n".join(lines[-len(rates) - 3 :]), flush=True)
+    command = shlex.join(["python", "benchmarks/train_throughput.py", *sys.argv[1:]])
+    header = (
+        f"\n`{command}`: {args.steps} steps x {args.rounds} interleaved rounds; torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads; {machine_description()}.\n\n"
     )
+    report(header, [*lines, *summary], args.record)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from onestage.config import make_config
 from onestage.data.dataset import SyntheticDataset
+from onestage.engine.sampler import EpochSampler
 from onestage.engine.trainer import Trainer
 
 out_dir = Path(sys.argv[1])
@@ -33,15 +34,23 @@ config = make_config(
 )
 
 reads: dict[int, list[int]] = {}  # epoch -> training-set indices this rank loaded, in order
+epoch_now = {"epoch": -1}  # data is loaded in this process (no workers): the sampler's epoch
 load_item = SyntheticDataset.__getitem__
+set_sampler_epoch = EpochSampler.set_epoch
 
 
 def recording_getitem(self: SyntheticDataset, index: int):
-    reads.setdefault(self.epoch, []).append(int(index))
+    reads.setdefault(epoch_now["epoch"], []).append(int(index))
     return load_item(self, index)
 
 
+def recording_set_epoch(self: EpochSampler, epoch: int) -> None:
+    epoch_now["epoch"] = epoch
+    set_sampler_epoch(self, epoch)
+
+
 SyntheticDataset.__getitem__ = recording_getitem
+EpochSampler.set_epoch = recording_set_epoch
 
 
 def save_state(state: dict, path: Path) -> None:

@@ -149,9 +149,9 @@ def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
         for param in group["params"]:
             state = optimizer.state.get(param, {})
             for name, value in state.items():
-                if torch.is_tensor(value) and value.shape == param.shape:
-                    if value.stride() != param.stride():
-                        state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+                misplaced = torch.is_tensor(value) and value.shape == param.shape
+                if misplaced and value.stride() != param.stride():
+                    state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -206,3 +206,14 @@ def test_a_mixed_distribution_draws_both_icon_sets_and_both_background_kinds(tmp
     assert all(unmixed.sample(i).image[0, 0, 2] >= 252 for i in range(10))
     with pytest.raises(OnestageError, match="mixed synthetic distribution needs"):
         SyntheticConfig(icons=icons, mix=True)
+
+
+def test_render_icons_fills_the_cache_so_that_samples_render_nothing():
+    generator = SyntheticGenerator(SyntheticConfig(width=64, height=64, seed=1))
+    generator.render_icons()
+    low, high = generator.config.size_limits_px
+    cache = generator.icons.icon.cache_info
+    assert cache().currsize == len(generator.class_names) * (high - low)
+    misses = cache().misses
+    generator.sample(0)
+    assert cache().misses == misses

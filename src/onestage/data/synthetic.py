@@ -98,6 +98,15 @@ class SyntheticGenerator:
             self.icon_sets.append(OpenMojiIcons(self.class_names))
             self.background_kinds.append(procedural)
 
+    def render_icons(self) -> None:
+        """Render every icon at every paste size now (the cache fills lazily otherwise: a few
+        seconds of the first thousands of samples)."""
+        min_px, max_px = self.config.size_limits_px
+        for icons in self.icon_sets:
+            for class_id in range(len(self.class_names)):
+                for size in range(min_px, max_px):
+                    icons.icon(class_id, size)
+
     def sample(self, index: int, stream: int = 0) -> SyntheticSample:
         """Sample `index` of `stream` (depends only on the config, the stream and the index)."""
         return self.sample_with(np.random.default_rng([self.config.seed, stream, index]))

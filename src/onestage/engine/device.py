@@ -83,15 +83,17 @@ def has_fast_bf16() -> bool:
 
 
 def machine_description() -> str:
-    """The machine a benchmark ran on, for its rows: CPU model, cores, AMX and AVX-512-bf16."""
+    """The machine a benchmark ran on, for its rows: CPU model, cores, AMX and AVX-512-bf16,
+    and the GPU when torch sees one."""
     flags = cpu_flags()
 
     def said(present: bool) -> str:
         return "yes" if present else "no"
 
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return (
         f"{cpu_model()}, {os.cpu_count()} cores, AMX {said('amx_bf16' in flags)}, "
-        f"AVX-512-bf16 {said('avx512_bf16' in flags)}"
+        f"AVX-512-bf16 {said('avx512_bf16' in flags)}{gpu}"
     )
 
 

@@ -1,17 +1,20 @@
 """Where the Trainer's time goes: milliseconds per training step, phase by phase.
 
-Usage: python benchmarks/train_profile.py [--steps 6] [--cases seed@32 fast@4 ...]
+Usage: python benchmarks/train_profile.py [--steps 4] [--epochs 3] [--cases seed@32 fast@4 ...]
                                           [--set KEY=VALUE ...] [--record]
 
 Each case is a recipe at a batch size, trained by the real Trainer on fresh synthetic images
 (the recipe's engine settings, validation and checkpoints as the recipe has them). After a
-warm-up epoch, `--steps` steps are timed with `onestage.engine.phases.PhaseTimer`: data (the
-loader's next batch: rendering, pasting, collation), input (to float, channels_last, flips),
-forward, loss (target assignment and loss), backward, optimizer, readout (the loss values to
-Python), logging; validation and checkpoint are timed once and charged per step as the recipe
-spends them (every `val_every` epochs of `steps` steps; every epoch). The cases cover the
-three head types: separate SSD heads (`seed`, `fast`), one shared SSD head over an FPN
-(`seed-fpn`), the decoupled anchor-free head with TAL (`csp-n`).
+warm-up epoch, `--epochs` epochs of `--steps` steps are timed with
+`onestage.engine.phases.PhaseTimer`: data (the loader's next batch: rendering, pasting,
+collation), input (to float, channels_last, flips), forward, loss (target assignment and
+loss), backward, optimizer, readout (the loss values to Python), logging; validation and
+checkpoint are timed once and charged per step as the recipe spends them (every `val_every`
+epochs of `steps` steps; every epoch). Each phase's figure is its median over the timed
+epochs. The cases cover the three head types: separate SSD heads (`seed`, `fast`), one
+shared SSD head over an FPN (`seed-fpn`), the decoupled anchor-free head with TAL (`csp-n`).
+The icon render cache is filled first (steady state; a long run fills it in its first few
+thousand images).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -36,21 +40,27 @@ MODEL_PHASES = ("forward", "loss", "backward", "optimizer")
 CASES = ("seed@32", "fast@4", "seed-fpn@4", "csp-n@4")
 
 
-def profile_case(recipe: str, batch: int, steps: int, extra: dict) -> dict[str, float]:
+def profile_case(recipe: str, batch: int, steps: int, epochs: int, extra: dict) -> dict[str, float]:
     """Milliseconds per step of each phase of `recipe` at `batch` (see the module doc)."""
     recipe_config = make_config(recipe, overrides={"batch": batch, **extra})
     config = dataclasses.replace(
         recipe_config, steps=steps, project=tempfile.mkdtemp(), name=recipe, val_images=50
     )
     trainer = Trainer(config)
-    trainer._train_epoch(0)  # warm-up: render caches, allocator
+    trainer.train_set.generator.render_icons()  # steady state: every icon size rendered
+    trainer._train_epoch(0)  # warm-up: allocator, first calls
     timer = PhaseTimer(trainer.device)
     trainer.phases = timer
-    began = time.perf_counter()
-    trainer._train_epoch(1)
-    wall_ms = (time.perf_counter() - began) * 1e3 / steps
-    per_step = {name: timer.seconds.get(name, 0.0) * 1e3 / steps for name in STEP_PHASES}
-    per_step["other"] = wall_ms - sum(per_step.values())
+    rounds: dict[str, list[float]] = {name: [] for name in (*STEP_PHASES, "other")}
+    for epoch in range(1, epochs + 1):
+        timer.reset()
+        began = time.perf_counter()
+        trainer._train_epoch(epoch)
+        wall_ms = (time.perf_counter() - began) * 1e3 / steps
+        for name in STEP_PHASES:
+            rounds[name].append(timer.seconds.get(name, 0.0) * 1e3 / steps)
+        rounds["other"].append(wall_ms - sum(rounds[name][-1] for name in STEP_PHASES))
+    per_step = {name: statistics.median(values) for name, values in rounds.items()}
 
     timer.reset()
     with timer("validation"):
@@ -70,7 +80,8 @@ def profile_case(recipe: str, batch: int, steps: int, extra: dict) -> dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="*", default=list(CASES), help="RECIPE@BATCH")
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per case")
+    parser.add_argument("--steps", type=int, default=4, help="steps per timed epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (median per phase)")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides KEY=VALUE")
     parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
     args = parser.parse_args()
@@ -78,7 +89,7 @@ def main() -> None:
     profiles = {}
     for case in args.cases:
         recipe, batch = case.split("@")
-        profiles[case] = profile_case(recipe, int(batch), args.steps, extra)
+        profiles[case] = profile_case(recipe, int(batch), args.steps, args.epochs, extra)
         print(f"{case}: {sum(profiles[case].values()):.1f} ms per step", flush=True)
 
     lines = [
@@ -101,7 +112,8 @@ def main() -> None:
     )
     command = shlex.join(["python", "benchmarks/train_profile.py", *sys.argv[1:]])
     header = (
-        f"\n`{command}`: {args.steps} timed steps per case after a warm-up epoch; torch "
+        f"\n`{command}`: median per phase of {args.epochs} epochs of {args.steps} steps after a "
+        f"warm-up epoch; torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads; {machine_description()}.\n\n"
     )
     report(header, lines, args.record)

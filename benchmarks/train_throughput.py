@@ -5,8 +5,8 @@ Usage: python benchmarks/train_throughput.py [--cases seed@32 fast@4] [--steps 3
 
 For each case (a recipe at a batch size) in one process:
 - the bare training step: the Trainer's own `_train_step` (targets, forward, loss, backward,
-  optimiser, readout) on batches made once, up front, for fp32 eager, bf16 autocast, and bf16
-  autocast + channels_last (the default engine settings);
+  optimiser, readout) on batches made once, up front, for fp32 eager, bf16 autocast, fp32 +
+  channels_last, and bf16 autocast + channels_last (the default engine settings);
 - the Trainer end to end with the default settings: `_train_epoch` on fresh synthetic images
   (rendering, pasting, collation, learning-rate schedule and logging included), after a warm-up
   epoch and with the icon render cache filled (a one-off of a few seconds per process).
@@ -36,6 +36,7 @@ from onestage.engine.trainer import Trainer
 STEP_VARIANTS = {
     "fp32 eager": {"amp": "none", "channels_last": False},
     "bf16 autocast": {"amp": "bf16", "channels_last": False},
+    "fp32 + channels_last": {"amp": "none", "channels_last": True},
     "bf16 autocast + channels_last (default)": {"amp": "bf16", "channels_last": True},
 }
 DEFAULT_VARIANT = "bf16 autocast + channels_last (default)"

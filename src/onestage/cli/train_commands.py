@@ -112,7 +112,9 @@ def train_command(
         int | None, typer.Option("--batch", help="Images per step (all processes).")
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
-    amp: Annotated[str | None, typer.Option("--amp", help="none, bf16 or fp16.")] = None,
+    amp: Annotated[
+        str | None, typer.Option("--amp", help="auto (bf16 where native), none, bf16 or fp16.")
+    ] = None,
     channels_last: Annotated[
         bool | None, typer.Option("--channels-last/--no-channels-last", help="Memory format.")
     ] = None,

@@ -25,21 +25,35 @@ def resolve_device(name: str) -> torch.device:
 
 
 NO_NATIVE_BF16 = "this CPU has no native bf16 (AVX-512-bf16 or AMX)"
+# Without AMX, bf16 autocast paid only for large batches (BENCHMARKS.md, issue 12: on an
+# AVX-512-bf16 CPU, channels_last training steps at batch 4 ran 1.2x faster in fp32, at batch 32
+# 1.2x faster in bf16).
+BF16_WITHOUT_AMX_MIN_BATCH = 16
 
 
-def training_precision(amp: str, device: torch.device) -> tuple[str, str | None]:
-    """The precision --amp trains in on `device`, and a line saying why it differs from what
-    was asked (None when it does not). "auto": bf16 on a CPU with native bf16 and on a CUDA
-    device that has it (else fp16); fp32 otherwise. bf16 on a CPU without native bf16 would be
-    emulated, slower than fp32: it falls back to fp32."""
+def training_precision(amp: str, device: torch.device, batch: int) -> tuple[str, str | None]:
+    """The precision --amp trains in on `device` at `batch` images per process, and a line
+    saying why it differs from what was asked (None when it does not).
+
+    "auto": bf16 on CUDA devices that have it (else fp16), on CPUs with AMX, and on CPUs with
+    AVX-512-bf16 alone from `BF16_WITHOUT_AMX_MIN_BATCH` images per process; fp32 otherwise.
+    bf16 on a CPU without native bf16 would be emulated, slower than fp32: it falls back to
+    fp32."""
     if amp not in ("auto", "none", "bf16", "fp16"):
         raise OnestageError(f"unknown amp {amp!r}; valid: auto, none, bf16, fp16")
     if amp == "fp16" and device.type != "cuda":
         raise OnestageError("--amp fp16 needs CUDA; use bf16 on CPU")
-    if amp == "auto" and device.type == "cuda":
-        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), None
-    if amp in ("auto", "bf16") and device.type == "cpu" and not has_fast_bf16():
+    if device.type == "cuda":
+        if amp == "auto":
+            return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), None
+        return amp, None
+    if amp in ("auto", "bf16") and not has_fast_bf16():
         return "none", f"amp {amp}: {NO_NATIVE_BF16}; training in fp32"
+    if amp == "auto" and not has_amx() and batch < BF16_WITHOUT_AMX_MIN_BATCH:
+        return "none", (
+            f"amp auto: fp32 at batch {batch} on this CPU (bf16 without AMX pays from batch "
+            f"{BF16_WITHOUT_AMX_MIN_BATCH}; --amp bf16 forces it)"
+        )
     return ("bf16" if amp == "auto" else amp), None
 
 

@@ -103,10 +103,6 @@ class Trainer:
         self.context = distributed.init_distributed(self.device.type)
         if self.context.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.context.local_rank)
-        precision, fallback = training_precision(config.amp, self.device)
-        if fallback is not None and self.context.is_main:
-            self.progress.message(fallback)
-        self.amp_dtype = autocast_dtype(precision)
         if config.threads:
             torch.set_num_threads(config.threads)
         if config.batch % self.context.world_size:
@@ -114,6 +110,11 @@ class Trainer:
                 f"batch {config.batch} does not split evenly over {self.context.world_size} "
                 "processes"
             )
+        per_rank_batch = config.batch // self.context.world_size
+        precision, fallback = training_precision(config.amp, self.device, per_rank_batch)
+        if fallback is not None and self.context.is_main:
+            self.progress.message(fallback)
+        self.amp_dtype = autocast_dtype(precision)
         torch.manual_seed(config.seed)
         self.dataset: DetectionDataset | None = None  # a dataset folder, when training on one
         self.train_set, self.class_names = self._make_dataset()
@@ -151,7 +152,6 @@ class Trainer:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        per_rank_batch = config.batch // self.context.world_size
         self.sampler = EpochSampler(
             len(self.train_set),
             self.steps_per_epoch * config.batch,

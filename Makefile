@@ -25,6 +25,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synthetic_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/train_profile.py
 	$(BIN)/python benchmarks/eval_overhead.py --weights seed_animals
 	$(BIN)/python benchmarks/seed_animals.py --recipe fast --images 12000
 	$(BIN)/python benchmarks/architectures.py --images 12000

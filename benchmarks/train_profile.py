@@ -32,10 +32,9 @@ import torch
 from bench_common import report
 from onestage.config import make_config, parse_override
 from onestage.engine.device import machine_description
-from onestage.engine.phases import PhaseTimer
+from onestage.engine.phases import STEP_PHASES, PhaseTimer
 from onestage.engine.trainer import Trainer
 
-STEP_PHASES = ("data", "input", "forward", "loss", "backward", "optimizer", "readout", "logging")
 MODEL_PHASES = ("forward", "loss", "backward", "optimizer")
 CASES = ("seed@32", "fast@4", "seed-fpn@4", "csp-n@4")
 

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import torch
 
+# The phases of one training step, in order (the trainer's names).
+STEP_PHASES = ("data", "input", "forward", "loss", "backward", "optimizer", "readout", "logging")
 T = TypeVar("T")
 _END: Any = object()
 

@@ -21,7 +21,14 @@ from onestage.engine.trainer import Trainer, TrainingDiverged, train
 from onestage.errors import OnestageError
 from onestage.models import build_model
 
-TINY = {"batch": 4, "steps": 2, "threads": 2, "synthetic_objects": "1-3", "val_images": 4}
+TINY = {
+    "batch": 4,
+    "steps": 2,
+    "threads": 2,
+    "synthetic_objects": "1-3",
+    "val_images": 4,
+    "amp": "none",  # the same precision on every CPU (auto depends on it)
+}
 
 
 def tiny_config(tmp_path: Path, **overrides):

@@ -38,7 +38,7 @@ def training_precision(amp: str, device: torch.device, batch: int) -> tuple[str,
     "auto": bf16 on CUDA devices that have it (else fp16), on CPUs with AMX, and on CPUs with
     AVX-512-bf16 alone from `BF16_WITHOUT_AMX_MIN_BATCH` images per process; fp32 otherwise.
     bf16 on a CPU without native bf16 would be emulated, slower than fp32: it falls back to
-    fp32."""
+    fp32, and only then is there a line."""
     if amp not in ("auto", "none", "bf16", "fp16"):
         raise OnestageError(f"unknown amp {amp!r}; valid: auto, none, bf16, fp16")
     if amp == "fp16" and device.type != "cuda":
@@ -50,10 +50,7 @@ def training_precision(amp: str, device: torch.device, batch: int) -> tuple[str,
     if amp in ("auto", "bf16") and not has_fast_bf16():
         return "none", f"amp {amp}: {NO_NATIVE_BF16}; training in fp32"
     if amp == "auto" and not has_amx() and batch < BF16_WITHOUT_AMX_MIN_BATCH:
-        return "none", (
-            f"amp auto: fp32 at batch {batch} on this CPU (bf16 without AMX pays from batch "
-            f"{BF16_WITHOUT_AMX_MIN_BATCH}; --amp bf16 forces it)"
-        )
+        return "none", None  # the faster choice there, not a fallback
     return ("bf16" if amp == "auto" else amp), None
 
 

@@ -5,11 +5,18 @@ A weights file holds the model's state dict and, in its header, a JSON document 
 trained on a COCO dataset, "category_ids" (its category id per class name, in class order). A
 training-state file (for --resume) holds the optimiser's tensors, the torch RNG state and, in its
 header, the optimiser's hyper-parameters and the loop counters.
+
+safetensors has no checksum, so both documents carry "content_sha256": a SHA-256 over every
+tensor's name, dtype, shape and bytes (`content_hash`), checked when the file is read. A
+mismatch (a flipped byte in the tensor data) is a one-line error naming the file; a file from
+before the hash existed loads with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,31 @@ from onestage.fileio import atomic_write_bytes, atomic_write_text
 
 METADATA_KEY = "onestage"
 FORMAT_VERSION = 1
+HASH_KEY = "content_sha256"
+log = logging.getLogger("onestage.checkpoint")
+
+
+def content_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def verify_content(path: Path, tensors: dict[str, torch.Tensor], document: dict[str, Any]) -> None:
+    """Check `tensors` against the document's content hash: a mismatch is an error naming
+    `path`; a document without one (an older file) is a warning."""
+    expected = document.get(HASH_KEY)
+    if expected is None:
+        log.warning("%s: no content hash (an older file): loaded without an integrity check", path)
+        return
+    if content_hash(tensors) != expected:
+        raise OnestageError(
+            f"{path}: tensor data does not match its content hash (the file is corrupt)"
+        )
 
 
 def save_weights(
@@ -38,7 +70,7 @@ def save_weights(
         if half and tensor.is_floating_point():
             tensor = tensor.half()
         tensors[name] = tensor
-    document = {"format_version": FORMAT_VERSION, **metadata}
+    document = {"format_version": FORMAT_VERSION, **metadata, HASH_KEY: content_hash(tensors)}
     header = {METADATA_KEY: json.dumps(document)}
     atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=header))
     atomic_write_text(path.with_suffix(".json"), json.dumps(document, indent=2) + "\n")
@@ -53,6 +85,9 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         metadata = json.loads(header[METADATA_KEY])
     except json.JSONDecodeError:
         raise OnestageError(f"{path}: onestage metadata is not valid JSON") from None
+    if not isinstance(metadata, dict):
+        raise OnestageError(f"{path}: onestage metadata is not a JSON object")
+    verify_content(path, tensors, metadata)
     return tensors, metadata
 
 
@@ -109,6 +144,7 @@ def save_training_state(
         "param_groups": state["param_groups"],
         "scalars": scalars,
         "counters": counters,
+        HASH_KEY: content_hash(tensors),
     }
     header = {METADATA_KEY: json.dumps(document)}
     atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=header))
@@ -124,6 +160,7 @@ def load_training_state(
     if METADATA_KEY not in header:
         raise OnestageError(f"{path}: not a onestage training-state file")
     document = json.loads(header[METADATA_KEY])
+    verify_content(path, tensors, document)
     param_state: dict[int, dict[str, Any]] = {}
     for key, tensor in tensors.items():
         if key.startswith("optimizer."):

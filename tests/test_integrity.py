@@ -1,0 +1,120 @@
+"""Content hashes of weights and training-state files: a corrupt tensor is refused, an older
+file without a hash still loads (with a warning)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors_bytes
+
+from onestage.checkpoint import (
+    HASH_KEY,
+    METADATA_KEY,
+    content_hash,
+    load_training_state,
+    load_weights,
+    save_training_state,
+    save_weights,
+)
+from onestage.engine.predictor import WEIGHTS_DIR
+from onestage.errors import OnestageError
+
+
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+
+
+def flip_last_byte(path: Path) -> None:
+    """Flip a byte of the last tensor's data (the end of a safetensors file)."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_weights_carry_a_hash_of_their_tensors_and_load_when_intact(tmp_path: Path):
+    path = tmp_path / "w.safetensors"
+    model = tiny_model()
+    save_weights(path, model, {"model": "tiny"})
+    tensors, metadata = load_weights(path)
+    assert metadata[HASH_KEY] == content_hash(tensors) == content_hash(model.state_dict())
+    assert json.loads(path.with_suffix(".json").read_text())[HASH_KEY] == metadata[HASH_KEY]
+
+
+def test_a_flipped_byte_in_the_tensor_data_is_a_one_line_error(tmp_path: Path):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, tiny_model(), {"model": "tiny"})
+    flip_last_byte(path)
+    with pytest.raises(OnestageError) as raised:
+        load_weights(path)
+    assert str(raised.value) == (
+        f"{path}: tensor data does not match its content hash (the file is corrupt)"
+    )
+
+
+def test_the_hash_sees_names_dtypes_and_shapes_not_only_bytes():
+    values = torch.arange(6.0).reshape(2, 3)
+    base = content_hash({"a": values})
+    assert base != content_hash({"b": values})
+    assert base != content_hash({"a": values.reshape(3, 2)})
+    assert base != content_hash({"a": values.half()})
+    assert base != content_hash({"a": values + 1})
+    assert base == content_hash({"a": values.t().contiguous().t()})  # same values, other layout
+
+
+def test_a_file_without_a_hash_loads_with_a_warning(tmp_path: Path, caplog):
+    path = tmp_path / "old.safetensors"
+    tensors = dict(tiny_model().state_dict())
+    document = {"format_version": 1, "model": "tiny"}
+    path.write_bytes(save_safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(document)}))
+    with caplog.at_level(logging.WARNING, logger="onestage"):
+        loaded, metadata = load_weights(path)
+    assert metadata == document and set(loaded) == set(tensors)
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path}: no content hash (an older file): loaded without an integrity check"
+    ]
+
+
+def test_a_corrupt_training_state_is_refused(tmp_path: Path):
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.rand(1, 3, 5, 5)).sum().backward()
+    optimizer.step()
+    path = tmp_path / "last.state.safetensors"
+    save_training_state(path, optimizer, {"epoch": 1})
+    assert load_training_state(path, optimizer)[0] == {"epoch": 1}
+    flip_last_byte(path)
+    with pytest.raises(OnestageError, match="does not match its content hash"):
+        load_training_state(path, optimizer)
+
+
+def test_the_shipped_weights_carry_their_hash():
+    for name in ("animals", "seed_animals"):
+        path = WEIGHTS_DIR / f"{name}.safetensors"
+        _, metadata = load_weights(path)
+        assert metadata[HASH_KEY] == content_hash(load_file(str(path)))
+
+
+def test_the_cli_refuses_corrupt_weights_in_one_line(tmp_path: Path):
+    path = tmp_path / "animals.safetensors"
+    path.write_bytes((WEIGHTS_DIR / "animals.safetensors").read_bytes())
+    flip_last_byte(path)
+    image = tmp_path / "blank.png"
+    Image.new("RGB", (64, 64)).save(image)
+    result = subprocess.run(
+        [sys.executable, "-m", "onestage", "predict", "--weights", str(path), str(image)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "does not match its content hash" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

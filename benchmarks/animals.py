@@ -16,14 +16,12 @@ seed's icons and photos (../shared/seed_animals, or --seed-assets).
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from bench_common import append_to_benchmarks, epochs_for
+from bench_common import append_to_benchmarks, command_line, epochs_for
 from onestage.checkpoint import save_weights
 from onestage.config import make_config, parse_override
 from onestage.engine.device import machine_description
@@ -79,7 +77,7 @@ def main() -> None:
             "recipe": args.recipe,
             "training_images": args.images,
             "training_data": "mixed: seed icons or OpenMoji, seed photos or procedural, 1-8",
-            "command": shlex.join(["python", "benchmarks/animals.py", *sys.argv[1:]]),
+            "command": command_line(),
         }
         weights = WEIGHTS_DIR / f"{SHIPPED_NAME}.safetensors"
         save_weights(weights, detector.model, metadata, half=True)
@@ -91,7 +89,7 @@ def main() -> None:
         "seed icons+photos, 1-8 objects": dict(objects=(1, 8), icons=icons, backgrounds=photos),
         "OpenMoji+procedural, 4 objects": dict(objects=(4, 4)),
     }
-    command = shlex.join(["python", "benchmarks/animals.py", *sys.argv[1:]])
+    command = command_line()
     lines = [
         f"\n`{command}`: {config.model} ({args.recipe} recipe), {args.images:,} mixed training "
         f"images in {minutes:.1f} min; {machine_description()}, "

@@ -19,15 +19,13 @@ BENCHMARKS.md with the machine it ran on.
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from bench_common import append_to_benchmarks, epochs_for
+from bench_common import append_to_benchmarks, command_line, epochs_for
 from onestage.checkpoint import load_weights
 from onestage.config import (
     TrainConfig,
@@ -118,7 +116,7 @@ def main() -> None:
     write_leaderboard(rows, out, test_set)
     table = (out / "leaderboard.md").read_text()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    command = shlex.join(["python", "benchmarks/architectures.py", *sys.argv[1:]])
+    command = command_line()
     header = (
         f"\n`{command}`: {args.images:,} training images per model (its recipe; `fast` for "
         f"`seed`; {data}), "

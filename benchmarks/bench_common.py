@@ -1,8 +1,10 @@
-"""What the benchmarks share: the epoch count of an image budget, the seed test set, and
-printing (--record: appending) their tables."""
+"""What the benchmarks share: the epoch count of an image budget, the seed test set, the
+command line a table names, and printing (--record: appending) their tables."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 from onestage.engine.evaluator import EvalSet, synthetic_eval_set
@@ -19,6 +21,12 @@ def epochs_for(images: int, batch: int, steps: int) -> int:
             f"--images must be a multiple of {per_epoch} (batch {batch} x {steps} steps)"
         )
     return images // per_epoch
+
+
+def command_line() -> str:
+    """How the running benchmark was invoked, as a table names it:
+    `python benchmarks/<script> <its arguments>`."""
+    return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
 def report(header: str, lines: list[str], record: bool) -> None:

@@ -18,7 +18,6 @@ process per variant, median of 3. Prints a Markdown table; --record appends it t
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_common import report, seed_test_set
+from bench_common import command_line, report, seed_test_set
 from onestage.backends.openvino_backend import cpu_supports_bf16
 from onestage.engine.device import machine_description
 from onestage.engine.evaluator import EvalSet, evaluate_detector
@@ -86,7 +85,7 @@ def main() -> None:
             f"{end_to_end / torch_forward:.2f} | {cold[name]:.2f} | {throughput[name]:.0f} | "
             f"{result.voc.map:.4f} | {result.coco.ap:.4f} |"
         )
-    command = shlex.join(["python", "benchmarks/inference_latency.py", *sys.argv[1:]])
+    command = command_line()
     header = (
         f"\n`{command}`: weights {args.weights}; {args.test_images} test images ({data}); "
         f"{machine_description()}, {torch.get_num_threads()} threads, "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_common import append_to_benchmarks, epochs_for
+from bench_common import append_to_benchmarks, command_line, epochs_for
 from onestage.checkpoint import load_model_weights, save_weights
 from onestage.config import make_config, parse_override
 from onestage.engine.device import machine_description
@@ -102,7 +102,7 @@ def main() -> None:
     latency = batch1_latency_ms(weights, eval_set)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     data = "seed icons+backgrounds" if assets else "OpenMoji+procedural"
-    command = shlex.join(["python", "benchmarks/seed_animals.py", *sys.argv[1:]])
+    command = command_line()
     row = (
         f"| {args.recipe} | {data} | {args.images:,} | "
         f"{scores.voc.map:.4f} ({scores.voc.iou_convention}) | "

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import shlex
 import socket
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from typing import IO
 
 import numpy as np
 
-from bench_common import report
+from bench_common import command_line, report
 from onestage.engine.device import machine_description
 from onestage.engine.evaluator import synthetic_eval_set
 from onestage.engine.predictor import open_detector
@@ -77,7 +76,7 @@ def main() -> None:
             f"{result['rss_after']:.0f} | {result['rss_after'] - result['rss_before']:.1f} |"
         )
         print(lines[-1], flush=True)
-    command = shlex.join(["python", "benchmarks/serve_load.py", *sys.argv[1:]])
+    command = command_line()
     header = (
         f"\n`{command}`: weights {args.weights}, backend {backend}; {args.clients} clients x "
         f"{args.requests} requests of 320x320 PNG; Detector.predict batch 1 in the same run: "

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
 
-from bench_common import report
+from bench_common import command_line, report
 from onestage.config import make_config, parse_override
 from onestage.engine.device import machine_description
 from onestage.engine.phases import STEP_PHASES, PhaseTimer
@@ -109,7 +107,7 @@ def main() -> None:
         + " | ".join(f"{m / t:.0%}" for m, t in zip(model_ms, totals, strict=True))
         + " |"
     )
-    command = shlex.join(["python", "benchmarks/train_profile.py", *sys.argv[1:]])
+    command = command_line()
     header = (
         f"\n`{command}`: median per phase of {args.epochs} epochs of {args.steps} steps after a "
         f"warm-up epoch; torch "

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
 
-from bench_common import report
+from bench_common import command_line, report
 from onestage.config import make_config
 from onestage.engine.device import machine_description
 from onestage.engine.trainer import Trainer
@@ -50,8 +48,7 @@ def make_trainer(recipe: str, batch: int, steps: int, settings: dict) -> Trainer
     config = dataclasses.replace(
         config, steps=steps, val_every=0, project=tempfile.mkdtemp(), name=recipe
     )
-    torch.manual_seed(0)
-    return Trainer(config)
+    return Trainer(config)  # which seeds torch with the config's seed
 
 
 def measure_case(
@@ -111,7 +108,7 @@ def main() -> None:
             f"{max(steps_only.values()) / medians['fp32 eager']:.2f}",
         ]
         print("\n".join(lines[-len(rates) - 3 :]), flush=True)
-    command = shlex.join(["python", "benchmarks/train_throughput.py", *sys.argv[1:]])
+    command = command_line()
     header = (
         f"\n`{command}`: {args.steps} steps x {args.rounds} interleaved rounds; torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads; {machine_description()}.\n\n"

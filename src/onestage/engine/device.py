@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from collections.abc import Iterator
@@ -61,25 +62,26 @@ def autocast_dtype(amp: str) -> torch.dtype | None:
 
 def cpu_model() -> str:
     """The processor's model name (Linux /proc/cpuinfo), else the platform's word for it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo_value(("model name",)) or platform.processor() or platform.machine()
 
 
 def cpu_flags() -> set[str]:
     """The processor's feature flags (Linux /proc/cpuinfo "flags", or "Features" on Arm);
     empty where unknown."""
+    return set(_cpuinfo_value(("flags", "Features")).split())
+
+
+@functools.cache
+def _cpuinfo_value(keys: tuple[str, ...]) -> str:
+    """The value of the first /proc/cpuinfo line that starts with one of `keys` ("" if none
+    or no such file); read once per process, since the processor does not change."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return set(line.split(":", 1)[1].split())
+            if line.startswith(keys):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
 
 
 def has_amx() -> bool:

@@ -62,8 +62,9 @@ def create_app(
     """The application serving `detector` through `runner`; request bodies over
     `max_upload_bytes` and images over `max_pixels` are refused with 413."""
 
-    # A few long-lived decoding threads: each thread that allocates gets its own malloc arena,
-    # and the event loop's default pool (up to 40 threads) grew the server by ~60 MB under load.
+    # A few long-lived decoding threads: each thread that allocates gets its own malloc arena;
+    # decoding on the event loop's default pool (up to 40 threads) grew the server by about
+    # 15 MB more under load (BENCHMARKS.md, serving under load).
     decoder = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="onestage-decode")
 
     @asynccontextmanager

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from onestage.backends.onnx_graph import METADATA_KEY, metadata_from_map, read_onnx_metadata
+from onestage.backends.seal import files_of, seal
 from onestage.errors import OnestageError
 
 PRECISIONS = ("f32", "bf16", "int8")
@@ -72,23 +73,23 @@ def write_ir(model: Any, metadata_json: str, path: Path) -> None:
 
 @contextmanager
 def staged_ir(path: Path) -> Iterator[Path]:
-    """A temporary IR path beside `path`; once the block has written it without error, its
-    .bin and then its .xml are renamed to `path`."""
+    """A temporary IR path beside `path`; once the block has written it without error, it is
+    sealed (`seal.seal`: the metadata's content hash placeholder becomes the digest of both
+    files), then its .bin and its .xml are renamed to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as folder:
         staged = Path(folder) / path.name
         yield staged
+        seal(files_of(staged))
         staged.with_suffix(".bin").replace(path.with_suffix(".bin"))
         staged.replace(path)
 
 
 def read_ir(path: Path) -> tuple[Any, dict[str, Any]]:
-    """(openvino.Model, onestage metadata) of an existing .xml/.bin pair or .onnx file, with
-    one-line errors for a foreign or damaged file."""
+    """(openvino.Model, onestage metadata) of an existing .xml/.bin pair (`seal.check_seal`
+    has seen both) or .onnx file, with one-line errors for a foreign or damaged file."""
     import openvino
 
-    if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
-        raise OnestageError(f"{path}: its weights file {path.with_suffix('.bin').name} is missing")
     try:
         model = openvino.Core().read_model(str(path))
     except RuntimeError as error:

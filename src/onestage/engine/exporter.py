@@ -3,7 +3,8 @@
 The file holds the graph up to the head's raw output (`onestage.backends.onnx_graph`) and the
 export metadata (`onestage.engine.runtimes.export_metadata`); post-processing stays onestage's,
 the same for every backend. Every export is checked against torch on a few images before it
-is written, and written to a temporary name first.
+is written, and written to a temporary name first. Each file carries a SHA-256 of all its bytes
+in its metadata (`onestage.backends.seal`), checked whenever it is loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from onestage.backends.onnx_graph import onnx_model_bytes, with_metadata
+from onestage.backends.seal import HASH_KEY, PLACEHOLDER, seal_bytes
 from onestage.data.icons import SEED_CLASS_NAMES
 from onestage.engine.evaluator import EvalSet, dataset_eval_set, synthetic_eval_set
 from onestage.engine.predictor import WEIGHTS_DIR, Detector, resolve_weights
@@ -31,6 +33,7 @@ from onestage.fileio import atomic_write_bytes
 FORMAT_PRECISIONS = {"onnx": ("f32", "int8"), "openvino": ("f32", "bf16", "int8")}
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
 PARITY_IMAGES = 4
+UNSEALED = {HASH_KEY: PLACEHOLDER}  # the metadata's content hash until the files are sealed
 
 
 @dataclass(frozen=True)
@@ -86,11 +89,11 @@ def export_weights(
     count = calibration_images if precision == "int8" else PARITY_IMAGES
     samples = _sample_set(detector, count, calibration_data, calibration_split)
     inputs = calibration_inputs(detector, samples, count)
-    metadata = export_metadata(detector.model, detector.metadata, precision)
+    metadata = {**export_metadata(detector.model, detector.metadata, precision), **UNSEALED}
     if fmt == "onnx":
         if precision == "int8":
             graph = quantize_onnx_int8(graph, inputs)
-        atomic_write_bytes(out, with_metadata(graph, metadata))
+        atomic_write_bytes(out, seal_bytes(with_metadata(graph, metadata), out))
     else:
         from onestage.backends.openvino_backend import model_from_onnx, save_ir
 

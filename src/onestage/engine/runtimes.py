@@ -9,6 +9,7 @@ precision and the post-processing defaults.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,10 +18,13 @@ import torch
 from torch import nn
 
 from onestage.backends import BACKENDS, EXPORTED_SUFFIXES
+from onestage.backends.seal import HASH_KEY, check_seal
 from onestage.box_coding import coding_layout
 from onestage.errors import OnestageError
 from onestage.models.summary import summarize
 from onestage.postprocess import PredictOptions
+
+log = logging.getLogger("onestage.runtimes")
 
 
 class Runtime(Protocol):
@@ -110,16 +114,30 @@ def exported_runtime(
             + ("onnxruntime or openvino" if path.suffix == ".onnx" else "openvino")
             + f", not {backend}"
         )
+    sealed = check_seal(path)
     if backend == "onnxruntime":
         from onestage.backends.onnx_graph import metadata_from_map
         from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
 
         runtime = OnnxRuntimeForward(path, path)
-        return runtime, metadata_from_map(runtime.metadata_map(), path)
+        metadata = metadata_from_map(runtime.metadata_map(), path)
+        _check_unsealed(path, sealed, metadata)
+        return runtime, metadata
     from onestage.backends.openvino_backend import OpenVinoForward, read_ir
 
     model, metadata = read_ir(path)
+    _check_unsealed(path, sealed, metadata)
     chosen = precision or metadata.get("precision", "f32")
     if metadata.get("precision") == "int8" and chosen != "int8":
         raise OnestageError(f"{path}: an int8 export runs as int8, not {chosen}")
     return OpenVinoForward(model, chosen, path), metadata
+
+
+def _check_unsealed(path: Path, sealed: bool, metadata: dict[str, Any]) -> None:
+    """For files whose bytes carried no readable digest: an error when the metadata names one
+    (the digest itself was damaged), a warning for an export from before the hash."""
+    if sealed:
+        return
+    if HASH_KEY in metadata:
+        raise OnestageError(f"{path}: its content hash is unreadable (the file is corrupt)")
+    log.warning("%s: no content hash (an older export): loaded without an integrity check", path)

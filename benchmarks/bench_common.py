@@ -1,10 +1,13 @@
 """What the benchmarks share: the epoch count of an image budget, the seed test set, the
-command line a table names, and printing (--record: appending) their tables."""
+command line a table names, printing (--record: appending) their tables, and a process's
+resident memory."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
+import threading
 from pathlib import Path
 
 from onestage.engine.evaluator import EvalSet, synthetic_eval_set
@@ -56,3 +59,43 @@ def seed_test_set(class_names: tuple[str, ...], count: int, assets: Path) -> tup
         backgrounds=found / "backgrounds" if found else None,
     )
     return eval_set, "seed icons+backgrounds" if found else "OpenMoji+procedural"
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """Resident memory of process `pid` (default: this one) in MB, from Linux's /proc."""
+    status = Path(f"/proc/{pid or os.getpid()}/status")
+    for line in status.read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmRSS in {status}")
+
+
+class RssSampler:
+    """Samples another process's resident memory every `interval` seconds on a thread, from
+    `start()` until `stop()` or the process ends; `samples` holds (seconds, MB)."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, float]] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._stopped.set()
+        self._thread.join()
+        return self.samples
+
+    def _run(self) -> None:
+        import time
+
+        began = time.perf_counter()
+        while not self._stopped.is_set():
+            try:
+                self.samples.append((time.perf_counter() - began, rss_mb(self.pid)))
+            except (OSError, SystemExit):  # the process has ended
+                return
+            self._stopped.wait(self.interval)

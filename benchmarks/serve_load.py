@@ -7,9 +7,10 @@ Usage:
 For each concurrency mode, starts `onestage serve` (the default backend of `onestage predict`)
 on a free loopback port, sends `--clients` keep-alive clients x `--requests` POST /predict of
 320x320 PNG images (8 different synthetic scenes) at once, and reports errors, requests/s, p50
-and p99 latency, and the server's resident memory before and after the load (after 20 warm-up
-requests). In the same run, and first, the backend's own batch-1 `Detector.predict` throughput
-on the same decoded images in this process (the ceiling a server of one model approaches).
+and p99 latency, and the server's resident memory before and after the load (after --warmup
+requests, default 20; also sampled every 0.5 s during it). In the same run, and first, the
+backend's own batch-1 `Detector.predict` throughput on the same decoded images in this process
+(the ceiling a server of one model approaches).
 Bounded: at most --requests per client and --timeout seconds per mode. Prints a Markdown table;
 --record appends it to BENCHMARKS.md with the machine.
 """
@@ -26,12 +27,11 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import IO
 
 import numpy as np
 
-from bench_common import command_line, report
+from bench_common import RssSampler, command_line, report, rss_mb
 from onestage.engine.device import machine_description
 from onestage.engine.evaluator import synthetic_eval_set
 from onestage.engine.predictor import open_detector
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=250, help="per client")
     parser.add_argument("--concurrency", nargs="*", default=["batch", "threads"])
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mode, at most")
+    parser.add_argument("--warmup", type=int, default=20, help="requests before the load")
     parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
     args = parser.parse_args()
 
@@ -54,7 +55,7 @@ def main() -> None:
         synthetic_eval_set(detector.class_names, 1, seed=seed).load_image(0)
         for seed in range(SCENES)
     ]
-    bodies = [_png(image) for image in images]
+    bodies = [png_bytes(image) for image in images]
     ceiling = predict_throughput(detector, images)
     backend = detector.runtime_description
     del detector
@@ -114,9 +115,10 @@ def load_run(args: argparse.Namespace, mode: str, bodies: list[bytes]) -> dict:
 
 def _measure(port: int, pid: int, args: argparse.Namespace, bodies: list[bytes]) -> dict:
     warm = _Client(port)
-    for index in range(20):
+    for index in range(args.warmup):
         warm.post(bodies[index % len(bodies)])
-    rss_before = _rss_mb(pid)
+    rss_before = rss_mb(pid)
+    sampler = RssSampler(pid).start()
     deadline = time.monotonic() + args.timeout
     clients = [_Client(port) for _ in range(args.clients)]
     threads = [
@@ -129,12 +131,15 @@ def _measure(port: int, pid: int, args: argparse.Namespace, bodies: list[bytes])
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - began
+    samples = sampler.stop()
     return {
         "latencies": [t for client in clients for t in client.latencies],
         "errors": sum(client.errors for client in clients),
         "seconds": seconds,
         "rss_before": rss_before,
-        "rss_after": _rss_mb(pid),
+        "rss_after": rss_mb(pid),
+        "rss_peak": max(mb for _, mb in samples),
+        "samples": samples,
     }
 
 
@@ -168,7 +173,7 @@ class _Client:
             self.post(bodies[(index + offset) % len(bodies)])
 
 
-def _png(image: np.ndarray) -> bytes:
+def png_bytes(image: np.ndarray) -> bytes:
     import io
 
     from PIL import Image
@@ -200,14 +205,6 @@ def _wait_for_health(
         except OSError:
             time.sleep(0.3)
     raise SystemExit("the server did not answer /health in time")
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident memory of process `pid` in MB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit(f"no VmRSS for process {pid}")
 
 
 if __name__ == "__main__":

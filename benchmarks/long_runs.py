@@ -1,0 +1,199 @@
+"""Long runs: resident memory over many predictions, served requests and training steps.
+
+Usage:
+  python benchmarks/long_runs.py [--weights animals] [--predictions 10000] [--requests 10000]
+                                 [--steps 2000] [--parts detector serve train] [--record]
+
+- detector: `--predictions` calls of `Detector.predict`, one image each, cycling through 12
+  synthetic scenes of 6 sizes (200x300 to 1024x768), on torch and on ONNX Runtime f32 (the
+  default backend of `onestage predict`); this process's resident memory is read every
+  hundredth of the calls.
+- serve: `onestage serve` (default backend, `--concurrency batch`) answers 8 keep-alive
+  clients sending `--requests` POST /predict in all; the server's memory is sampled every
+  0.5 s.
+- train: `onestage train --recipe fast` (the seed architecture, batch 4) for `--steps` steps
+  in epochs of 200, validated on 200 images after every epoch (so the warm-up holds one
+  validation), in a subprocess sampled every second.
+
+Warm-up is the first tenth of each run (for serve: a tenth of `--requests` sent before the
+load). Growth = the highest sample after warm-up minus the highest during it (a leak raises
+later peaks; a transient the warm-up already had does not count); the slope is a least-squares
+fit over the second half of the run, in MB per 1,000 calls or steps. Prints a
+Markdown table; --record appends it to BENCHMARKS.md with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bench_common import command_line, report, rss_mb
+from onestage.engine.device import machine_description
+from onestage.engine.evaluator import synthetic_eval_set
+from onestage.engine.predictor import open_detector
+
+SIZES = [(320, 320), (640, 480), (480, 640), (200, 300), (1024, 768), (512, 288)]
+TRAIN_STEPS_PER_EPOCH = 200
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="animals")
+    parser.add_argument("--predictions", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--steps", type=int, default=2_000)
+    parser.add_argument("--parts", nargs="*", default=["detector", "serve", "train"])
+    parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    args = parser.parse_args()
+
+    lines = [
+        "| run | calls or steps | errors | peak in warm-up MB | peak after MB | final MB "
+        "| growth MB | second-half slope MB/1000 | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    if "detector" in args.parts:
+        for backend, precision in (("torch", None), ("onnxruntime", "f32")):
+            lines.append(detector_run(args.weights, backend, precision, args.predictions))
+            print(lines[-1], flush=True)
+    if "serve" in args.parts:
+        lines.append(serve_run(args.weights, args.requests))
+        print(lines[-1], flush=True)
+    if "train" in args.parts:
+        lines.append(train_run(args.steps))
+        print(lines[-1], flush=True)
+    header = f"\n`{command_line()}`: weights {args.weights}; {machine_description()}.\n\n"
+    report(header, lines, args.record)
+
+
+def scenes(class_names: tuple[str, ...]) -> list[np.ndarray]:
+    """12 synthetic scenes, each resized to one of SIZES (width, height)."""
+    images = []
+    for seed in range(12):
+        image = synthetic_eval_set(class_names, 1, seed=seed).load_image(0)
+        size = SIZES[seed % len(SIZES)]
+        images.append(np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR)))
+    return images
+
+
+def detector_run(weights: str, backend: str, precision: str | None, count: int) -> str:
+    """`count` predictions, this process's memory read every hundredth of them."""
+    detector = open_detector(weights, "cpu", backend, precision)
+    images = scenes(detector.class_names)
+    samples: list[tuple[int, float]] = []
+    began = time.perf_counter()
+    for index in range(count):
+        detector.predict(images[index % len(images)])
+        if (index + 1) % max(1, count // 100) == 0:
+            samples.append((index + 1, rss_mb()))
+    seconds = time.perf_counter() - began
+    del detector
+    return table_row(f"Detector.predict, {backend}", count, 0, samples, count // 10, seconds)
+
+
+def serve_run(weights: str, requests: int) -> str:
+    """`requests` POST /predict from 8 clients after a tenth as many warm-up requests."""
+    from serve_load import SCENES, load_run, png_bytes
+
+    clients = 8
+    load = argparse.Namespace(
+        weights=weights,
+        clients=clients,
+        requests=requests // clients,
+        timeout=1800.0,
+        warmup=requests // 10,
+    )
+    bodies = [
+        png_bytes(synthetic_eval_set(("cat",), 1, seed=seed).load_image(0))
+        for seed in range(SCENES)
+    ]
+    began = time.perf_counter()
+    result = load_run(load, "batch", bodies)
+    seconds = time.perf_counter() - began
+    sent = len(result["latencies"]) + result["errors"]
+    during = result["samples"]
+    samples = [(0, result["rss_before"])] + [
+        (round(sent * at / during[-1][0]), mb) for at, mb in during
+    ]
+    return table_row("onestage serve, batch", sent, result["errors"], samples, 0, seconds)
+
+
+def train_run(steps: int) -> str:
+    """`onestage train --recipe fast` for `steps` steps, sampled every second; a step count is
+    read off results.csv (its rows are epochs) at each sample."""
+    epochs = max(1, steps // TRAIN_STEPS_PER_EPOCH)
+    with tempfile.TemporaryDirectory() as project:
+        command = [
+            sys.executable,
+            "-m",
+            "onestage",
+            "train",
+            "--recipe",
+            "fast",
+            "--epochs",
+            str(epochs),
+            "--steps",
+            str(TRAIN_STEPS_PER_EPOCH),
+            "--project",
+            project,
+            "--name",
+            "long",
+        ]
+        began = time.perf_counter()
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        results = Path(project) / "long" / "results.csv"
+        samples: list[tuple[int, float]] = []
+        while child.poll() is None:
+            try:
+                done = max(0, len(results.read_text().splitlines()) - 1) if results.exists() else 0
+                samples.append((done * TRAIN_STEPS_PER_EPOCH, rss_mb(child.pid)))
+            except (OSError, SystemExit):  # the child ended between poll and read
+                break
+            time.sleep(1.0)
+        seconds = time.perf_counter() - began
+        errors = 0 if child.returncode == 0 else 1
+    warm_index = next(i for i, (step, _) in enumerate(samples) if step >= steps // 10)
+    return table_row(
+        "onestage train --recipe fast",
+        epochs * TRAIN_STEPS_PER_EPOCH,
+        errors,
+        samples,
+        samples[warm_index][0],
+        seconds,
+        warm_index,
+    )
+
+
+def table_row(
+    name: str,
+    count: int,
+    errors: int,
+    samples: list[tuple[int, float]],
+    warmup: int,
+    seconds: float,
+    warm_index: int | None = None,
+) -> str:
+    """One row: the peak during warm-up (the samples up to the last at or before `warmup`
+    calls, or up to `samples[warm_index]`), the peak after it, growth and the second half's
+    slope."""
+    if warm_index is None:
+        warm_index = max(i for i, (at, _) in enumerate(samples) if at <= warmup)
+    warm = max(mb for _, mb in samples[: warm_index + 1])
+    after = [mb for _, mb in samples[warm_index + 1 :]] or [samples[-1][1]]
+    half = samples[len(samples) // 2 :]
+    counts = np.array([at for at, _ in half], dtype=float)
+    slope = np.polyfit(counts, [mb for _, mb in half], 1)[0] * 1000 if np.ptp(counts) else 0.0
+    return (
+        f"| {name} | {count:,} | {errors} | {warm:.0f} | {max(after):.0f} | {samples[-1][1]:.0f} "
+        f"| {max(after) - warm:.1f} | {slope:.2f} | {seconds:.0f} |"
+    )
+
+
+if __name__ == "__main__":
+    main()

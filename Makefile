@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/architectures.py --images 12000
 	$(BIN)/python benchmarks/inference_latency.py
 	$(BIN)/python benchmarks/serve_load.py
+
+# Every reader fuzzed with 2,000+ cases (tests/fuzz; `make test` runs a short version).
+fuzz: $(STAMP)
+	mkdir -p runs/fuzz
+	rm -f runs/fuzz/report.jsonl
+	ONESTAGE_FUZZ_CASES=2000 ONESTAGE_FUZZ_REPORT=runs/fuzz/report.jsonl \
+		$(BIN)/python -m pytest tests/fuzz; status=$$?; \
+		$(BIN)/python tests/fuzz/summary.py runs/fuzz/report.jsonl; exit $$status
 
 clean:
 	rm -rf $(VENV) runs

@@ -25,8 +25,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from onestage.errors import OnestageError
+from onestage.errors import OnestageError, first_line
 from onestage.fileio import atomic_write_bytes, atomic_write_text
+from onestage.parsing import MalformedText, parse_json
 
 METADATA_KEY = "onestage"
 FORMAT_VERSION = 1
@@ -48,6 +49,8 @@ def verify_content(path: Path, tensors: dict[str, torch.Tensor], document: dict[
     """Check `tensors` against the document's content hash: a mismatch is an error naming
     `path`; a document without one (an older file) is a warning."""
     expected = document.get(HASH_KEY)
+    if expected is not None and not isinstance(expected, str):
+        raise OnestageError(f"{path}: its content hash is not a string (the file is corrupt)")
     if expected is None:
         log.warning("%s: no content hash (an older file): loaded without an integrity check", path)
         return
@@ -81,14 +84,21 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, header = _read_safetensors(path)
     if METADATA_KEY not in header:
         raise OnestageError(f"{path}: not a onestage weights file (no onestage metadata)")
-    try:
-        metadata = json.loads(header[METADATA_KEY])
-    except json.JSONDecodeError:
-        raise OnestageError(f"{path}: onestage metadata is not valid JSON") from None
-    if not isinstance(metadata, dict):
-        raise OnestageError(f"{path}: onestage metadata is not a JSON object")
+    metadata = _document(header, path)
     verify_content(path, tensors, metadata)
     return tensors, metadata
+
+
+def _document(header: dict[str, Any], path: Path) -> dict[str, Any]:
+    """onestage's JSON document in a safetensors header, as a dict (one-line errors)."""
+    text = header[METADATA_KEY]
+    try:
+        document = parse_json(text) if isinstance(text, str) else None
+    except MalformedText as error:
+        raise OnestageError(f"{path}: onestage metadata is not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise OnestageError(f"{path}: onestage metadata is not a JSON object")
+    return document
 
 
 def load_model_weights(
@@ -159,22 +169,53 @@ def load_training_state(
     tensors, header = _read_safetensors(path)
     if METADATA_KEY not in header:
         raise OnestageError(f"{path}: not a onestage training-state file")
-    document = json.loads(header[METADATA_KEY])
+    document = _document(header, path)
     verify_content(path, tensors, document)
-    param_state: dict[int, dict[str, Any]] = {}
-    for key, tensor in tensors.items():
-        if key.startswith("optimizer."):
-            _, param_id, name = key.split(".", 2)
-            param_state.setdefault(int(param_id), {})[name] = tensor
-    for param_id, values in document["scalars"].items():
-        param_state.setdefault(int(param_id), {}).update(values)
-    optimizer.load_state_dict({"state": param_state, "param_groups": document["param_groups"]})
+    param_state = _parameter_state(tensors, document, path)
+    try:
+        optimizer.load_state_dict({"state": param_state, "param_groups": document["param_groups"]})
+        torch.set_rng_state(tensors["rng.torch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise OnestageError(
+            f"{path}: the training state does not fit this optimiser ({first_line(error)})"
+        ) from None
     _match_parameter_layouts(optimizer)
-    torch.set_rng_state(tensors["rng.torch"])
     if device is not None and device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     raw = {key[4:]: tensor for key, tensor in tensors.items() if key.startswith("raw.")}
     return document["counters"], raw
+
+
+def _parameter_state(
+    tensors: dict[str, torch.Tensor], document: dict[str, Any], path: Path
+) -> dict[int, dict[str, Any]]:
+    """The optimiser's per-parameter state from a training-state file's tensors and document,
+    after checking the document's layout (one-line errors naming `path`)."""
+    scalars, counters = document.get("scalars"), document.get("counters")
+    groups = document.get("param_groups")
+    state_keys = [key.split(".", 2) for key in tensors if key.startswith("optimizer.")]
+    layout_ok = (
+        isinstance(scalars, dict)
+        and all(_is_index(key) and isinstance(values, dict) for key, values in scalars.items())
+        and isinstance(counters, dict)
+        and isinstance(groups, list)
+        and all(isinstance(group, dict) for group in groups)
+        and "rng.torch" in tensors
+        and all(len(parts) == 3 and _is_index(parts[1]) for parts in state_keys)
+    )
+    if not layout_ok:
+        raise OnestageError(f"{path}: not a training-state file as onestage writes them")
+    param_state: dict[int, dict[str, Any]] = {}
+    for parts in state_keys:
+        param_state.setdefault(int(parts[1]), {})[parts[2]] = tensors[".".join(parts)]
+    for param_id, values in scalars.items():
+        param_state.setdefault(int(param_id), {}).update(values)
+    return param_state
+
+
+def _is_index(text: str) -> bool:
+    """Whether `text` is a parameter index as the state's keys write them."""
+    return text.isdecimal() and len(text) <= 9
 
 
 def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from onestage.errors import OnestageError
+from onestage.errors import OnestageError, first_line
+from onestage.parsing import MalformedText, parse_yaml
 
 
 def _knob(default: Any, meaning: str) -> Any:
@@ -165,26 +166,34 @@ def make_config(
     if recipe is not None:
         if recipe not in RECIPES:
             raise OnestageError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
-        values.update(RECIPES[recipe])
+        values.update(_coerced(RECIPES[recipe], f"recipe {recipe}"))
     if yaml_path is not None:
-        values.update(_check_keys(load_yaml(yaml_path), str(yaml_path)))
+        values.update(_coerced(_check_keys(load_yaml(yaml_path), str(yaml_path)), str(yaml_path)))
     if overrides:
-        values.update(_check_keys(overrides, "override"))
-    coerced = {key: coerce_value(key, value) for key, value in values.items()}
-    return TrainConfig(**coerced)
+        values.update(_coerced(_check_keys(overrides, "override"), "override"))
+    return TrainConfig(**values)
+
+
+def _coerced(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """`coerce_value` for each value; an error names `source` (the file, say)."""
+    try:
+        return {key: coerce_value(key, value) for key, value in values.items()}
+    except OnestageError as error:
+        raise OnestageError(f"{source}: {error}") from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a malformed file is a one-line error naming it."""
     path = Path(path)
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = parse_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise OnestageError(f"{path}: config file not found") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise OnestageError(f"{path}{where}: malformed YAML ({error})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise OnestageError(f"{path}: cannot read the config file ({first_line(error)})") from None
+    except MalformedText as error:
+        where = f":{error.line}" if error.line is not None else ""
+        raise OnestageError(f"{path}{where}: malformed YAML ({error.problem})") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -197,7 +206,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise OnestageError(f"override {text!r}: expected KEY=VALUE")
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        return key.strip(), parse_yaml(raw) if raw.strip() else None
+    except MalformedText as error:
+        raise OnestageError(f"override {text!r}: malformed YAML ({error.problem})") from None
 
 
 def coerce_value(key: str, value: Any) -> Any:
@@ -214,7 +226,12 @@ def coerce_value(key: str, value: Any) -> Any:
             except ValueError:
                 continue
         if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise OnestageError(
+                    f"config key {key!r}: {_shortened(value)} is out of range"
+                ) from None
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if kind is bool and isinstance(value, bool):
@@ -222,7 +239,13 @@ def coerce_value(key: str, value: Any) -> Any:
         if kind is str and isinstance(value, str | int | float) and not isinstance(value, bool):
             return str(value)
     names = " or ".join(k.__name__ for k in kinds)
-    raise OnestageError(f"config key {key!r} expects {names}, got {value!r}")
+    raise OnestageError(f"config key {key!r} expects {names}, got {_shortened(value)}")
+
+
+def _shortened(value: Any, limit: int = 60) -> str:
+    """`repr(value)`, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _check_keys(values: dict[str, Any], source: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from onestage.data.paths import is_file
 from onestage.errors import DataError
 from onestage.fileio import atomic_write_with
 
@@ -52,7 +53,7 @@ def decode_image_bytes(
 
 def _existing(path: Path) -> Path:
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise DataError(path, "image file not found")
     return path
 

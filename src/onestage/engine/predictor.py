@@ -34,6 +34,8 @@ from onestage.postprocess import PredictOptions, postprocess
 
 # Shipped weights live in the package, addressed by name (e.g. --weights seed_animals).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+# The largest input side metadata may name (the built-ins run at 320).
+MAX_INPUT_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -112,20 +114,22 @@ class Detector:
         path = resolve_weights(weights)
         if path.suffix in EXPORTED_SUFFIXES:
             runtime, metadata = exported_runtime(path, backend, precision)
+            check_metadata(metadata, path, exported=True)
             return cls(None, metadata, runtime=runtime)
         backend = backend or "torch"
         check_backend(backend, path)
         _, metadata = load_weights(path)
-        for key in ("model", "class_names", "anchors", "input_size"):
-            if key not in metadata:
-                raise OnestageError(f"{path}: onestage metadata lacks {key!r}")
-        import_plugins(metadata.get("plugins", []))
-        build = build_spec_model if "spec" in metadata else build_model
-        model = build(
-            metadata.get("spec", metadata["model"]),
-            num_classes=len(metadata["class_names"]),
-            input_size=metadata["input_size"],
-        )
+        check_metadata(metadata, path)
+        try:
+            import_plugins(metadata.get("plugins", []))
+            build = build_spec_model if "spec" in metadata else build_model
+            model = build(
+                metadata.get("spec", metadata["model"]),
+                num_classes=len(metadata["class_names"]),
+                input_size=metadata["input_size"],
+            )
+        except OnestageError as error:
+            raise OnestageError(f"{path}: the model it names does not build: {error}") from None
         load_model_weights(model, path, {"model": metadata["model"]})
         if backend != "torch":
             runtime, exported = model_runtime(model, metadata, backend, precision or "f32", path)
@@ -289,6 +293,72 @@ class Detector:
             timing["forward"] = forward_done - began
             timing["postprocess"] = time.perf_counter() - forward_done
         return results
+
+
+def check_metadata(metadata: dict[str, Any], path: Path, exported: bool = False) -> None:
+    """A one-line error naming `path` for metadata a Detector cannot use: a missing key or a
+    value of the wrong kind (`exported`: also the coding layout an exported file needs)."""
+
+    def refuse(key: str, expected: str) -> None:
+        raise OnestageError(
+            f"{path}: onestage metadata: {key!r} must be {expected}, got {metadata[key]!r:.60}"
+        )
+
+    required = ("model", "class_names", "anchors", "input_size", *(("coding",) if exported else ()))
+    for key in required:
+        if key not in metadata:
+            raise OnestageError(f"{path}: onestage metadata lacks {key!r}")
+    names = metadata["class_names"]
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
+        refuse("class_names", "a list of class names")
+    size = metadata["input_size"]
+    if not (type(size) is int and 1 <= size <= MAX_INPUT_SIZE):
+        refuse("input_size", f"an integer from 1 to {MAX_INPUT_SIZE}")
+    for key in ("model", "anchors"):
+        if not isinstance(metadata[key], str):
+            refuse(key, "a string")
+    for key, kind, expected in (
+        ("loss", str | None, "a string"),
+        ("letterbox", bool, "true or false"),
+        ("spec", dict, "a mapping"),
+        ("plugins", list, "a list of file names"),
+        ("category_ids", list, "a list of integers"),
+    ):
+        if key in metadata and not isinstance(metadata[key], kind):
+            refuse(key, expected)
+    if not all(isinstance(plugin, str) for plugin in metadata.get("plugins", [])):
+        refuse("plugins", "a list of file names")
+    if exported:
+        _check_coding(metadata, path, size)
+
+
+def _check_coding(metadata: dict[str, Any], path: Path, input_size: int) -> None:
+    """The coding layout of an exported file: its box coding, the count that coding needs
+    (reg_max or anchors per cell) and levels no larger than the input."""
+    coding = metadata["coding"]
+    if isinstance(coding, dict):
+        box_coding = coding.get("box_coding")
+        count_keys = {"points": "reg_max", "anchors": "anchors_per_cell"}
+        count_key = count_keys.get(box_coding) if isinstance(box_coding, str) else None
+        levels = coding.get("feature_sizes")
+        count = coding.get(count_key) if count_key else None
+        if (
+            type(count) is int
+            and 0 <= count <= 64
+            and isinstance(levels, list)
+            and levels
+            and all(
+                isinstance(level, list)
+                and len(level) == 2
+                and all(type(side) is int and 1 <= side <= input_size for side in level)
+                for level in levels
+            )
+        ):
+            return
+    raise OnestageError(
+        f"{path}: onestage metadata: 'coding' is not a coding layout onestage writes, "
+        f"got {coding!r:.60}"
+    )
 
 
 def open_detector(

@@ -66,6 +66,7 @@ from onestage.errors import OnestageError, first_line
 from onestage.models.blocks import BLOCKS, keras_initialise
 from onestage.models.heads import HEAD_ATTRIBUTES, is_head, output_values
 from onestage.models.plugins import import_plugins
+from onestage.parsing import MalformedText, parse_yaml
 
 SPECS_DIR = Path(__file__).parent / "specs"
 SECTIONS = ("backbone", "neck", "head")
@@ -228,12 +229,11 @@ def spec_from_dict(data: dict[str, Any], origin: str = "", base_dir: Path | None
 def parse_spec(text: str, origin: str = "<spec>", base_dir: Path | None = None) -> Spec:
     """A Spec from YAML text; malformed YAML is one line with its line and column."""
     try:
-        data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise OnestageError(f"{origin}{where}: malformed YAML: {problem}") from None
+        data = parse_yaml(text, _SpecLoader)
+    except MalformedText as error:
+        where = f":{error.line}" if error.line is not None else ""
+        where += f":{error.column}" if error.line is not None and error.column is not None else ""
+        raise OnestageError(f"{origin}{where}: malformed YAML: {error.problem}") from None
     if not isinstance(data, dict):
         raise OnestageError(f"{origin}: a spec is a mapping with name, backbone, neck and head")
     return spec_from_dict(data, origin, base_dir)
@@ -254,7 +254,11 @@ def load_spec(source: str | Path) -> Spec:
             f"{source}: no such spec file, and no built-in spec of that name "
             f"(built-in: {', '.join(spec_names())})"
         )
-    return parse_spec(path.read_text(encoding="utf-8"), str(path), path.resolve().parent)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise OnestageError(f"{path}: cannot read the spec file ({first_line(error)})") from None
+    return parse_spec(text, str(path), path.resolve().parent)
 
 
 def as_spec(source: Spec | dict[str, Any] | str | Path) -> Spec:

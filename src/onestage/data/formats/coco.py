@@ -20,9 +20,11 @@ from onestage.data.formats._common import (
     image_size,
     place_image,
 )
+from onestage.data.paths import is_file
 from onestage.data.records import Box, DetectionDataset, ImageRecord, LabelFix
 from onestage.errors import DataError
 from onestage.fileio import atomic_write_text
+from onestage.parsing import MalformedText, parse_json
 
 _PREFIX = "instances_"
 
@@ -139,9 +141,9 @@ def _annotations(records: list[ImageRecord]) -> list[dict[str, Any]]:
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(path, f"malformed JSON: {error.msg}", line=error.lineno) from None
+        content = parse_json(path.read_text(encoding="utf-8"))
+    except MalformedText as error:
+        raise DataError(path, f"malformed JSON: {error.problem}", line=error.line) from None
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(path, f"cannot read the file ({error})") from None
     if not isinstance(content, dict):
@@ -328,4 +330,4 @@ def _resolve(file_name: str, root: Path, split: str, json_path: Path) -> Path:
         json_path.parent.parent / file_name,
         root / file_name,
     ]
-    return next((path for path in candidates if path.is_file()), candidates[0])
+    return next((path for path in candidates if is_file(path)), candidates[0])

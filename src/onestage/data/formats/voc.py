@@ -19,6 +19,7 @@ from onestage.data.formats._common import (
     place_image,
 )
 from onestage.data.images import IMAGE_SUFFIXES
+from onestage.data.paths import is_file
 from onestage.data.records import Box, DetectionDataset, ImageRecord
 from onestage.errors import DataError
 from onestage.fileio import atomic_write_text
@@ -148,7 +149,7 @@ def _split_members(root: Path, problems: Problems) -> dict[str, list[Path]]:
             if not line.strip():
                 continue
             xml_path = root / "Annotations" / f"{line.split()[0]}.xml"
-            if xml_path.is_file():
+            if is_file(xml_path):
                 members[split].append(xml_path)
             else:
                 problems.add(DataError(list_path, f"annotation {xml_path} not found", line=number))
@@ -270,11 +271,11 @@ def _image_path(root: Path, filename: str, xml_path: Path) -> Path:
     """JPEGImages/<filename>, else an image named like the annotation (filename without suffix)."""
     images = root / "JPEGImages"
     path = images / filename
-    if path.is_file():
+    if is_file(path):
         return path
     for suffix in IMAGE_SUFFIXES:
         candidate = images / f"{xml_path.stem}{suffix}"
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     return path
 

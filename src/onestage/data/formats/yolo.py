@@ -19,9 +19,11 @@ from onestage.data.formats._common import (
     place_image,
 )
 from onestage.data.images import IMAGE_SUFFIXES
+from onestage.data.paths import is_dir, is_file
 from onestage.data.records import Box, DetectionDataset, ImageRecord
 from onestage.errors import DataError
 from onestage.fileio import atomic_write_text
+from onestage.parsing import MalformedText, parse_yaml
 
 DATA_YAML = "data.yaml"
 # data.yaml keys that never name a split.
@@ -36,8 +38,8 @@ def find_data_yaml(root: Path) -> Path | None:
         return root / DATA_YAML
     for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
         try:
-            content = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            content = parse_yaml(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, MalformedText):
             continue
         if isinstance(content, dict) and "names" in content:
             return path
@@ -71,7 +73,7 @@ def read(
     if not isinstance(base_value, str):
         raise DataError(yaml_path, "expected a folder name", field="path")
     base = yaml_path.parent / base_value
-    if not base.is_dir():  # Ultralytics resolves `path` elsewhere (its datasets folder)
+    if not is_dir(base):  # Ultralytics resolves `path` elsewhere (its datasets folder)
         base = yaml_path.parent
     splits: dict[str, list[ImageRecord]] = {}
     for key, value in config.items():
@@ -124,12 +126,9 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(path, f"cannot read the file ({error})") from None
     try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error)
-        line = mark.line + 1 if mark is not None else None
-        raise DataError(path, f"malformed YAML: {problem}", line=line) from None
+        config = parse_yaml(text)
+    except MalformedText as error:
+        raise DataError(path, f"malformed YAML: {error.problem}", line=error.line) from None
     if not isinstance(config, dict):
         raise DataError(path, "expected a mapping with `names` and one folder per split")
     return config
@@ -158,13 +157,13 @@ def _class_names(config: dict[str, Any], path: Path) -> tuple[str, ...]:
 
 def _list_images(base: Path, source: str, yaml_path: Path, key: str) -> list[Path]:
     path = base / source
-    if path.suffix == ".txt" and path.is_file():
+    if path.suffix == ".txt" and is_file(path):
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:
             raise DataError(path, f"cannot read the file ({error})") from None
         return [path.parent / line.strip() for line in lines if line.strip()]
-    if path.is_dir():
+    if is_dir(path):
         found = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         return sorted(found)
     raise DataError(yaml_path, f"split folder or image list {path} not found", field=key)

@@ -101,6 +101,17 @@ def _document(header: dict[str, Any], path: Path) -> dict[str, Any]:
     return document
 
 
+def weights_epoch(path: Path) -> int | None:
+    """The epoch a weights file and its `.json` sidecar both name; None when either is missing
+    or unreadable, or when they differ."""
+    try:
+        epoch = load_weights(path)[1].get("epoch")
+        sidecar = json.loads(Path(path).with_suffix(".json").read_text(encoding="utf-8"))
+    except (OnestageError, OSError, ValueError):
+        return None
+    return epoch if isinstance(sidecar, dict) and sidecar.get("epoch") == epoch else None
+
+
 def load_model_weights(
     model: torch.nn.Module, path: Path, expected: dict[str, Any]
 ) -> dict[str, Any]:
@@ -111,6 +122,13 @@ def load_model_weights(
             raise OnestageError(
                 f"{path}: weights are for {key} {metadata.get(key)!r}, not {expected[key]!r}"
             )
+    load_fitting(model, tensors, path)
+    return metadata
+
+
+def load_fitting(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Load `tensors` (read from `path`) into `model`; an error naming `path` when they do not
+    fit its architecture."""
     own = model.state_dict()
     mismatched = [
         name for name, tensor in tensors.items() if name in own and own[name].shape != tensor.shape
@@ -123,7 +141,6 @@ def load_model_weights(
             f"{(missing + mismatched)[0]})"
         )
     model.load_state_dict({name: tensor.to(own[name].dtype) for name, tensor in tensors.items()})
-    return metadata
 
 
 def save_training_state(
@@ -132,16 +149,20 @@ def save_training_state(
     counters: dict[str, Any],
     raw_weights: dict[str, torch.Tensor] | None = None,
     device: torch.device | None = None,
+    averaged_weights: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write optimiser state, the CPU RNG state (and the CUDA one of `device` when it is a GPU),
-    loop counters (JSON) and, when the weights file holds averaged (EMA) weights, the raw
-    training weights, atomically."""
+    loop counters (JSON), the raw training weights and the averaged (EMA) ones, atomically.
+
+    With both kinds of weights in it, the file alone resumes a run: the trainer writes it as an
+    epoch's commit, before the weights file, so a run killed between the two still resumes."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
     if device is not None and device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-    for name, tensor in (raw_weights or {}).items():
-        tensors[f"raw.{name}"] = tensor.detach().cpu().contiguous()
+    for prefix, weights in (("raw", raw_weights), ("averaged", averaged_weights)):
+        for name, tensor in (weights or {}).items():
+            tensors[f"{prefix}.{name}"] = tensor.detach().cpu().contiguous()
     scalars: dict[str, dict[str, Any]] = {}
     for param_id, param_state in state["state"].items():
         for name, value in param_state.items():
@@ -162,10 +183,10 @@ def save_training_state(
 
 def load_training_state(
     path: Path, optimizer: torch.optim.Optimizer, device: torch.device | None = None
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Restore optimiser and RNG state from `path` (the CUDA generator of `device` too, when it
-    is a GPU and the file has one); returns the loop counters and the raw training weights
-    (empty when the weights file holds them itself)."""
+    is a GPU and the file has one); returns the loop counters, the raw training weights and the
+    averaged (EMA) ones (either empty in files from before they were kept there)."""
     tensors, header = _read_safetensors(path)
     if METADATA_KEY not in header:
         raise OnestageError(f"{path}: not a onestage training-state file")
@@ -182,8 +203,11 @@ def load_training_state(
     _match_parameter_layouts(optimizer)
     if device is not None and device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-    raw = {key[4:]: tensor for key, tensor in tensors.items() if key.startswith("raw.")}
-    return document["counters"], raw
+    raw, averaged = (
+        {key[len(prefix) :]: tensor for key, tensor in tensors.items() if key.startswith(prefix)}
+        for prefix in ("raw.", "averaged.")
+    )
+    return document["counters"], raw, averaged
 
 
 def _parameter_state(

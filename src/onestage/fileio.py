@@ -1,4 +1,10 @@
-"""Atomic file writes: write a temporary file beside the target, then rename over it."""
+"""Atomic file writes: write a temporary file beside the target, then rename over it.
+
+A process killed mid-write leaves the old file (or none) under the final name and, at worst, a
+stray `.<name>.<random>.tmp` beside it (`remove_temp_files` clears those). A write that fails (a
+full disk, a read-only folder) removes its temporary file and raises `WriteError` naming the
+target.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,18 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from onestage.errors import OnestageError
+
+
+class WriteError(OnestageError, OSError):
+    """A file could not be written: `str()` reads `cannot write PATH: reason`; errno kept."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error), str(path))
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -21,16 +39,29 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_with(path: str | Path, write: Callable[[object], object]) -> None:
     """Call `write(binary_file_handle)` on a temp file, then rename it to `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise WriteError(path, error) from error
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            raise WriteError(path, error) from error
         raise
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the `.<name>.<random>.tmp` files a killed atomic write left in `folder`."""
+    stale = sorted(Path(folder).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _umask() -> int:

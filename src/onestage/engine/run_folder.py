@@ -14,13 +14,17 @@ from onestage.fileio import atomic_write_text
 
 
 def run_dir_of(path: Path) -> Path:
-    """The run folder for a run folder or for one of its weights files."""
+    """The run folder, with a checkpoint to resume, of a run folder or one of its weights files."""
     path = Path(path)
-    if path.is_file():
-        return path.parent.parent
-    if not (path / "weights" / "last.safetensors").is_file():
-        raise OnestageError(f"{path}: not a run folder with weights/last.safetensors to resume")
-    return path
+    run_dir = path.parent.parent if path.is_file() else path
+    if not (run_dir / "weights" / "last.state.safetensors").is_file():
+        if (run_dir / "config.yaml").is_file():
+            raise OnestageError(
+                f"{run_dir}: no checkpoint to resume (the run stopped before its first epoch "
+                "ended); start it again without --resume"
+            )
+        raise OnestageError(f"{path}: not a run folder with a checkpoint to resume")
+    return run_dir
 
 
 def resume_config(run: Path, overrides: dict[str, Any]) -> TrainConfig:

@@ -14,10 +14,12 @@ from torch.utils.data import DataLoader
 
 from onestage.box_coding import box_coding_for
 from onestage.checkpoint import (
+    load_fitting,
     load_model_weights,
     load_training_state,
     save_training_state,
     save_weights,
+    weights_epoch,
 )
 from onestage.config import TrainConfig, load_yaml, save_config
 from onestage.criterion import criterion_for
@@ -50,7 +52,7 @@ from onestage.engine.schedule import (
     learning_rate,
 )
 from onestage.errors import OnestageError
-from onestage.fileio import atomic_write_text, unique_run_dir
+from onestage.fileio import atomic_write_text, remove_temp_files, unique_run_dir
 from onestage.models import build_model
 from onestage.models.plugins import imported_plugins
 from onestage.models.spec import Spec
@@ -239,8 +241,11 @@ class Trainer:
         if not self.context.is_main:
             return None
         if resume_from is not None:
-            return run_dir_of(resume_from)
+            run_dir = run_dir_of(resume_from)
+            _remove_temp_files(run_dir)
+            return run_dir
         run_dir = unique_run_dir(self.config.project, self.config.name, self.config.exist_ok)
+        _remove_temp_files(run_dir)  # an exist_ok folder may be a killed run's
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
         save_config(self.config, run_dir / "config.yaml")
         if self.spec is not None:
@@ -249,27 +254,40 @@ class Trainer:
         return run_dir
 
     def _restore(self, resume_from: Path) -> None:
-        weights_dir = run_dir_of(resume_from) / "weights"
-        metadata = load_model_weights(
-            self.model, weights_dir / "last.safetensors", self._weights_identity()
+        """Continue from the training state, an epoch's commit (see `_save_epoch`)."""
+        run_dir = run_dir_of(resume_from)
+        weights_dir = run_dir / "weights"
+        state_path = weights_dir / "last.state.safetensors"
+        counters, raw_weights, averaged_weights = load_training_state(
+            state_path, self.optimizer, self.device
         )
-        counters, raw_weights = load_training_state(
-            weights_dir / "last.state.safetensors", self.optimizer, self.device
-        )
+        self.start_epoch = counters["epoch"]
+        if raw_weights and (averaged_weights or self.ema is None):
+            load_fitting(self.model, averaged_weights or raw_weights, state_path)
+        else:  # a state file from before it kept the weights: they are in last.safetensors
+            metadata = load_model_weights(
+                self.model, weights_dir / "last.safetensors", self._weights_identity()
+            )
+            if metadata.get("epoch") != self.start_epoch:
+                raise OnestageError(
+                    f"{weights_dir}: weights and training state disagree on the epoch"
+                )
         if self.ema is not None:
             self.ema = ModelEMA(self.model, self.config.ema, self.config.ema_tau, counters["ema"])
             self.model.load_state_dict(raw_weights)
         if counters.get("grad_scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(counters["grad_scaler"])
-        self.start_epoch = counters["epoch"]
         self.global_step = counters["global_step"]
         self.best_fitness = counters["best_fitness"]
         self.best_epoch = counters.get("best_epoch")
         self.epochs_without_improvement = counters["epochs_without_improvement"]
-        self.history = read_results(run_dir_of(resume_from) / "results.csv")
-        if metadata.get("epoch") != self.start_epoch:
-            raise OnestageError(f"{weights_dir}: weights and training state disagree on the epoch")
-        self._restore_schedule(run_dir_of(resume_from), counters)
+        # results.csv is written before the commit: rows past it are redone
+        rows = read_results(run_dir / "results.csv")
+        self.history = [row for row in rows if row["epoch"] <= self.start_epoch]
+        self._restore_schedule(run_dir, counters)
+        killed_before_weights = weights_epoch(weights_dir / "last.safetensors") != self.start_epoch
+        if killed_before_weights and self.run_dir is not None:
+            self._save_last_weights(self.start_epoch, self.history[-1] if self.history else {})
 
     def _restore_schedule(self, run_dir: Path, counters: dict[str, Any]) -> None:
         """Take the run's learning-rate curve; extend it when the config asks for more epochs."""
@@ -474,13 +492,20 @@ class Trainer:
 
     # ---- output ----
     def _save_epoch(self, epochs_done: int, row: dict[str, float], improved: bool) -> None:
+        """Write best.safetensors (when improved), results.csv, the training state, then
+        last.safetensors. The training state is the epoch's commit: a run killed before it
+        resumes from the epoch before (redoing the rows and best weights written past it), a run
+        killed after it resumes from this epoch and rewrites last.safetensors."""
         if self.run_dir is None:
             return
         weights_dir = self.run_dir / "weights"
-        metadata = self.weights_metadata(
-            epochs_done, {k: v for k, v in row.items() if k != "epoch"}
-        )
-        save_weights(weights_dir / "last.safetensors", self.deployed_model, metadata)
+        if improved:
+            save_weights(
+                weights_dir / "best.safetensors",
+                self.deployed_model,
+                self._row_metadata(epochs_done, row),
+            )
+        write_results(self.run_dir / "results.csv", self.history)
         save_training_state(
             weights_dir / "last.state.safetensors",
             self.optimizer,
@@ -496,12 +521,22 @@ class Trainer:
                 "steps_per_epoch": self.steps_per_epoch,
                 "cosine_segments": [list(astuple(s)) for s in self.cosine_segments],
             },
-            raw_weights=self.model.state_dict() if self.ema else None,
+            raw_weights=self.model.state_dict(),
             device=self.device,
+            averaged_weights=self.ema.module.state_dict() if self.ema else None,
         )
-        if improved:
-            save_weights(weights_dir / "best.safetensors", self.deployed_model, metadata)
-        write_results(self.run_dir / "results.csv", self.history)
+        self._save_last_weights(epochs_done, row)
+
+    def _save_last_weights(self, epochs_done: int, row: dict[str, float]) -> None:
+        save_weights(
+            self.run_dir / "weights" / "last.safetensors",
+            self.deployed_model,
+            self._row_metadata(epochs_done, row),
+        )
+
+    def _row_metadata(self, epochs_done: int, row: dict[str, float]) -> dict[str, Any]:
+        """The weights metadata of an epoch, with its results.csv row as metrics."""
+        return self.weights_metadata(epochs_done, {k: v for k, v in row.items() if k != "epoch"})
 
     def _architecture_metadata(self) -> dict[str, Any]:
         """The spec (so the weights alone rebuild the model) and the plugin files it needs."""
@@ -527,6 +562,12 @@ class Trainer:
             **({"category_ids": list(category_ids)} if category_ids else {}),
             **self._architecture_metadata(),
         }
+
+
+def _remove_temp_files(run_dir: Path) -> None:
+    """Delete the temporary files a process killed mid-write left in a run folder."""
+    for folder in (run_dir, run_dir / "weights", run_dir / "val"):
+        remove_temp_files(folder)
 
 
 def train(

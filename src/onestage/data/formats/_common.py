@@ -19,6 +19,7 @@ from onestage.data.records import (
     box_problem,
 )
 from onestage.errors import DataError
+from onestage.fileio import WriteError
 
 
 class Problems:
@@ -93,19 +94,25 @@ def claim(claimed: dict[Path, Path], target: Path, image_path: Path) -> None:
 
 
 def place_image(source: Path, dest: Path) -> None:
-    """Copy `source` to `dest` (temporary file, then rename) unless it already is that file."""
+    """Copy `source` to `dest` (temporary file, then rename) unless it already is that file; a
+    refused write (a full disk, a read-only folder) is a WriteError naming `dest`."""
     if dest.exists() and dest.resolve() == source.resolve():
         return
     if not source.is_file():
         raise DataError(source, "image file not found")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as error:
+        raise WriteError(dest, error) from error
     os.close(fd)
     try:
         shutil.copy2(source, temp_name)
         os.replace(temp_name, dest)
-    except BaseException:
+    except BaseException as error:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(error, OSError) and str(error.filename) != str(source):
+            raise WriteError(dest, error) from error
         raise
 
 

@@ -41,6 +41,7 @@ from onestage.engine.predictor import open_detector
 
 SIZES = [(320, 320), (640, 480), (480, 640), (200, 300), (1024, 768), (512, 288)]
 TRAIN_STEPS_PER_EPOCH = 200
+SAMPLES: list[tuple[str, int, float]] = []  # (run, calls or steps, MB) for --samples
 
 
 def main() -> None:
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2_000)
     parser.add_argument("--parts", nargs="*", default=["detector", "serve", "train"])
     parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument("--samples", type=Path, help="write every run's samples to this CSV")
     args = parser.parse_args()
 
     lines = [
@@ -68,6 +70,9 @@ def main() -> None:
     if "train" in args.parts:
         lines.append(train_run(args.steps))
         print(lines[-1], flush=True)
+    if args.samples:
+        rows = [f"{run},{at},{mb:.1f}" for run, at, mb in SAMPLES]
+        args.samples.write_text("run,calls_or_steps,rss_mb\n" + "\n".join(rows) + "\n")
     header = f"\n`{command_line()}`: weights {args.weights}; {machine_description()}.\n\n"
     report(header, lines, args.record)
 
@@ -182,6 +187,7 @@ def table_row(
     """One row: the peak during warm-up (the samples up to the last at or before `warmup`
     calls, or up to `samples[warm_index]`), the peak after it, growth and the second half's
     slope."""
+    SAMPLES.extend((name, at, mb) for at, mb in samples)
     if warm_index is None:
         warm_index = max(i for i, (at, _) in enumerate(samples) if at <= warmup)
     warm = max(mb for _, mb in samples[: warm_index + 1])

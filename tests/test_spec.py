@@ -398,7 +398,7 @@ def test_structural_mistakes_are_one_line() -> None:
     message = one_line_error(
         lambda: parse_spec("name: x\ninput_size: big\nbackbone: []\n", "x.yaml")
     )
-    assert message == "x.yaml: input_size must be a positive integer, got 'big'"
+    assert message == "x.yaml: input_size must be an integer from 1 to 4096, got 'big'"
 
 
 def test_a_head_must_give_one_row_per_anchor(restore_blocks: None) -> None:

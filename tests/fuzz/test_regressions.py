@@ -129,3 +129,56 @@ def test_training_state_with_bad_document(tmp_path: Path, change) -> None:
         load_training_state(_rewritten(path, change), optimizer)
     torch.set_rng_state(rng)
     assert str(tmp_path) in _message(caught)
+
+
+def test_a_coco_coordinate_beyond_float_range(tmp_path: Path) -> None:
+    root = write_valid_dataset(tmp_path, "coco")  # coco case 818: OverflowError
+    path = root / "annotations" / "instances_train.json"
+    document = json.loads(path.read_text())
+    document["annotations"][0]["bbox"][2] = int("9" * 400)
+    path.write_text(json.dumps(document))
+    with pytest.raises(DataError) as caught:
+        read_dataset(root)
+    assert _message(caught) == f"{path}: annotations[0].bbox: a coordinate is too large"
+
+
+@pytest.mark.parametrize(
+    ("change", "phrase"),
+    [
+        ("out: 8, k: 3, s: 2", f"out: {'9' * 30}, k: 3, s: 2"),  # spec cases: long long overflow
+        ("out: 8, k: 3, s: 2", "out: -1, k: 3, s: 2"),  # spec case: negative dimension
+        ("out: 8, k: 3, s: 2", "out: 8, k: 3, s: 2, 7: 1"),  # spec case 165: keyword not a str
+        ("input_size: 32", f"input_size: {'9' * 30}"),  # spec case: meta tensor overflow
+    ],
+)
+def test_mutated_spec_values_are_one_line_errors(tmp_path: Path, change: str, phrase: str) -> None:
+    from fuzzing import TINY_SPEC
+
+    from onestage.models.spec import build_spec_model
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(TINY_SPEC.replace(change, phrase, 1))
+    with pytest.raises(OnestageError) as caught:
+        build_spec_model(load_spec(path), num_classes=2)
+    assert str(path) in _message(caught)
+
+
+def test_a_layer_too_large_to_allocate_is_refused_before_it_is(tmp_path: Path) -> None:
+    from fuzzing import TINY_SPEC
+
+    from onestage.models.spec import build_spec_model
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(TINY_SPEC.replace("out: 8, k: 3, s: 2", "out: 8, k: 3000, s: 2", 1))
+    with pytest.raises(OnestageError) as caught:
+        build_spec_model(load_spec(path), num_classes=2)
+    assert "216,000,016 parameters in one layer (at most 50,000,000" in _message(caught)
+
+
+@pytest.mark.parametrize("value", ["null", "7", "[1]", '"text"'])
+def test_exported_metadata_that_is_not_an_object(value: str) -> None:
+    from onestage.backends.onnx_graph import metadata_from_map
+
+    with pytest.raises(OnestageError) as caught:  # exported generated case: TypeError
+        metadata_from_map({"onestage": value}, "m.onnx")
+    assert _message(caught) == "m.onnx: onestage metadata is not a JSON object"

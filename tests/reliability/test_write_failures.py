@@ -239,6 +239,43 @@ def test_export_stops_in_one_line_and_keeps_the_earlier_file(
     assert settled_files(out.parent) == earlier
 
 
+def test_an_openvino_export_refused_in_one_line_keeps_the_earlier_pair(
+    tmp_path, tiny_weights, monkeypatch, capsys
+):
+    """OpenVINO writes its IR in C++: a full disk is its RuntimeError, not an OSError; a
+    read-only folder refuses the staging folder beside the target."""
+    import openvino
+
+    out = tmp_path / "exported" / "tiny.xml"
+    arguments = (
+        "export",
+        "--weights",
+        str(tiny_weights),
+        "--format",
+        "openvino",
+        "--out",
+        str(out),
+    )
+    assert run_cli(monkeypatch, capsys, *arguments)[0] == 0
+    earlier = files_under(out.parent)
+
+    def full_disk(model: Any, path: str, **options: Any) -> None:
+        Path(path).write_bytes(b"<?xml")  # part of the file, then the failure
+        raise RuntimeError("Exception from src/core/src/pass/serialize.cpp:\nCan't write file")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(openvino, "save_model", full_disk)
+        code, stderr = run_cli(monkeypatch, capsys, *arguments)
+    assert code == 2, stderr
+    assert stderr.strip() == (
+        f"error: cannot write {out}: OpenVINO could not save the model (Can't write file)"
+    )
+    assert files_under(out.parent) == earlier and len(list(out.parent.iterdir())) == 2
+    RefusedWrites(monkeypatch, out.parent, READ_ONLY)
+    assert_one_error_line(run_cli(monkeypatch, capsys, *arguments), out, READ_ONLY)
+    assert files_under(out.parent) == earlier
+
+
 def test_report_writing_stops_in_one_line_and_leaves_earlier_files(
     tmp_path, tiny_weights, monkeypatch, capsys
 ):

@@ -21,6 +21,7 @@ from torch import nn
 
 from onestage.errors import OnestageError, first_line
 from onestage.models.fuse import fused_for_inference
+from onestage.parsing import MalformedText, parse_json
 
 ONNX_OPSET = 17
 INPUT_NAME = "images"
@@ -68,9 +69,11 @@ def metadata_from_map(props: dict[str, str], source: str | Path) -> dict[str, An
     if METADATA_KEY not in props:
         raise OnestageError(f"{source}: not a onestage export (no onestage metadata)")
     try:
-        metadata = json.loads(props[METADATA_KEY])
-    except json.JSONDecodeError as error:
+        metadata = parse_json(props[METADATA_KEY])
+    except MalformedText as error:
         raise OnestageError(f"{source}: onestage metadata is not valid JSON ({error})") from None
+    if not isinstance(metadata, dict):
+        raise OnestageError(f"{source}: onestage metadata is not a JSON object")
     missing = [key for key in REQUIRED_KEYS if key not in metadata]
     if missing:
         raise OnestageError(f"{source}: onestage metadata lacks {', '.join(missing)}")

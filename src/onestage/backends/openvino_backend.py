@@ -7,6 +7,7 @@ explicitly: OpenVINO's own default on a bf16-capable CPU is bf16.
 
 from __future__ import annotations
 
+import errno
 import json
 import tempfile
 import threading
@@ -21,6 +22,7 @@ import torch
 from onestage.backends.onnx_graph import METADATA_KEY, metadata_from_map, read_onnx_metadata
 from onestage.backends.seal import files_of, seal
 from onestage.errors import OnestageError
+from onestage.fileio import WriteError
 
 PRECISIONS = ("f32", "bf16", "int8")
 RT_INFO_PATH = ["onestage", "metadata"]
@@ -68,21 +70,31 @@ def write_ir(model: Any, metadata_json: str, path: Path) -> None:
     import openvino
 
     model.set_rt_info(metadata_json, RT_INFO_PATH)
-    openvino.save_model(model, str(path), compress_to_fp16=False)
+    try:
+        openvino.save_model(model, str(path), compress_to_fp16=False)
+    except RuntimeError as error:  # OpenVINO's C++ error for a file it could not write
+        reason = f"OpenVINO could not save the model ({_message(error)})"
+        raise OSError(errno.EIO, reason, str(path)) from None
 
 
 @contextmanager
 def staged_ir(path: Path) -> Iterator[Path]:
     """A temporary IR path beside `path`; once the block has written it without error, it is
     sealed (`seal.seal`: the metadata's content hash placeholder becomes the digest of both
-    files), then its .bin and its .xml are renamed to `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as folder:
-        staged = Path(folder) / path.name
-        yield staged
-        seal(files_of(staged))
-        staged.with_suffix(".bin").replace(path.with_suffix(".bin"))
-        staged.replace(path)
+    files), then its .bin and its .xml are renamed to `path`. A write that fails (a full disk,
+    a read-only folder) is a `WriteError` naming `path`, and nothing staged is left."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as folder:
+            staged = Path(folder) / path.name
+            yield staged
+            seal(files_of(staged))
+            staged.with_suffix(".bin").replace(path.with_suffix(".bin"))
+            staged.replace(path)
+    except WriteError:
+        raise
+    except OSError as error:
+        raise WriteError(path, error) from None
 
 
 def read_ir(path: Path) -> tuple[Any, dict[str, Any]]:

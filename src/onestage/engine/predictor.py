@@ -30,12 +30,12 @@ from onestage.errors import OnestageError
 from onestage.metrics import ImageDetections
 from onestage.models import build_model, build_spec_model, import_plugins
 from onestage.models.fuse import fused_for_inference
+from onestage.models.spec import MAX_INPUT_SIZE
 from onestage.postprocess import PredictOptions, postprocess
 
 # Shipped weights live in the package, addressed by name (e.g. --weights seed_animals).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # The largest input side metadata may name (the built-ins run at 320).
-MAX_INPUT_SIZE = 4096
 
 
 @dataclass(frozen=True)

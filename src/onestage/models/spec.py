@@ -74,6 +74,8 @@ TOP_KEYS = ("name", "input_size", "init", "imports", *SECTIONS)
 LAYER_KEYS = ("name", "block", "from", "args")
 INITS = ("torch", "glorot")
 INPUT = "input"  # the name under which layers read the image
+MAX_LAYER_PARAMETERS = 50_000_000
+MAX_INPUT_SIZE = 4096  # pixels, the side of the square input
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -182,6 +184,10 @@ def _layer_from(item: Any, origin: str, position: str) -> Layer:
     args = item.get("args") or {}
     if not isinstance(args, dict):
         raise OnestageError(f"{origin}: {position} ({item['name']!r}): args must be a mapping")
+    if not all(isinstance(key, str) for key in (*item, *args)):
+        raise OnestageError(
+            f"{origin}: {position} ({item['name']!r}): argument names must be strings"
+        )
     inline = {key: value for key, value in item.items() if key not in LAYER_KEYS}
     if twice := sorted(set(args) & set(inline)):
         raise OnestageError(
@@ -201,8 +207,10 @@ def spec_from_dict(data: dict[str, Any], origin: str = "", base_dir: Path | None
     if not isinstance(data.get("name"), str):
         raise OnestageError(f"{origin}: a spec needs a name (a string)")
     size = data.get("input_size", 320)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise OnestageError(f"{origin}: input_size must be a positive integer, got {size!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_INPUT_SIZE:
+        raise OnestageError(
+            f"{origin}: input_size must be an integer from 1 to {MAX_INPUT_SIZE}, got {size!r:.40}"
+        )
     imports = data.get("imports") or []
     if not isinstance(imports, list) or not all(isinstance(p, str) for p in imports):
         raise OnestageError(f"{origin}: imports must be a list of Python file paths")
@@ -309,6 +317,22 @@ def _check_args(cls: type[nn.Module], layer: Layer) -> str | None:
         ):
             return f"missing argument {p.name!r}"
     return None
+
+
+def _check_size(cls: type[nn.Module], channels: Any, args: dict, extra: dict) -> None:
+    """Refuse a layer of more than MAX_LAYER_PARAMETERS parameters before it is allocated:
+    the block is first made on the meta device (no memory), where it can be."""
+    try:
+        with torch.device("meta"):
+            probe = cls(channels, **args, **extra)
+    except Exception:  # a block that cannot be made on meta: made for real, unchecked
+        return
+    count = sum(parameter.numel() for parameter in probe.parameters())
+    if count > MAX_LAYER_PARAMETERS:
+        raise ValueError(
+            f"{count:,} parameters in one layer (at most {MAX_LAYER_PARAMETERS:,}; the largest "
+            "convolution of a YOLOv8-x has 15M)"
+        )
 
 
 def _on_meta(module: nn.Module, inputs: list[torch.Tensor], multi_input: bool) -> torch.Tensor:
@@ -445,8 +469,9 @@ class SpecModel(nn.Module):
         wants_classes = "num_classes" in inspect.signature(cls).parameters
         extra = {"num_classes": self.num_classes} if wants_classes else {}
         try:
+            _check_size(cls, channels, layer.args, extra)
             return cls(channels, **layer.args, **extra), multi
-        except (TypeError, ValueError, OnestageError) as error:
+        except (TypeError, ValueError, RuntimeError, OverflowError) as error:
             raise OnestageError(f"{where}: bad arguments: {first_line(error)}") from None
 
     def _check_name(self, name: str, position: str, positions: dict[str, str]) -> None:

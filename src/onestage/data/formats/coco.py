@@ -276,8 +276,13 @@ def _parse_annotation(
         and len(bbox) == 4
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
     ):
-        raise DataError(path, f"expected [x, y, w, h] numbers, got {bbox!r}", field=f"{field}.bbox")
-    x, y, w, h = (float(v) for v in bbox)
+        raise DataError(
+            path, f"expected [x, y, w, h] numbers, got {bbox!r:.80}", field=f"{field}.bbox"
+        )
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except OverflowError:  # an integer beyond float's range
+        raise DataError(path, "a coordinate is too large", field=f"{field}.bbox") from None
     box = (x, y, x + w, y + h)
     crowd = entry.get("iscrowd", 0)
     if type(crowd) is not int or crowd not in (0, 1):

@@ -61,22 +61,24 @@ def seed_test_set(class_names: tuple[str, ...], count: int, assets: Path) -> tup
     return eval_set, "seed icons+backgrounds" if found else "OpenMoji+procedural"
 
 
-def rss_mb(pid: int | None = None) -> float:
-    """Resident memory of process `pid` (default: this one) in MB, from Linux's /proc."""
+def rss_mb(pid: int | None = None, field: str = "VmRSS") -> float:
+    """Resident memory of process `pid` (default: this one) in MB, from Linux's /proc; `field`
+    "VmHWM" gives its peak so far (the kernel's high-water mark: no sample misses it)."""
     status = Path(f"/proc/{pid or os.getpid()}/status")
     for line in status.read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise SystemExit(f"no VmRSS in {status}")
+    raise SystemExit(f"no {field} in {status}")
 
 
 class RssSampler:
     """Samples another process's resident memory every `interval` seconds on a thread, from
-    `start()` until `stop()` or the process ends; `samples` holds (seconds, MB)."""
+    `start()` until `stop()` or the process ends; `samples` holds (seconds, MB, peak MB so
+    far)."""
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.pid, self.interval = pid, interval
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float]] = []
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -84,7 +86,7 @@ class RssSampler:
         self._thread.start()
         return self
 
-    def stop(self) -> list[tuple[float, float]]:
+    def stop(self) -> list[tuple[float, float, float]]:
         self._stopped.set()
         self._thread.join()
         return self.samples
@@ -95,7 +97,8 @@ class RssSampler:
         began = time.perf_counter()
         while not self._stopped.is_set():
             try:
-                self.samples.append((time.perf_counter() - began, rss_mb(self.pid)))
+                at = time.perf_counter() - began
+                self.samples.append((at, rss_mb(self.pid), rss_mb(self.pid, "VmHWM")))
             except (OSError, SystemExit):  # the process has ended
                 return
             self._stopped.wait(self.interval)

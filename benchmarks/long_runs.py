@@ -13,12 +13,14 @@ Usage:
   0.5 s.
 - train: `onestage train --recipe fast` (the seed architecture, batch 4) for `--steps` steps
   in epochs of 200, validated on 200 images after every epoch (so the warm-up holds one
-  validation), in a subprocess sampled every second.
+  validation), in a subprocess sampled every 0.5 s.
 
 Warm-up is the first tenth of each run (for serve: a tenth of `--requests` sent before the
-load). Growth = the highest sample after warm-up minus the highest during it (a leak raises
-later peaks; a transient the warm-up already had does not count); the slope is a least-squares
-fit over the second half of the run, in MB per 1,000 calls or steps. Prints a
+load). Growth = the process's peak resident memory (Linux's VmHWM, which no sample can miss)
+at the end of the run minus the same at the end of warm-up: a leak raises the peak; a
+transient the warm-up already had (a batch-32 validation forward takes 440 MB) does not. The
+slope is a least-squares fit of the resident memory over the second half of the run, in MB per
+1,000 calls or steps. Prints a
 Markdown table; --record appends it to BENCHMARKS.md with the machine.
 """
 
@@ -41,7 +43,8 @@ from onestage.engine.predictor import open_detector
 
 SIZES = [(320, 320), (640, 480), (480, 640), (200, 300), (1024, 768), (512, 288)]
 TRAIN_STEPS_PER_EPOCH = 200
-SAMPLES: list[tuple[str, int, float]] = []  # (run, calls or steps, MB) for --samples
+Sample = tuple[int, float, float]  # (calls or steps, resident MB, peak resident MB so far)
+SAMPLES: list[tuple[str, Sample]] = []  # every run's, for --samples
 
 
 def main() -> None:
@@ -56,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     lines = [
-        "| run | calls or steps | errors | peak in warm-up MB | peak after MB | final MB "
+        "| run | calls or steps | errors | peak at warm-up end MB | peak at end MB | final MB "
         "| growth MB | second-half slope MB/1000 | wall s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -71,8 +74,9 @@ def main() -> None:
         lines.append(train_run(args.steps))
         print(lines[-1], flush=True)
     if args.samples:
-        rows = [f"{run},{at},{mb:.1f}" for run, at, mb in SAMPLES]
-        args.samples.write_text("run,calls_or_steps,rss_mb\n" + "\n".join(rows) + "\n")
+        rows = [f"{run},{at},{mb:.1f},{peak:.1f}" for run, (at, mb, peak) in SAMPLES]
+        header = "run,calls_or_steps,rss_mb,peak_rss_mb\n"
+        args.samples.write_text(header + "\n".join(rows) + "\n")
     header = f"\n`{command_line()}`: weights {args.weights}; {machine_description()}.\n\n"
     report(header, lines, args.record)
 
@@ -91,12 +95,12 @@ def detector_run(weights: str, backend: str, precision: str | None, count: int) 
     """`count` predictions, this process's memory read every hundredth of them."""
     detector = open_detector(weights, "cpu", backend, precision)
     images = scenes(detector.class_names)
-    samples: list[tuple[int, float]] = []
+    samples: list[Sample] = []
     began = time.perf_counter()
     for index in range(count):
         detector.predict(images[index % len(images)])
         if (index + 1) % max(1, count // 100) == 0:
-            samples.append((index + 1, rss_mb()))
+            samples.append((index + 1, rss_mb(), rss_mb(field="VmHWM")))
     seconds = time.perf_counter() - began
     del detector
     return table_row(f"Detector.predict, {backend}", count, 0, samples, count // 10, seconds)
@@ -123,8 +127,8 @@ def serve_run(weights: str, requests: int) -> str:
     seconds = time.perf_counter() - began
     sent = len(result["latencies"]) + result["errors"]
     during = result["samples"]
-    samples = [(0, result["rss_before"])] + [
-        (round(sent * at / during[-1][0]), mb) for at, mb in during
+    samples = [(0, result["rss_before"], result["hwm_before"])] + [
+        (round(sent * at / during[-1][0]), mb, peak) for at, mb, peak in during
     ]
     return table_row("onestage serve, batch", sent, result["errors"], samples, 0, seconds)
 
@@ -153,17 +157,18 @@ def train_run(steps: int) -> str:
         began = time.perf_counter()
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         results = Path(project) / "long" / "results.csv"
-        samples: list[tuple[int, float]] = []
+        samples: list[Sample] = []
         while child.poll() is None:
             try:
                 done = max(0, len(results.read_text().splitlines()) - 1) if results.exists() else 0
-                samples.append((done * TRAIN_STEPS_PER_EPOCH, rss_mb(child.pid)))
+                memory = rss_mb(child.pid), rss_mb(child.pid, "VmHWM")
+                samples.append((done * TRAIN_STEPS_PER_EPOCH, *memory))
             except (OSError, SystemExit):  # the child ended between poll and read
                 break
-            time.sleep(1.0)
+            time.sleep(0.5)
         seconds = time.perf_counter() - began
         errors = 0 if child.returncode == 0 else 1
-    warm_index = next(i for i, (step, _) in enumerate(samples) if step >= steps // 10)
+    warm_index = next(i for i, (step, _, _) in enumerate(samples) if step >= steps // 10)
     return table_row(
         "onestage train --recipe fast",
         epochs * TRAIN_STEPS_PER_EPOCH,
@@ -179,25 +184,25 @@ def table_row(
     name: str,
     count: int,
     errors: int,
-    samples: list[tuple[int, float]],
+    samples: list[Sample],
     warmup: int,
     seconds: float,
     warm_index: int | None = None,
 ) -> str:
-    """One row: the peak during warm-up (the samples up to the last at or before `warmup`
-    calls, or up to `samples[warm_index]`), the peak after it, growth and the second half's
-    slope."""
-    SAMPLES.extend((name, at, mb) for at, mb in samples)
+    """One row: the peak resident memory at the end of warm-up (the last sample at or before
+    `warmup` calls, or `samples[warm_index]`) and at the end, their difference (the growth),
+    the final resident memory and the second half's slope."""
+    SAMPLES.extend((name, sample) for sample in samples)
     if warm_index is None:
-        warm_index = max(i for i, (at, _) in enumerate(samples) if at <= warmup)
-    warm = max(mb for _, mb in samples[: warm_index + 1])
-    after = [mb for _, mb in samples[warm_index + 1 :]] or [samples[-1][1]]
+        warm_index = max(i for i, (at, _, _) in enumerate(samples) if at <= warmup)
+    warm_peak, end_peak = samples[warm_index][2], samples[-1][2]
     half = samples[len(samples) // 2 :]
-    counts = np.array([at for at, _ in half], dtype=float)
-    slope = np.polyfit(counts, [mb for _, mb in half], 1)[0] * 1000 if np.ptp(counts) else 0.0
+    counts = np.array([at for at, _, _ in half], dtype=float)
+    resident = [mb for _, mb, _ in half]
+    slope = np.polyfit(counts, resident, 1)[0] * 1000 if np.ptp(counts) else 0.0
     return (
-        f"| {name} | {count:,} | {errors} | {warm:.0f} | {max(after):.0f} | {samples[-1][1]:.0f} "
-        f"| {max(after) - warm:.1f} | {slope:.2f} | {seconds:.0f} |"
+        f"| {name} | {count:,} | {errors} | {warm_peak:.0f} | {end_peak:.0f} "
+        f"| {samples[-1][1]:.0f} | {end_peak - warm_peak:.1f} | {slope:.2f} | {seconds:.0f} |"
     )
 
 

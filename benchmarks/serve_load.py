@@ -117,7 +117,7 @@ def _measure(port: int, pid: int, args: argparse.Namespace, bodies: list[bytes])
     warm = _Client(port)
     for index in range(args.warmup):
         warm.post(bodies[index % len(bodies)])
-    rss_before = rss_mb(pid)
+    rss_before, hwm_before = rss_mb(pid), rss_mb(pid, "VmHWM")
     sampler = RssSampler(pid).start()
     deadline = time.monotonic() + args.timeout
     clients = [_Client(port) for _ in range(args.clients)]
@@ -137,8 +137,9 @@ def _measure(port: int, pid: int, args: argparse.Namespace, bodies: list[bytes])
         "errors": sum(client.errors for client in clients),
         "seconds": seconds,
         "rss_before": rss_before,
+        "hwm_before": hwm_before,
         "rss_after": rss_mb(pid),
-        "rss_peak": max(mb for _, mb in samples),
+        "rss_peak": max(mb for _, mb, _ in samples),
         "samples": samples,
     }
 

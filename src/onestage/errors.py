@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Line breaks and other control characters a message may carry from the user's input (a file
+# name with a newline in data.yaml, say), written as escapes so that every message is one line.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 127)} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters (line breaks included) written as escapes."""
+    return text.translate(_ESCAPES)
+
 
 class OnestageError(Exception):
-    """A mistake in the user's input (file, option, config), not a bug in onestage."""
+    """A mistake in the user's input (file, option, config), not a bug in onestage; its
+    message is always one line."""
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 def first_line(error: BaseException) -> str:
@@ -36,4 +53,4 @@ class DataError(OnestageError):
             location += f":{self.line}"
         if self.field is not None:
             location += f": {self.field}"
-        return f"{location}: {self.message}"
+        return one_line(f"{location}: {self.message}")

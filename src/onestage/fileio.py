@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from onestage.errors import OnestageError
+from onestage.errors import OnestageError, one_line
 
 
 class WriteError(OnestageError, OSError):
@@ -23,7 +23,7 @@ class WriteError(OnestageError, OSError):
         super().__init__(error.errno, error.strerror or str(error), str(path))
 
     def __str__(self) -> str:
-        return f"cannot write {self.filename}: {self.strerror}"
+        return one_line(f"cannot write {self.filename}: {self.strerror}")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

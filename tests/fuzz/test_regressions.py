@@ -182,3 +182,25 @@ def test_exported_metadata_that_is_not_an_object(value: str) -> None:
     with pytest.raises(OnestageError) as caught:  # exported generated case: TypeError
         metadata_from_map({"onestage": value}, "m.onnx")
     assert _message(caught) == "m.onnx: onestage metadata is not a JSON object"
+
+
+def test_a_split_name_with_a_line_break_is_still_one_line(tmp_path: Path) -> None:
+    root = write_valid_dataset(tmp_path, "yolo")  # yolo generated case: {'train': '\n'}
+    (root / "data.yaml").write_text('names: [cat, dog]\ntrain: "\\n"\n')
+    with pytest.raises(DataError) as caught:
+        read_dataset(root)
+    assert _message(caught).endswith(f"train: split folder or image list {root}/\\n not found")
+
+
+def test_a_coco_image_size_beyond_any_image(tmp_path: Path) -> None:
+    root = write_valid_dataset(tmp_path, "coco")  # coco case 818: OverflowError
+    path = root / "annotations" / "instances_train.json"
+    document = json.loads(path.read_text())
+    document["images"][0]["height"] = int("9" * 400)
+    path.write_text(json.dumps(document))
+    with pytest.raises(DataError) as caught:
+        read_dataset(root)
+    assert _message(caught) == (
+        f"{path}: images[0].height: expected a positive size up to 64000000, got "
+        "99999999999999999999"
+    )

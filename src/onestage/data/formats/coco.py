@@ -20,6 +20,7 @@ from onestage.data.formats._common import (
     image_size,
     place_image,
 )
+from onestage.data.images import DEFAULT_MAX_PIXELS
 from onestage.data.paths import is_file
 from onestage.data.records import Box, DetectionDataset, ImageRecord, LabelFix
 from onestage.errors import DataError
@@ -176,8 +177,12 @@ def _int(value: Any, path: Path, field: str) -> int:
 
 def _size(entry: dict[str, Any], key: str, path: Path, field: str) -> int:
     size = _int(_get(entry, key, path, field), path, f"{field}.{key}")
-    if size <= 0:
-        raise DataError(path, f"expected a positive size, got {size}", field=f"{field}.{key}")
+    if not 0 < size <= DEFAULT_MAX_PIXELS:  # no side of an image onestage reads is longer
+        raise DataError(
+            path,
+            f"expected a positive size up to {DEFAULT_MAX_PIXELS}, got {size!s:.20}",
+            field=f"{field}.{key}",
+        )
     return size
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hypothesis import strategies as st
 from PIL import Image
 
 from onestage.data.check import check_dataset
@@ -359,3 +360,24 @@ def tiny_weights(folder: Path) -> Path:
     path = folder / "tiny.safetensors"
     save_weights(path, model, metadata)
     return path
+
+
+def document_values(
+    numbers: st.SearchStrategy[Any] | None = None,
+    keys: st.SearchStrategy[Any] | None = None,
+    text: int = 10,
+    width: int = 4,
+    leaves: int = 10,
+) -> st.SearchStrategy[Any]:
+    """JSON- or YAML-like values: None, booleans, `numbers` (default: any integer or float),
+    strings of up to `text` characters, and lists and mappings (keys from `keys`, default
+    strings of up to 10 characters) of up to `width` items, `leaves` scalars in all."""
+    numbers = numbers if numbers is not None else st.integers() | st.floats()
+    keys = keys if keys is not None else st.text(max_size=10)
+    return st.recursive(
+        st.none() | st.booleans() | numbers | st.text(max_size=text),
+        lambda children: (
+            st.lists(children, max_size=width) | st.dictionaries(keys, children, max_size=width)
+        ),
+        max_leaves=leaves,
+    )

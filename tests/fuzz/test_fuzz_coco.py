@@ -9,6 +9,7 @@ import pytest
 from fuzzing import (
     CASES,
     FuzzRun,
+    document_values,
     mutate_file_bytes,
     mutate_tree,
     property_cases,
@@ -24,13 +25,7 @@ READER = "coco"
 JSON_NUMBER = st.one_of(
     st.integers(-(2**70), 2**70), st.floats(), st.sampled_from([0, 1, 24, 32, 1.0, -1, True])
 )
-JSON_VALUE = st.recursive(
-    st.none() | st.booleans() | JSON_NUMBER | st.text(max_size=10),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=10,
-)
+JSON_VALUE = document_values(numbers=JSON_NUMBER)
 
 
 @pytest.fixture(scope="module")

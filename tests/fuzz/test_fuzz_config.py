@@ -11,6 +11,7 @@ from fuzzing import (
     CASES,
     TINY_SPEC,
     FuzzRun,
+    document_values,
     mutate_file_bytes,
     mutate_tree,
     property_cases,
@@ -22,13 +23,7 @@ from hypothesis import strategies as st
 from onestage.config import config_keys, make_config, parse_override, save_config
 from onestage.models.spec import SPECS_DIR, build_spec_model, load_spec
 
-YAML_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
-    ),
-    max_leaves=8,
-)
+YAML_VALUE = document_values(keys=st.text(max_size=6), text=12, width=3, leaves=8)
 
 
 @pytest.fixture(scope="module")

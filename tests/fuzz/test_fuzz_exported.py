@@ -10,6 +10,7 @@ import pytest
 from fuzzing import (
     CASES,
     FuzzRun,
+    document_values,
     mutate_bytes,
     mutate_tree,
     property_cases,
@@ -26,13 +27,7 @@ from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError
 
 READER = "exported"
-JSON_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=10,
-)
+JSON_VALUE = document_values()
 
 
 @pytest.fixture(scope="module")

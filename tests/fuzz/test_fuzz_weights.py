@@ -12,6 +12,7 @@ import torch
 from fuzzing import (
     CASES,
     FuzzRun,
+    document_values,
     mutate_bytes,
     mutate_tree,
     property_cases,
@@ -27,13 +28,7 @@ from onestage.checkpoint import METADATA_KEY, load_training_state, load_weights,
 from onestage.engine.predictor import Detector
 
 READER = "weights"
-JSON_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=10,
-)
+JSON_VALUE = document_values()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import yaml
 from fuzzing import (
     CASES,
     FuzzRun,
+    document_values,
     mutate_file_bytes,
     mutate_tree,
     property_cases,
@@ -30,14 +31,7 @@ LABEL_LINE = st.one_of(
     st.lists(NUMBER, min_size=0, max_size=7).map(" ".join),
     st.text(max_size=60),
 )
-YAML_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(st.text(max_size=8) | st.integers(-2, 4), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+YAML_VALUE = document_values(keys=st.text(max_size=8) | st.integers(-2, 4), text=20, leaves=12)
 
 
 @pytest.fixture(scope="module")

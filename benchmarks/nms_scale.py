@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bench_common import rss_mb
 from onestage.engine.device import machine_description
 from onestage.postprocess import batched_nms
 
@@ -185,16 +186,10 @@ def peak_memory_mib(version: str, batch: int, count: int) -> float:
     function(*random_boxes(2, 64, 80, seed=1), IOU_THRESHOLD)  # load the code paths first
     function(*chain(64), IOU_THRESHOLD)
     inputs = random_boxes(batch, count, num_classes=80, seed=0)
-    status = Path("/proc/self/status")
-
-    def kib(field: str) -> int:
-        line = next(li for li in status.read_text().splitlines() if li.startswith(field + ":"))
-        return int(line.split()[1])
-
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM restarts from the current VmRSS
-    before = kib("VmRSS")
+    before = rss_mb()
     function(*inputs, IOU_THRESHOLD)
-    return (kib("VmHWM") - before) / 1024
+    return rss_mb(field="VmHWM") - before
 
 
 def memory(repeats: int) -> None:

@@ -11,22 +11,25 @@ Usage:
 - serve: `onestage serve` (default backend, `--concurrency batch`) answers 8 keep-alive
   clients sending `--requests` POST /predict in all; the server's memory is sampled every
   0.5 s.
-- train: `onestage train --recipe fast` (the seed architecture, batch 4) for `--steps` steps
-  in epochs of 200, validated on 200 images after every epoch (so the warm-up holds one
-  validation), in a subprocess sampled every 0.5 s.
+- train: `onestage train --recipe fast val_every=1` (the seed architecture, batch 4) for
+  `--steps` steps in epochs of 200, validated on 200 images after every epoch (the recipe's own
+  `val_every=5` would leave the warm-up without a validation), in a subprocess sampled every
+  0.5 s.
 
 Warm-up is the first tenth of each run (for serve: a tenth of `--requests` sent before the
-load). Growth = the process's peak resident memory (Linux's VmHWM, which no sample can miss)
-at the end of the run minus the same at the end of warm-up: a leak raises the peak; a
-transient the warm-up already had (a batch-32 validation forward takes 440 MB) does not. The
-slope is a least-squares fit of the resident memory over the second half of the run, in MB per
-1,000 calls or steps. Prints a
-Markdown table; --record appends it to BENCHMARKS.md with the machine.
+load; for train: the first epoch, up to its complete checkpoint, `weights/last.safetensors`).
+Growth = the process's peak resident memory (Linux's VmHWM, which no sample can miss) at the
+end of the run minus the same at the end of warm-up: a leak raises the peak; a transient the
+warm-up already had (a validation's forward) does not. The slope is a least-squares fit of the
+resident memory over the second half of the run, in MB per 1,000 calls or steps. Prints a
+Markdown table; --record appends it to BENCHMARKS.md with the machine; --samples writes every
+sample to a CSV file.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import subprocess
 import sys
 import tempfile
@@ -74,9 +77,12 @@ def main() -> None:
         lines.append(train_run(args.steps))
         print(lines[-1], flush=True)
     if args.samples:
-        rows = [f"{run},{at},{mb:.1f},{peak:.1f}" for run, (at, mb, peak) in SAMPLES]
-        header = "run,calls_or_steps,rss_mb,peak_rss_mb\n"
-        args.samples.write_text(header + "\n".join(rows) + "\n")
+        with args.samples.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["run", "calls_or_steps", "rss_mb", "peak_rss_mb"])
+            writer.writerows(
+                [run, at, f"{mb:.1f}", f"{peak:.1f}"] for run, (at, mb, peak) in SAMPLES
+            )
     header = f"\n`{command_line()}`: weights {args.weights}; {machine_description()}.\n\n"
     report(header, lines, args.record)
 
@@ -134,8 +140,9 @@ def serve_run(weights: str, requests: int) -> str:
 
 
 def train_run(steps: int) -> str:
-    """`onestage train --recipe fast` for `steps` steps, sampled every second; a step count is
-    read off results.csv (its rows are epochs) at each sample."""
+    """`onestage train --recipe fast val_every=1` for `steps` steps, sampled every 0.5 s; a
+    step count is read off results.csv (its rows are epochs) at each sample; warm-up ends at
+    the first sample after the first checkpoint."""
     epochs = max(1, steps // TRAIN_STEPS_PER_EPOCH)
     with tempfile.TemporaryDirectory() as project:
         command = [
@@ -153,24 +160,30 @@ def train_run(steps: int) -> str:
             project,
             "--name",
             "long",
+            "val_every=1",
         ]
         began = time.perf_counter()
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         results = Path(project) / "long" / "results.csv"
+        first_checkpoint = Path(project) / "long" / "weights" / "last.safetensors"
         samples: list[Sample] = []
+        warm_index = None
         while child.poll() is None:
             try:
                 done = max(0, len(results.read_text().splitlines()) - 1) if results.exists() else 0
                 memory = rss_mb(child.pid), rss_mb(child.pid, "VmHWM")
-                samples.append((done * TRAIN_STEPS_PER_EPOCH, *memory))
             except (OSError, SystemExit):  # the child ended between poll and read
                 break
+            samples.append((done * TRAIN_STEPS_PER_EPOCH, *memory))
+            if warm_index is None and first_checkpoint.exists():
+                warm_index = len(samples) - 1
             time.sleep(0.5)
         seconds = time.perf_counter() - began
         errors = 0 if child.returncode == 0 else 1
-    warm_index = next(i for i, (step, _, _) in enumerate(samples) if step >= steps // 10)
+    if warm_index is None:
+        raise SystemExit(f"training ended (exit {child.returncode}) before its first checkpoint")
     return table_row(
-        "onestage train --recipe fast",
+        "onestage train --recipe fast val_every=1",
         epochs * TRAIN_STEPS_PER_EPOCH,
         errors,
         samples,

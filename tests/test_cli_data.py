@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-
-def onestage(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "onestage", *args], capture_output=True, text=True, timeout=300
-    )
+from cli_helpers import run_onestage
 
 
 def test_synth_check_convert_show(tmp_path: Path):
     yolo = tmp_path / "yolo"
-    made = onestage(
+    made = run_onestage(
         "data",
         "synth",
         "--out",
@@ -39,25 +33,25 @@ def test_synth_check_convert_show(tmp_path: Path):
     assert len(list((yolo / "images" / "train").glob("*.png"))) == 6
     assert (yolo / "data.yaml").is_file()
 
-    checked = onestage("data", "check", str(yolo))
+    checked = run_onestage("data", "check", str(yolo))
     assert checked.returncode == 0, checked.stderr
     assert "yolo dataset, 15 classes" in checked.stdout
     assert "no problems found" in checked.stdout
 
     voc, coco = tmp_path / "voc", tmp_path / "coco"
-    assert onestage("data", "convert", str(yolo), str(voc), "--format", "voc").returncode == 0
-    assert onestage("data", "convert", str(voc), str(coco), "--format", "coco").returncode == 0
+    assert run_onestage("data", "convert", str(yolo), str(voc), "--format", "voc").returncode == 0
+    assert run_onestage("data", "convert", str(voc), str(coco), "--format", "coco").returncode == 0
     assert (coco / "annotations" / "instances_val.json").is_file()
-    assert "coco dataset" in onestage("data", "check", str(coco)).stdout
+    assert "coco dataset" in run_onestage("data", "check", str(coco)).stdout
 
     grid = tmp_path / "grid.png"
-    shown = onestage("data", "show", str(coco), "--out", str(grid), "--split", "val")
+    shown = run_onestage("data", "show", str(coco), "--out", str(grid), "--split", "val")
     assert shown.returncode == 0, shown.stderr
     with Image.open(grid) as image:
         assert image.width > 160  # two tiles side by side
 
     synthetic_grid = tmp_path / "synthetic.png"
-    shown = onestage(
+    shown = run_onestage(
         "data",
         "show",
         "--synthetic",
@@ -97,7 +91,7 @@ def test_synth_is_byte_identical_for_one_seed_and_differs_for_another(
     made = {}
     for run, seed in (("a", "3"), ("b", "3"), ("other", "4")):
         out = tmp_path / run
-        done = onestage(
+        done = run_onestage(
             "data", "synth", "--out", str(out), "--format", fmt, "--image-format", image_format,
             "--seed", seed, "--split", "train:4", "--split", "val:2", "--size", "96",
         )  # fmt: skip
@@ -114,7 +108,7 @@ def test_synth_is_byte_identical_for_one_seed_and_differs_for_another(
 def test_bad_input_is_one_error_line_with_exit_code_2(tmp_path: Path):
     yolo = tmp_path / "yolo"
     assert (
-        onestage(
+        run_onestage(
             "data",
             "synth",
             "--out",
@@ -132,18 +126,20 @@ def test_bad_input_is_one_error_line_with_exit_code_2(tmp_path: Path):
     label.write_text(label.read_text() + "3 0.5 0.5 oops 0.1\n")
     lines = len(label.read_text().splitlines())
 
-    converted = onestage("data", "convert", str(yolo), str(tmp_path / "out"), "--format", "coco")
+    converted = run_onestage(
+        "data", "convert", str(yolo), str(tmp_path / "out"), "--format", "coco"
+    )
     assert converted.returncode == 2
     assert "Traceback" not in converted.stderr
     error_lines = converted.stderr.strip().splitlines()
     assert len(error_lines) == 1
     assert error_lines[0].startswith(f"error: {label}:{lines}:")
 
-    checked = onestage("data", "check", str(yolo))
+    checked = run_onestage("data", "check", str(yolo))
     assert checked.returncode == 1
     assert f"{label}:{lines}" in checked.stdout.replace("\n", "")
 
-    skipped = onestage(
+    skipped = run_onestage(
         "data", "convert", str(yolo), str(tmp_path / "out"), "--format", "coco", "--skip-invalid"
     )
     assert skipped.returncode == 0
@@ -158,7 +154,7 @@ def test_bad_input_is_one_error_line_with_exit_code_2(tmp_path: Path):
         ),
         (("data", "synth", "--out", str(tmp_path / "x"), "--format", "kitti"), "unknown format"),
     ]:
-        result = onestage(*args)
+        result = run_onestage(*args)
         assert result.returncode == 2, args
         assert phrase in result.stderr and "Traceback" not in result.stderr
 
@@ -176,7 +172,7 @@ def test_small_overshoots_are_clipped_listed_and_refused_with_strict(tmp_path: P
     (yolo / "data.yaml").write_text("train: images/train\nnames: [cat]\n")
     coco = tmp_path / "coco"
 
-    converted = onestage("data", "convert", str(yolo), str(coco), "--format", "coco")
+    converted = run_onestage("data", "convert", str(yolo), str(coco), "--format", "coco")
     assert converted.returncode == 0, converted.stderr
     (warning,) = converted.stderr.strip().splitlines()
     assert warning.endswith(
@@ -189,7 +185,7 @@ def test_small_overshoots_are_clipped_listed_and_refused_with_strict(tmp_path: P
         [256, 256, 128, 128],
     ]
 
-    checked = onestage("data", "check", str(yolo))
+    checked = run_onestage("data", "check", str(yolo))
     assert checked.returncode == 0, checked.stderr
     assert (
         f"{label}:1: box (630.4, 288, 643.2, 352) overshoots the 640x640 image: "
@@ -198,13 +194,13 @@ def test_small_overshoots_are_clipped_listed_and_refused_with_strict(tmp_path: P
     assert f"{label}:2: box (640.5, 288, 641.5, 352) overshoots" in checked.stdout
     assert "no problems found" in checked.stdout
 
-    strict_check = onestage("data", "check", str(yolo), "--strict")
+    strict_check = run_onestage("data", "check", str(yolo), "--strict")
     assert strict_check.returncode == 1
     assert f"{label}:1: box (630.4, 288, 643.2, 352) lies outside the 640x640 image" in (
         strict_check.stdout
     )
 
-    refused = onestage(
+    refused = run_onestage(
         "data", "convert", str(yolo), str(tmp_path / "x"), "--format", "voc", "--strict"
     )
     assert refused.returncode == 2

@@ -3,13 +3,12 @@ block, and load the weights back without the spec file."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 import yaml
 
+from cli_helpers import run_onestage
 from onestage.config import make_config
 from onestage.engine.predictor import Detector
 from onestage.engine.trainer import Trainer, train
@@ -63,12 +62,6 @@ head:
 """
 
 
-def onestage(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "onestage", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 def write_spec(folder: Path, text: str = SPEC) -> Path:
     (folder / "blocks").mkdir(parents=True, exist_ok=True)
     (folder / "blocks" / "mine.py").write_text(PLUGIN)
@@ -77,11 +70,11 @@ def write_spec(folder: Path, text: str = SPEC) -> Path:
 
 
 def test_models_lists_the_built_ins_and_prints_a_spec_to_copy(tmp_path: Path):
-    listed = onestage("models")
+    listed = run_onestage("models")
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if "│ seed " in line)
     assert "ssd_output" in row and "3,770,096" in row and "1.29" in row
-    printed = onestage("models", "seed", "--yaml")
+    printed = run_onestage("models", "seed", "--yaml")
     assert printed.returncode == 0, printed.stderr
     copy = tmp_path / "copy.yaml"
     copy.write_text(printed.stdout)
@@ -90,11 +83,11 @@ def test_models_lists_the_built_ins_and_prints_a_spec_to_copy(tmp_path: Path):
 
 def test_summary_of_a_spec_file_and_one_line_errors(tmp_path: Path):
     spec = write_spec(tmp_path)
-    summary = onestage("summary", "--model", str(spec), "--classes", "3")
+    summary = run_onestage("summary", "--model", str(spec), "--classes", "3")
     assert summary.returncode == 0, summary.stderr
     assert "mine" in summary.stdout and "DoubleConv" in summary.stdout
     broken = write_spec(tmp_path / "b", SPEC.replace("block: my_double_conv", "block: my_dubble"))
-    failed = onestage("summary", "--model", str(broken))
+    failed = run_onestage("summary", "--model", str(broken))
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert failed.stderr.strip().count("\n") == 0
     assert "unknown block 'my_dubble' in layer 'mine'" in failed.stderr

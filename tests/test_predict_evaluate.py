@@ -12,8 +12,6 @@ import csv
 import io
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ import torch
 import yaml
 from PIL import Image
 
+from cli_helpers import run_in_process, run_onestage
 from onestage.anchors import generate_anchors
 from onestage.assign import build_targets
 from onestage.boxes import box_iou, encode_offsets
@@ -316,12 +315,6 @@ def test_evaluation_maps_a_datasets_class_ids_to_the_weights_by_name(tmp_path: P
     assert result.voc.ap_per_class == pytest.approx({"cat": 1.0, "dog": 1.0, "fish": 1.0})
 
 
-def onestage(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "onestage", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 def by_file(predictions: list[dict]) -> dict[str, list[dict]]:
     grouped: dict[str, list[dict]] = {}
     for entry in predictions:
@@ -355,7 +348,7 @@ def test_cli_predict_writes_known_boxes_for_a_folder_a_glob_and_one_image(tmp_pa
     (images / "broken.jpg").write_bytes(b"not a jpeg at all")
     (images / "notes.txt").write_text("not an image\n")
 
-    predicted = onestage(
+    predicted = run_onestage(
         "predict",
         str(images),
         "--weights",
@@ -398,7 +391,7 @@ def test_cli_predict_writes_known_boxes_for_a_folder_a_glob_and_one_image(tmp_pa
             assert class_colour(class_id) in [tuple(p) for p in edge]
 
     # a glob (expanded by onestage, not a shell) picks only the images it matches; no --save-txt
-    globbed = onestage(
+    globbed = run_onestage(
         "predict",
         str(images / "[0-9]*.png"),
         "--weights",
@@ -428,11 +421,11 @@ def test_cli_predict_writes_known_boxes_for_a_folder_a_glob_and_one_image(tmp_pa
         list_images(images / "*.gif")
 
 
-def test_cli_evaluate_and_bad_weights(tmp_path: Path):
+def test_cli_evaluate_and_bad_weights(tmp_path: Path, monkeypatch, capsys):
     weights = save_fixed_weights(tmp_path / "w.safetensors")
     image = tmp_path / "0.png"
     Image.new("RGB", (64, 48), (0, 120, 30)).save(image)
-    evaluated = onestage(
+    evaluated = run_onestage(
         "evaluate",
         "--weights",
         str(weights),
@@ -464,13 +457,14 @@ def test_cli_evaluate_and_bad_weights(tmp_path: Path):
         (truncated, "truncated or corrupt"),
         (not_ours, "not a onestage weights file"),
     ]:
-        result = onestage("predict", str(image), "--weights", str(bad))
+        result = run_in_process(monkeypatch, capsys, "predict", str(image), "--weights", str(bad))
         assert result.returncode == 2, result.stderr
         assert phrase in result.stderr and "Traceback" not in result.stderr
     # the former name of the +1 convention is refused in one line that lists the valid ones
-    result = onestage(
-        "evaluate", "--weights", str(weights), "--synthetic", "1", "--iou-convention", "voc"
-    )
+    result = run_in_process(
+        monkeypatch, capsys, "evaluate", "--weights", str(weights), "--synthetic", "1",
+        "--iou-convention", "voc",
+    )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "continuous, cartucho" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -4,18 +4,13 @@ corrupt weights file through `onestage predict` end in one `error:` line, never 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from fuzzing import mutate_file_bytes, seeded, tiny_weights, write_valid_dataset
 from PIL import Image
 
-
-def onestage(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "onestage", *args], capture_output=True, text=True, timeout=120
-    )
+from cli_helpers import run_onestage
 
 
 def assert_one_error_line(done: subprocess.CompletedProcess, name: str) -> None:
@@ -36,13 +31,13 @@ def test_data_check_on_mutated_datasets(tmp_path: Path, fmt: str) -> None:
     valid = target.read_bytes()
     for index in range(3):
         target.write_bytes(mutate_file_bytes(valid, seeded(f"cli-{fmt}", index)))
-        done = onestage("data", "check", str(root))
+        done = run_onestage("data", "check", str(root))
         assert done.returncode in (0, 1, 2), done.stderr
         assert "Traceback" not in done.stderr + done.stdout
         if done.returncode == 2:
             assert_one_error_line(done, str(root))
     target.write_text("{[\n", encoding="utf-8")  # unreadable in every format
-    done = onestage("data", "check", str(root))
+    done = run_onestage("data", "check", str(root))
     assert done.returncode in (1, 2)
     if done.returncode == 2:
         assert_one_error_line(done, str(root))
@@ -55,7 +50,7 @@ def test_predict_with_corrupt_weights(tmp_path: Path) -> None:
     weights.write_bytes(bytes(data))
     image = tmp_path / "image.png"
     Image.new("RGB", (40, 30)).save(image)
-    done = onestage(
+    done = run_onestage(
         "predict", str(image), "--weights", str(weights), "--out", str(tmp_path / "out")
     )
     assert done.returncode == 2

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
-
-import pytest
-
-from onestage.cli import main as onestage_main
 
 # Five levels of four anchors (the seed anchors' layout) on a 32-pixel input: a fast model.
 TINY_SPEC = """\
@@ -56,18 +50,3 @@ def report(test: str, figures: dict[str, object]) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"test": test, **figures}) + "\n")
-
-
-def run_cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *arguments: str
-) -> tuple[int, str]:
-    """Run `onestage ARGUMENTS` in this process (so monkeypatches apply); returns the exit
-    code and stderr. The logging set-up `main` makes is undone after the test."""
-    library_log = logging.getLogger("onestage")
-    monkeypatch.setattr(library_log, "handlers", list(library_log.handlers))
-    monkeypatch.setattr(library_log, "propagate", library_log.propagate)
-    monkeypatch.setattr(sys, "argv", ["onestage", *arguments])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        onestage_main()
-    return exit_info.value.code, capsys.readouterr().err

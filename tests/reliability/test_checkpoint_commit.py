@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import TINY_SPEC, TINY_TRAIN, run_cli
+from reliability_helpers import TINY_SPEC, TINY_TRAIN
 
+from cli_helpers import run_in_process
 from onestage.checkpoint import load_weights, weights_epoch
 from onestage.config import make_config
 from onestage.engine import trainer as trainer_module
@@ -113,8 +114,8 @@ def test_resume_without_a_checkpoint_is_one_clear_line(
     run_dir = tmp_path / "early"
     (run_dir / "weights").mkdir(parents=True)
     (run_dir / "config.yaml").write_text("epochs: 3\n", encoding="utf-8")
-    code, stderr = run_cli(monkeypatch, capsys, "train", "--resume", str(run_dir))
-    assert (code, stderr.strip()) == (
+    done = run_in_process(monkeypatch, capsys, "train", "--resume", str(run_dir))
+    assert (done.returncode, done.stderr.strip()) == (
         2,
         f"error: {run_dir}: no checkpoint to resume (the run stopped before its first epoch "
         "ended); start it again without --resume",

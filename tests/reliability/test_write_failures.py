@@ -14,14 +14,16 @@ import errno
 import io
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_helpers import TINY_SPEC, TINY_TRAIN, run_cli
+from reliability_helpers import TINY_SPEC, TINY_TRAIN
 
+from cli_helpers import run_in_process
 from onestage.checkpoint import weights_epoch
 from onestage.config import make_config
 from onestage.data.synthesize import synthesize_dataset
@@ -156,10 +158,9 @@ def nth_write_of(name: str, n: int) -> Callable[[Path], bool]:
     return refuse
 
 
-def assert_one_error_line(result: tuple[int, str], path: Path, errno_: int) -> None:
-    code, stderr = result
-    assert code == 2, stderr
-    assert stderr.strip() == f"error: cannot write {path}: {os.strerror(errno_)}"
+def assert_one_error_line(result: subprocess.CompletedProcess, path: Path, errno_: int) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"error: cannot write {path}: {os.strerror(errno_)}"
 
 
 @pytest.fixture
@@ -182,20 +183,24 @@ def test_training_stops_in_one_line_and_keeps_the_last_checkpoint(
     refused = RefusedWrites(
         monkeypatch, tmp_path / "runs", errno_, nth_write_of("last.state.safetensors", 2)
     )
-    result = run_cli(monkeypatch, capsys, *train_arguments(spec, tmp_path / "runs", epochs=3))
+    result = run_in_process(
+        monkeypatch, capsys, *train_arguments(spec, tmp_path / "runs", epochs=3)
+    )
     assert_one_error_line(result, run_dir / "weights" / "last.state.safetensors", errno_)
     assert settled_files(tmp_path / "runs") == refused.before  # nothing changed after it
     assert weights_epoch(run_dir / "weights" / "last.safetensors") == 1
     assert [row["epoch"] for row in read_results(run_dir / "results.csv")] == [1, 2]
     monkeypatch.undo()  # the disk has room again: the run resumes and finishes
-    assert run_cli(monkeypatch, capsys, "train", "--resume", str(run_dir))[0] == 0
+    assert run_in_process(monkeypatch, capsys, "train", "--resume", str(run_dir)).returncode == 0
     assert [row["epoch"] for row in read_results(run_dir / "results.csv")] == [1, 2, 3]
 
 
 def test_training_into_a_read_only_folder_is_one_line(tmp_path, spec, monkeypatch, capsys):
     (tmp_path / "runs").mkdir()
     RefusedWrites(monkeypatch, tmp_path / "runs", READ_ONLY)
-    result = run_cli(monkeypatch, capsys, *train_arguments(spec, tmp_path / "runs", epochs=1))
+    result = run_in_process(
+        monkeypatch, capsys, *train_arguments(spec, tmp_path / "runs", epochs=1)
+    )
     assert_one_error_line(result, tmp_path / "runs" / "run", READ_ONLY)
 
 
@@ -207,11 +212,11 @@ def test_conversion_stops_in_one_line_and_leaves_earlier_files(
     generator = SyntheticGenerator(SyntheticConfig(width=32, height=32))
     synthesize_dataset(generator, source, "yolo", {"train": 6, "val": 2})
     arguments = ("data", "convert", str(source), str(out), "--format", fmt)
-    assert run_cli(monkeypatch, capsys, *arguments)[0] == 0
+    assert run_in_process(monkeypatch, capsys, *arguments).returncode == 0
     earlier = files_under(out)
     target = sorted(earlier)[len(earlier) // 2]  # an image or a label, half-way through
     RefusedWrites(monkeypatch, out, errno_, lambda path: path == target)
-    assert_one_error_line(run_cli(monkeypatch, capsys, *arguments), target, errno_)
+    assert_one_error_line(run_in_process(monkeypatch, capsys, *arguments), target, errno_)
     assert settled_files(out) == earlier
 
 
@@ -232,10 +237,10 @@ def test_export_stops_in_one_line_and_keeps_the_earlier_file(
 ):
     out = tmp_path / "exported" / "tiny.onnx"
     arguments = ("export", "--weights", str(tiny_weights), "--format", "onnx", "--out", str(out))
-    assert run_cli(monkeypatch, capsys, *arguments)[0] == 0
+    assert run_in_process(monkeypatch, capsys, *arguments).returncode == 0
     earlier = files_under(out.parent)
     RefusedWrites(monkeypatch, out.parent, errno_)
-    assert_one_error_line(run_cli(monkeypatch, capsys, *arguments), out, errno_)
+    assert_one_error_line(run_in_process(monkeypatch, capsys, *arguments), out, errno_)
     assert settled_files(out.parent) == earlier
 
 
@@ -256,7 +261,7 @@ def test_an_openvino_export_refused_in_one_line_keeps_the_earlier_pair(
         "--out",
         str(out),
     )
-    assert run_cli(monkeypatch, capsys, *arguments)[0] == 0
+    assert run_in_process(monkeypatch, capsys, *arguments).returncode == 0
     earlier = files_under(out.parent)
 
     def full_disk(model: Any, path: str, **options: Any) -> None:
@@ -265,14 +270,14 @@ def test_an_openvino_export_refused_in_one_line_keeps_the_earlier_pair(
 
     with monkeypatch.context() as patch:
         patch.setattr(openvino, "save_model", full_disk)
-        code, stderr = run_cli(monkeypatch, capsys, *arguments)
-    assert code == 2, stderr
-    assert stderr.strip() == (
+        result = run_in_process(monkeypatch, capsys, *arguments)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
         f"error: cannot write {out}: OpenVINO could not save the model (Can't write file)"
     )
     assert files_under(out.parent) == earlier and len(list(out.parent.iterdir())) == 2
     RefusedWrites(monkeypatch, out.parent, READ_ONLY)
-    assert_one_error_line(run_cli(monkeypatch, capsys, *arguments), out, READ_ONLY)
+    assert_one_error_line(run_in_process(monkeypatch, capsys, *arguments), out, READ_ONLY)
     assert files_under(out.parent) == earlier
 
 
@@ -282,11 +287,11 @@ def test_report_writing_stops_in_one_line_and_leaves_earlier_files(
     out = tmp_path / "report"
     arguments = ("evaluate", "--weights", str(tiny_weights), "--synthetic", "4", "--out", str(out))
     arguments += ("--device", "cpu", "--backend", "torch")
-    assert run_cli(monkeypatch, capsys, *arguments)[0] == 0
+    assert run_in_process(monkeypatch, capsys, *arguments).returncode == 0
     earlier = files_under(out)
     assert {"metrics.json", "pr_curves.png"} <= {path.name for path in earlier}
     refused = RefusedWrites(monkeypatch, out, FULL_DISK, lambda path: path.name == "pr_curves.png")
-    result = run_cli(monkeypatch, capsys, *arguments)
+    result = run_in_process(monkeypatch, capsys, *arguments)
     assert_one_error_line(result, out / "pr_curves.png", FULL_DISK)
     after = settled_files(out)
     assert after == refused.before and after.keys() == earlier.keys()
@@ -301,6 +306,8 @@ def test_a_report_folder_that_cannot_be_made_is_one_line(
     out.parent.mkdir()
     RefusedWrites(monkeypatch, out.parent, READ_ONLY)
     arguments = ("evaluate", "--weights", str(tiny_weights), "--synthetic", "2", "--out", str(out))
-    result = run_cli(monkeypatch, capsys, *arguments, "--device", "cpu", "--backend", "torch")
+    result = run_in_process(
+        monkeypatch, capsys, *arguments, "--device", "cpu", "--backend", "torch"
+    )
     assert_one_error_line(result, out, READ_ONLY)
     assert not out.exists()

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 
-from onestage.engine.evaluator import synthetic_eval_set
+from onestage.engine.evaluator import EvalSet, synthetic_eval_set
+
+SCENES = 12  # scenes per class list and size; each new seed would cost a texture pool (1.5 s)
 
 
-def scene(class_names: tuple[str, ...], seed: int, size: int = 320) -> np.ndarray:
-    """A synthetic (size, size, 3) uint8 RGB image with 4 of `class_names`' icons on it."""
-    return synthetic_eval_set(class_names, 1, size=size, seed=seed).load_image(0)
+def scene(class_names: tuple[str, ...], index: int, size: int = 320) -> np.ndarray:
+    """Scene `index` (< SCENES) of a fixed synthetic set: a (size, size, 3) uint8 RGB image with
+    4 of `class_names`' icons on it."""
+    return _scenes(tuple(class_names), size).load_image(index)
+
+
+@lru_cache(maxsize=4)
+def _scenes(class_names: tuple[str, ...], size: int) -> EvalSet:
+    return synthetic_eval_set(class_names, SCENES, size=size)
 
 
 def encode(image: np.ndarray, image_format: str = "PNG") -> bytes:

@@ -28,7 +28,7 @@ def detector() -> Detector:
 
 @pytest.fixture(scope="module")
 def png(detector: Detector) -> bytes:
-    return encode(scene(detector.class_names, seed=3))
+    return encode(scene(detector.class_names, index=3))
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_predict_answers_what_the_detector_finds(client, detector, png):
     answer = client.post("/predict", files={"file": ("scene.png", png, "image/png")})
     assert answer.status_code == 200
     body = answer.json()
-    expected = detector.predict(scene(detector.class_names, seed=3))
+    expected = detector.predict(scene(detector.class_names, index=3))
 
     assert body["image"] == {"name": "scene.png", "width": 320, "height": 320}
     assert len(body["detections"]) == len(expected) >= 3
@@ -78,7 +78,7 @@ def test_draw_answers_the_annotated_image(client, detector, png):
     answer = client.post("/predict?draw=true", content=png)
     assert answer.headers["content-type"] == "image/png"
     drawn = np.asarray(Image.open(__import__("io").BytesIO(answer.content)).convert("RGB"))
-    original = scene(detector.class_names, seed=3)
+    original = scene(detector.class_names, index=3)
     assert drawn.shape == original.shape and (drawn != original).any(axis=2).mean() > 0.01
 
 
@@ -157,7 +157,7 @@ async def _concurrent_predictions(app, bodies: list[bytes]) -> list[httpx2.Respo
 
 @pytest.mark.parametrize("mode", ["batch", "threads"])
 def test_concurrent_requests_get_their_own_detections(detector, mode):
-    images = [scene(detector.class_names, seed=seed) for seed in range(6)]
+    images = [scene(detector.class_names, index=index) for index in range(6)]
     counting = CountingDetector(detector, delay=0.05)
     runner = make_runner(counting, mode, workers=2)
     answers = asyncio.run(
@@ -192,7 +192,7 @@ def test_uploads_are_decoded_on_a_few_dedicated_threads(detector, monkeypatch):
 
     monkeypatch.setattr(app_module, "decode_upload", recording_decode)
     runner = BatchingRunner(detector)
-    bodies = [encode(scene(detector.class_names, seed=seed)) for seed in range(12)]
+    bodies = [encode(scene(detector.class_names, index=index)) for index in range(12)]
     answers = asyncio.run(_concurrent_predictions(create_app(detector, runner, LIMIT), bodies))
     runner.close()
 
@@ -224,7 +224,7 @@ def test_inference_does_not_block_the_event_loop(detector, png):
 def test_batching_runner_groups_only_equal_options(detector):
     counting = CountingDetector(detector, delay=0.2)
     runner = BatchingRunner(counting)
-    image = scene(detector.class_names, seed=1)
+    image = scene(detector.class_names, index=1)
     assert runner.warmed_up.wait(timeout=30)
 
     async def burst() -> list:
@@ -257,7 +257,7 @@ def test_threaded_runner_bounds_the_threads_at_work(detector):
 
     counting.detect = tracked
     runner = ThreadedRunner(counting, workers=2)
-    image = scene(detector.class_names, seed=2)
+    image = scene(detector.class_names, index=2)
 
     async def burst() -> None:
         await asyncio.gather(*(runner.detect(image, PredictOptions()) for _ in range(6)))
@@ -277,7 +277,7 @@ def test_a_failing_warm_up_leaves_the_batching_runner_answering(detector):
     assert runner.warmed_up.wait(timeout=30)
 
     async def one_request() -> None:
-        image = scene(detector.class_names, seed=3)
+        image = scene(detector.class_names, index=3)
         await asyncio.wait_for(runner.detect(image, PredictOptions()), timeout=30)
 
     with pytest.raises(RuntimeError, match="fell over"):

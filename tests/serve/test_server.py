@@ -94,7 +94,7 @@ def test_a_real_server_answers_over_http_and_stops_cleanly():
     port = free_port()
     process = start_server(port)  # the default backend, as `onestage predict` picks it
     base = f"http://127.0.0.1:{port}"
-    png = encode(scene(tuple(SEED_CLASS_NAMES), seed=5))
+    png = encode(scene(tuple(SEED_CLASS_NAMES), index=5))
 
     status, body = post_image(base, png)
     assert status == 200 and len(body["detections"]) >= 3
@@ -133,8 +133,8 @@ def test_the_page_in_a_real_browser(server, tmp_path):
             pytest.fail("no Chromium, and ONESTAGE_REQUIRE_BROWSER is set (.ci/run installs it)")
         pytest.skip("no Chromium on this machine (Debian: apt install chromium)")
     first, second = tmp_path / "first.png", tmp_path / "second.png"
-    first.write_bytes(encode(scene(tuple(SEED_CLASS_NAMES), seed=7)))
-    second.write_bytes(encode(scene(tuple(SEED_CLASS_NAMES), seed=8, size=480)))
+    first.write_bytes(encode(scene(tuple(SEED_CLASS_NAMES), index=7)))
+    second.write_bytes(encode(scene(tuple(SEED_CLASS_NAMES), index=8, size=480)))
     status, expected = post_image(server, first.read_bytes(), "?conf=0.25")
     assert status == 200 and expected["detections"]
     # Playwright's asyncio API: its sync API runs on greenlets, which crashed this test process

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import run_in_process
 from onestage.engine.compare import (
     LeaderboardRow,
     compare,
@@ -116,7 +117,7 @@ def test_compare_scores_like_the_evaluator_and_writes_the_leaderboard(tmp_path: 
     assert not math.isnan(rows[0].map50)
 
 
-def test_cli_compare_and_its_bad_input(tmp_path: Path):
+def test_cli_compare_and_its_bad_input(tmp_path: Path, monkeypatch, capsys):
     command = [sys.executable, "-m", "onestage", "compare", "seed_animals"]
     done = subprocess.run(
         [*command, "--synthetic", "2", "--rounds", "1", "--out", str(tmp_path / "c")],
@@ -126,7 +127,7 @@ def test_cli_compare_and_its_bad_input(tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "c" / "leaderboard.md").is_file() and "leaderboard in" in done.stdout
-    bad = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    bad = run_in_process(monkeypatch, capsys, "compare", "seed_animals")
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: give either --data DIR or --synthetic N"
     )

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from cli_helpers import run_in_process
 from onestage.checkpoint import load_model_weights, load_weights, save_weights
 from onestage.cli.train_commands import training_summary
 from onestage.config import make_config, parse_override
@@ -294,7 +295,7 @@ def test_recipe_seed_is_the_seed_schedule():
     assert learning_rate(config, 999 * 100, 100) == pytest.approx(3e-7)
 
 
-def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path):
+def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path, monkeypatch, capsys):
     command = [
         sys.executable,
         "-m",
@@ -336,7 +337,7 @@ def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path):
     last_line = done.stdout.strip().splitlines()[-1]
     assert last_line.startswith("done: 1 epochs; best epoch 1: mAP@0.5 ")
     assert str(tmp_path / "cli" / "weights" / "best.safetensors") in last_line
-    bad = subprocess.run([*command, "lrr=3"], capture_output=True, text=True, timeout=300)
+    bad = run_in_process(monkeypatch, capsys, *command[3:], "lrr=3")
     assert bad.returncode == 2 and "unknown config key(s) 'lrr'" in bad.stderr
     assert "Traceback" not in bad.stderr
 

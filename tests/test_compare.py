@@ -6,15 +6,13 @@ import csv
 import json
 import math
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import run_in_process
+from cli_helpers import run_in_process, run_onestage
 from onestage.engine.compare import (
     LeaderboardRow,
     compare,
@@ -118,12 +116,8 @@ def test_compare_scores_like_the_evaluator_and_writes_the_leaderboard(tmp_path: 
 
 
 def test_cli_compare_and_its_bad_input(tmp_path: Path, monkeypatch, capsys):
-    command = [sys.executable, "-m", "onestage", "compare", "seed_animals"]
-    done = subprocess.run(
-        [*command, "--synthetic", "2", "--rounds", "1", "--out", str(tmp_path / "c")],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_onestage(
+        "compare", "seed_animals", "--synthetic", "2", "--rounds", "1", "--out", str(tmp_path / "c")
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "c" / "leaderboard.md").is_file() and "leaderboard in" in done.stdout

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import logging
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import run_onestage
 from onestage.backends.onnx_graph import onnx_model_bytes, read_onnx_metadata, with_metadata
 from onestage.backends.seal import HASH_KEY, PLACEHOLDER, check_seal, files_of
 from onestage.checkpoint import save_weights
@@ -136,12 +135,6 @@ def test_the_cli_refuses_a_corrupt_export_in_one_line(exports, tmp_path):
     flip_byte(path, path.stat().st_size // 2)
     image = tmp_path / "blank.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
-    result = subprocess.run(
-        [sys.executable, "-m", "onestage", "predict", str(image), "--weights", str(path)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    result = run_onestage("predict", str(image), "--weights", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {path}: its content {CORRUPT}"

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors_bytes
 
+from cli_helpers import run_onestage
 from onestage.checkpoint import (
     HASH_KEY,
     METADATA_KEY,
@@ -112,12 +111,7 @@ def test_the_cli_refuses_corrupt_weights_in_one_line(tmp_path: Path):
     flip_last_byte(path)
     image = tmp_path / "blank.png"
     Image.new("RGB", (64, 64)).save(image)
-    result = subprocess.run(
-        [sys.executable, "-m", "onestage", "predict", "--weights", str(path), str(image)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    result = run_onestage("predict", "--weights", str(path), str(image), cwd=tmp_path)
     assert result.returncode == 2
     assert "does not match its content hash" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

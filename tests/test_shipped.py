@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_helpers import run_onestage
 from onestage.checkpoint import load_weights
 from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
 from onestage.engine.predictor import WEIGHTS_DIR, Detector
@@ -41,12 +40,7 @@ def test_animals_detects_both_icon_sets_kinds_of_images():
 def test_predict_uses_animals_by_default(tmp_path: Path):
     image = tmp_path / "blank.png"
     Image.fromarray(np.full((64, 96, 3), 127, np.uint8)).save(image)
-    done = subprocess.run(
-        [sys.executable, "-m", "onestage", "predict", str(image), "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_onestage("predict", str(image), "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     assert "weights: animals (csp-n" in done.stdout
     assert "backend: onnxruntime" in done.stdout  # the fastest accurate runtime installed

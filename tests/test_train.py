@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from cli_helpers import run_in_process
+from cli_helpers import run_in_process, run_onestage
 from onestage.checkpoint import load_model_weights, load_weights, save_weights
 from onestage.cli.train_commands import training_summary
 from onestage.config import make_config, parse_override
@@ -296,10 +294,7 @@ def test_recipe_seed_is_the_seed_schedule():
 
 
 def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path, monkeypatch, capsys):
-    command = [
-        sys.executable,
-        "-m",
-        "onestage",
+    arguments = [
         "train",
         "--model",
         "seed",
@@ -321,12 +316,7 @@ def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path, monkey
     # precedence: recipe seed (lr 1e-4, loss seed) < YAML (lr, hflip, loss) < KEY=VALUE (lr)
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("lr: 0.5\nhflip: 0.25\nloss: ssd\nepochs: 7\n")
-    done = subprocess.run(
-        [*command, "--config", str(yaml_file), "lr=0.002"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_onestage(*arguments, "--config", str(yaml_file), "lr=0.002")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "cli" / "weights" / "last.safetensors").is_file()
     saved = yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())
@@ -337,7 +327,7 @@ def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path, monkey
     last_line = done.stdout.strip().splitlines()[-1]
     assert last_line.startswith("done: 1 epochs; best epoch 1: mAP@0.5 ")
     assert str(tmp_path / "cli" / "weights" / "best.safetensors") in last_line
-    bad = run_in_process(monkeypatch, capsys, *command[3:], "lrr=3")
+    bad = run_in_process(monkeypatch, capsys, *arguments, "lrr=3")
     assert bad.returncode == 2 and "unknown config key(s) 'lrr'" in bad.stderr
     assert "Traceback" not in bad.stderr
 
@@ -369,12 +359,7 @@ def test_anchors_command_writes_the_seed_anchors(tmp_path: Path):
     from onestage.anchors import generate_anchors
 
     out = tmp_path / "a.npy"
-    done = subprocess.run(
-        [sys.executable, "-m", "onestage", "anchors", "--model", "seed", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_onestage("anchors", "--model", "seed", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert "2,140" in done.stdout and "1,600" in done.stdout
     anchors = np.load(out)

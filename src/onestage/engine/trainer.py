@@ -292,7 +292,8 @@ class Trainer:
         self._restore_schedule(run_dir, counters)
         killed_before_weights = weights_epoch(weights_dir / "last.safetensors") != self.start_epoch
         if killed_before_weights and self.run_dir is not None:
-            self._save_last_weights(self.start_epoch, self.history[-1] if self.history else {})
+            row = self.history[-1] if self.history else {}
+            self._save_last_weights(self._row_metadata(self.start_epoch, row))
 
     def _restore_schedule(self, run_dir: Path, counters: dict[str, Any]) -> None:
         """Take the run's learning-rate curve; extend it when the config asks for more epochs."""
@@ -504,12 +505,9 @@ class Trainer:
         if self.run_dir is None:
             return
         weights_dir = self.run_dir / "weights"
+        metadata = self._row_metadata(epochs_done, row)
         if improved:
-            save_weights(
-                weights_dir / "best.safetensors",
-                self.deployed_model,
-                self._row_metadata(epochs_done, row),
-            )
+            save_weights(weights_dir / "best.safetensors", self.deployed_model, metadata)
         write_results(self.run_dir / "results.csv", self.history)
         save_training_state(
             weights_dir / "last.state.safetensors",
@@ -530,14 +528,10 @@ class Trainer:
             device=self.device,
             averaged_weights=self.ema.module.state_dict() if self.ema else None,
         )
-        self._save_last_weights(epochs_done, row)
+        self._save_last_weights(metadata)
 
-    def _save_last_weights(self, epochs_done: int, row: dict[str, float]) -> None:
-        save_weights(
-            self.run_dir / "weights" / "last.safetensors",
-            self.deployed_model,
-            self._row_metadata(epochs_done, row),
-        )
+    def _save_last_weights(self, metadata: dict[str, Any]) -> None:
+        save_weights(self.run_dir / "weights" / "last.safetensors", self.deployed_model, metadata)
 
     def _row_metadata(self, epochs_done: int, row: dict[str, float]) -> dict[str, Any]:
         """The weights metadata of an epoch, with its results.csv row as metrics."""

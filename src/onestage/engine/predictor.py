@@ -35,7 +35,6 @@ from onestage.postprocess import PredictOptions, postprocess
 
 # Shipped weights live in the package, addressed by name (e.g. --weights seed_animals).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# The largest input side metadata may name (the built-ins run at 320).
 
 
 @dataclass(frozen=True)

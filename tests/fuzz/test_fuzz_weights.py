@@ -51,6 +51,14 @@ def _optimizer() -> torch.optim.Optimizer:
     )
 
 
+def _mutated(data: bytes, rng, index: int) -> bytes:
+    """Case `index` of a safetensors file `data`: odd cases change header bytes, even ones
+    onestage's JSON document."""
+    if index % 2:
+        return _header_mutation(data, rng)
+    return _with_document(data, mutate_tree(_document(data), rng))
+
+
 def _header_mutation(data: bytes, rng) -> bytes:
     """Byte-level changes, mostly inside the header (8-byte size, then JSON)."""
     header_end = 8 + int.from_bytes(data[:8], "little")
@@ -76,11 +84,7 @@ def test_mutated_weights_files(files: dict[str, Path]) -> None:
     valid = files["weights"].read_bytes()
     path = files["folder"] / "case.safetensors"
     for index in range(CASES):
-        rng = seeded("weights", index)
-        if index % 2:
-            path.write_bytes(_header_mutation(valid, rng))
-        else:
-            path.write_bytes(_with_document(valid, mutate_tree(_document(valid), rng)))
+        path.write_bytes(_mutated(valid, seeded("weights", index), index))
         load = (
             (lambda: load_weights(path)) if index % 4 == 1 else lambda: Detector.load(path, "cpu")
         )
@@ -94,11 +98,7 @@ def test_mutated_training_state(files: dict[str, Path]) -> None:
     path = files["folder"] / "case.state.safetensors"
     rng_state = torch.get_rng_state()
     for index in range(CASES):
-        rng = seeded("state", index)
-        if index % 2:
-            path.write_bytes(_header_mutation(valid, rng))
-        else:
-            path.write_bytes(_with_document(valid, mutate_tree(_document(valid), rng)))
+        path.write_bytes(_mutated(valid, seeded("state", index), index))
         run.case(f"state case {index}", lambda: load_training_state(path, _optimizer()), path)
     torch.set_rng_state(rng_state)
     run.finish()

@@ -109,7 +109,8 @@ def detector_run(weights: str, backend: str, precision: str | None, count: int) 
             samples.append((index + 1, rss_mb(), rss_mb(field="VmHWM")))
     seconds = time.perf_counter() - began
     del detector
-    return table_row(f"Detector.predict, {backend}", count, 0, samples, count // 10, seconds)
+    warm_index = last_sample_at(samples, count // 10)
+    return table_row(f"Detector.predict, {backend}", count, 0, samples, warm_index, seconds)
 
 
 def serve_run(weights: str, requests: int) -> str:
@@ -187,10 +188,14 @@ def train_run(steps: int) -> str:
         epochs * TRAIN_STEPS_PER_EPOCH,
         errors,
         samples,
-        samples[warm_index][0],
-        seconds,
         warm_index,
+        seconds,
     )
+
+
+def last_sample_at(samples: list[Sample], warmup: int) -> int:
+    """The index of the last sample taken at or before `warmup` calls."""
+    return max(i for i, (at, _, _) in enumerate(samples) if at <= warmup)
 
 
 def table_row(
@@ -198,16 +203,13 @@ def table_row(
     count: int,
     errors: int,
     samples: list[Sample],
-    warmup: int,
+    warm_index: int,
     seconds: float,
-    warm_index: int | None = None,
 ) -> str:
-    """One row: the peak resident memory at the end of warm-up (the last sample at or before
-    `warmup` calls, or `samples[warm_index]`) and at the end, their difference (the growth),
-    the final resident memory and the second half's slope."""
+    """One row: the peak resident memory at the end of warm-up (`samples[warm_index]`) and at
+    the end, their difference (the growth), the final resident memory and the second half's
+    slope."""
     SAMPLES.extend((name, sample) for sample in samples)
-    if warm_index is None:
-        warm_index = max(i for i, (at, _, _) in enumerate(samples) if at <= warmup)
     warm_peak, end_peak = samples[warm_index][2], samples[-1][2]
     half = samples[len(samples) // 2 :]
     counts = np.array([at for at, _, _ in half], dtype=float)

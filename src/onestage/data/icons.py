@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from onestage.data.images import open_image
 from onestage.errors import DataError, OnestageError
 
 # The seed's 15 classes, in the seed's index order, with their OpenMoji code points.
@@ -129,7 +130,7 @@ class OpenMojiIcons:
         import resvg_py
 
         png = resvg_py.svg_to_bytes(svg_string=self._svg_text[class_id], width=size, height=size)
-        image = Image.open(io.BytesIO(bytes(png))).convert("RGBA")
+        image = Image.open(io.BytesIO(bytes(png)), formats=["PNG"]).convert("RGBA")
         return image, tight_box_fractions(image)
 
 
@@ -149,11 +150,11 @@ class FolderIcons:
         self._originals: list[Image.Image] = []
         self._boxes: list[tuple[float, ...]] = []
         for path in paths:
-            try:
-                with Image.open(path) as image:
+            with open_image(path, path, formats=("PNG",)) as image:
+                try:
                     rgba = image.convert("RGBA")
-            except OSError as error:
-                raise DataError(path, f"not a readable image ({error})") from None
+                except (OSError, SyntaxError, ValueError) as error:
+                    raise DataError(path, f"image is corrupt or truncated ({error})") from None
             self._originals.append(rgba)
             self._boxes.append(tight_box_fractions(rgba))
         self.icon = lru_cache(maxsize=None)(self._resize)

@@ -1,4 +1,10 @@
-"""Safe image reading: size checks against decompression bombs, clear errors for bad files."""
+"""Safe image reading: a format allowlist, size checks against decompression bombs, clear errors
+for bad files.
+
+Pillow is only ever asked for the formats in `IMAGE_FORMATS`: a file in any other format (an EPS
+or PostScript file, whose Pillow plugin runs Ghostscript on the file's code; a PDF; an SVG) is
+refused as not an image before any decoder sees it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from onestage.fileio import atomic_write_with
 # Refuse images with more pixels than this (Pillow's own bomb limit is 89M; we check first).
 DEFAULT_MAX_PIXELS = 64_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# The Pillow formats onestage decodes (those of IMAGE_SUFFIXES); no other plugin is tried.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
 
 
 class NotAnImageError(DataError):
@@ -30,7 +38,7 @@ class ImageTooLargeError(DataError):
 def read_image_size(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """(width, height) from the image header, without decoding pixels."""
     path = _existing(path)
-    with _open(path, path) as image:
+    with open_image(path, path) as image:
         _check_pixels(path, image.size, max_pixels)
         return image.size
 
@@ -59,7 +67,7 @@ def _existing(path: Path) -> Path:
 
 
 def _decode(file: Path | BinaryIO, source: str | Path, max_pixels: int) -> np.ndarray:
-    with _open(file, source) as image:
+    with open_image(file, source) as image:
         _check_pixels(source, image.size, max_pixels)
         try:
             image.load()
@@ -68,17 +76,23 @@ def _decode(file: Path | BinaryIO, source: str | Path, max_pixels: int) -> np.nd
             raise DataError(source, f"image is corrupt or truncated ({error})") from None
 
 
-def _open(file: Path | BinaryIO, source: str | Path) -> Image.Image:
+def open_image(
+    file: Path | BinaryIO, source: str | Path, formats: tuple[str, ...] = IMAGE_FORMATS
+) -> Image.Image:
+    """`file` opened lazily (header only) by Pillow, trying only `formats`; an unreadable file,
+    or one in another format, is a `NotAnImageError` naming `source`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(file)
+            return Image.open(file, formats=list(formats))
     except Image.DecompressionBombError:
         raise ImageTooLargeError(
             source, "image exceeds the pixel limit (decompression bomb?)"
         ) from None
     except UnidentifiedImageError:
-        raise NotAnImageError(source, "not a readable image (unrecognised format)") from None
+        raise NotAnImageError(
+            source, f"not a readable image (formats read: {', '.join(formats)})"
+        ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise NotAnImageError(source, f"not a readable image ({error})") from None
 

@@ -12,7 +12,7 @@ from cli_helpers import run_onestage
 from onestage.config import make_config
 from onestage.engine.predictor import Detector
 from onestage.engine.trainer import Trainer, train
-from onestage.models import load_spec
+from onestage.models import load_plugins, load_spec
 
 # A user block: a 3x3 convolution whose output is doubled (its file registers it).
 PLUGIN = """
@@ -83,19 +83,23 @@ def test_models_lists_the_built_ins_and_prints_a_spec_to_copy(tmp_path: Path):
 
 def test_summary_of_a_spec_file_and_one_line_errors(tmp_path: Path):
     spec = write_spec(tmp_path)
-    summary = run_onestage("summary", "--model", str(spec), "--classes", "3")
+    plugin = str(tmp_path / "blocks" / "mine.py")
+    summary = run_onestage("summary", "--model", str(spec), "--classes", "3", "--plugin", plugin)
     assert summary.returncode == 0, summary.stderr
     assert "mine" in summary.stdout and "DoubleConv" in summary.stdout
     broken = write_spec(tmp_path / "b", SPEC.replace("block: my_double_conv", "block: my_dubble"))
-    failed = run_onestage("summary", "--model", str(broken))
+    failed = run_onestage("summary", "--model", str(broken), "--plugin", plugin)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert failed.stderr.strip().count("\n") == 0
     assert "unknown block 'my_dubble' in layer 'mine'" in failed.stderr
     assert "did you mean 'my_double_conv'?" in failed.stderr
 
 
-def test_a_run_from_a_spec_file_loads_back_from_its_weights_alone(tmp_path: Path):
+def test_a_run_from_a_spec_file_loads_back_from_its_weights_alone(
+    tmp_path: Path, restore_blocks: None
+):
     spec = write_spec(tmp_path / "arch")
+    load_plugins([tmp_path / "arch" / "blocks" / "mine.py"])
     config = make_config(
         "seed",
         overrides={
@@ -111,7 +115,7 @@ def test_a_run_from_a_spec_file_loads_back_from_its_weights_alone(tmp_path: Path
     result = train(config)
     saved = yaml.safe_load((result.run_dir / "model.yaml").read_text())
     assert saved["name"] == "tiny-user" and saved["backbone"][3]["block"] == "my_double_conv"
-    spec.unlink()  # the weights carry the spec; the plugin file stays where it was
+    spec.unlink()  # the weights carry the spec; the plugin's block is registered in this process
     detector = Detector.load(result.run_dir / "weights" / "last.safetensors", "cpu")
     assert detector.metadata["model"] == "tiny-user"
     images = torch.rand(2, 3, 320, 320)

@@ -1,5 +1,6 @@
-"""Content hashes of weights and training-state files: a corrupt tensor is refused, an older
-file without a hash still loads (with a warning)."""
+"""Content hashes of weights and training-state files: a corrupt tensor or an edited metadata
+field is refused, an older file without a hash (or whose hash covers its tensors alone) still
+loads, with a warning."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors_bytes
 
-from cli_helpers import run_onestage
+from cli_helpers import run_in_process, run_onestage
 from onestage.checkpoint import (
     HASH_KEY,
     METADATA_KEY,
     content_hash,
     load_training_state,
     load_weights,
+    read_metadata,
     save_training_state,
     save_weights,
     verify_content,
@@ -42,12 +44,17 @@ def flip_last_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_weights_carry_a_hash_of_their_tensors_and_load_when_intact(tmp_path: Path):
+def test_weights_carry_a_hash_of_their_tensors_and_metadata_and_load_when_intact(
+    tmp_path: Path,
+):
     path = tmp_path / "w.safetensors"
     model = tiny_model()
     save_weights(path, model, {"model": "tiny"})
     tensors, metadata = load_weights(path)
-    assert metadata[HASH_KEY] == content_hash(tensors) == content_hash(model.state_dict())
+    assert metadata == {"format_version": 2, "model": "tiny", HASH_KEY: metadata[HASH_KEY]}
+    assert metadata[HASH_KEY] == content_hash(tensors, metadata)
+    assert metadata[HASH_KEY] == content_hash(model.state_dict(), {"model": "tiny", **metadata})
+    assert metadata[HASH_KEY] != content_hash(tensors)
     assert json.loads(path.with_suffix(".json").read_text())[HASH_KEY] == metadata[HASH_KEY]
 
 
@@ -58,7 +65,8 @@ def test_a_flipped_byte_in_the_tensor_data_is_a_one_line_error(tmp_path: Path):
     with pytest.raises(OnestageError) as raised:
         load_weights(path)
     assert str(raised.value) == (
-        f"{path}: tensor data does not match its content hash (the file is corrupt)"
+        f"{path}: its tensors or metadata do not match its content hash (the file is corrupt, "
+        "or was edited after it was written)"
     )
 
 
@@ -85,6 +93,68 @@ def test_a_file_without_a_hash_loads_with_a_warning(tmp_path: Path, caplog):
     ]
 
 
+def test_a_format_1_file_checks_its_tensors_and_warns_its_metadata_is_not(tmp_path, caplog):
+    path = tmp_path / "v1.safetensors"
+    tensors = dict(tiny_model().state_dict())
+    document = {"format_version": 1, "model": "tiny", HASH_KEY: content_hash(tensors)}
+    path.write_bytes(save_safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(document)}))
+    with caplog.at_level(logging.WARNING, logger="onestage"):
+        assert load_weights(path)[1] == document
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path}: format version 1: its metadata is not covered by its content hash (loaded "
+        "with the tensors checked)"
+    ]
+    flip_last_byte(path)
+    with pytest.raises(OnestageError, match="do not match its content hash"):
+        load_weights(path)
+
+
+def edited_copy(tmp_path: Path, edit) -> Path:
+    """A copy of the shipped `animals` whose metadata document went through `edit` (the
+    tensors and the recorded hash untouched), as a user editing the header would make it."""
+    tensors, metadata = load_weights(WEIGHTS_DIR / "animals.safetensors")
+    path = tmp_path / "edited.safetensors"
+    header = {METADATA_KEY: json.dumps(edit(dict(metadata)))}
+    path.write_bytes(save_safetensors_bytes(tensors, metadata=header))
+    return path
+
+
+def swap_dog_and_goat(metadata: dict) -> dict:
+    names = list(metadata["class_names"])
+    dog, goat = names.index("dog"), names.index("goat")
+    names[dog], names[goat] = names[goat], names[dog]
+    return {**metadata, "class_names": names}
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        swap_dog_and_goat,
+        lambda m: {**m, "class_names": [*m["class_names"][:-1], "wolf"]},
+        lambda m: {**m, "input_size": 352},
+        lambda m: {**m, "format_version": 3},
+    ],
+    ids=["classes-swapped", "class-renamed", "input-size", "format-version"],
+)
+def test_a_metadata_edit_is_refused(tmp_path: Path, edit):
+    path = edited_copy(tmp_path, edit)
+    with pytest.raises(OnestageError) as raised:
+        load_weights(path)
+    assert str(raised.value).startswith(f"{path}: its tensors or metadata do not match")
+
+
+def test_the_cli_refuses_edited_class_names_in_one_line(tmp_path: Path, monkeypatch, capsys):
+    path = edited_copy(tmp_path, swap_dog_and_goat)
+    image = tmp_path / "blank.png"
+    Image.new("RGB", (64, 64)).save(image)
+    result = run_in_process(
+        monkeypatch, capsys, "predict", str(image), "--weights", str(path), "--backend", "torch",
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "its tensors or metadata do not match its content hash" in result.stderr
+
+
 def test_a_corrupt_training_state_is_refused(tmp_path: Path):
     model = tiny_model()
     optimizer = torch.optim.AdamW(model.parameters())
@@ -94,7 +164,13 @@ def test_a_corrupt_training_state_is_refused(tmp_path: Path):
     save_training_state(path, optimizer, {"epoch": 1})
     assert load_training_state(path, optimizer)[0] == {"epoch": 1}
     flip_last_byte(path)
-    with pytest.raises(OnestageError, match="does not match its content hash"):
+    with pytest.raises(OnestageError, match="do not match its content hash"):
+        load_training_state(path, optimizer)
+    save_training_state(path, optimizer, {"epoch": 1})
+    tensors, header = load_safetensors_bytes(path.read_bytes()), read_metadata(path)
+    header["counters"]["epoch"] = 7  # an edited counter is refused as a flipped byte is
+    path.write_bytes(save_safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(header)}))
+    with pytest.raises(OnestageError, match="do not match its content hash"):
         load_training_state(path, optimizer)
 
 
@@ -102,7 +178,7 @@ def test_the_shipped_weights_carry_their_hash():
     for name in ("animals", "seed_animals"):
         path = WEIGHTS_DIR / f"{name}.safetensors"
         _, metadata = load_weights(path)
-        assert metadata[HASH_KEY] == content_hash(load_file(str(path)))
+        assert metadata[HASH_KEY] == content_hash(load_file(str(path)), metadata)
 
 
 def test_the_cli_refuses_corrupt_weights_in_one_line(tmp_path: Path):
@@ -113,7 +189,7 @@ def test_the_cli_refuses_corrupt_weights_in_one_line(tmp_path: Path):
     Image.new("RGB", (64, 64)).save(image)
     result = run_onestage("predict", "--weights", str(path), str(image), cwd=tmp_path)
     assert result.returncode == 2
-    assert "does not match its content hash" in result.stderr
+    assert "do not match its content hash" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 

@@ -7,9 +7,15 @@ training-state file (for --resume) holds the optimiser's tensors, the torch RNG 
 header, the optimiser's hyper-parameters and the loop counters.
 
 safetensors has no checksum, so both documents carry "content_sha256": a SHA-256 over every
-tensor's name, dtype, shape and bytes (`content_hash`), checked when the file is read. A
-mismatch (a flipped byte in the tensor data) is a one-line error naming the file; a file from
-before the hash existed loads with a warning.
+tensor's name, dtype, shape and bytes and over the document itself, less that field
+(`content_hash`), checked when the file is read. A mismatch (a flipped byte in the tensor data,
+class names swapped, an input size edited) is a one-line error naming the file. Files of format
+version 1 hashed their tensors alone: they load with a warning that their metadata is not
+checked, as files from before the hash load with a warning that nothing is.
+
+The hash detects damage, not forgery: anyone who edits a file can recompute it. Weights from
+someone you do not trust are data that onestage reads with checks and limits, never code it
+runs (SECURITY.md).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
@@ -30,33 +36,48 @@ from onestage.fileio import atomic_write_bytes, atomic_write_text
 from onestage.parsing import MalformedText, parse_json
 
 METADATA_KEY = "onestage"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the content hash covers the document too; 1: the tensors alone
 HASH_KEY = "content_sha256"
 log = logging.getLogger("onestage.checkpoint")
 
 
-def content_hash(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 (hex) of the tensors' names, dtypes, shapes and bytes, in name order."""
+def content_hash(tensors: dict[str, torch.Tensor], document: dict[str, Any] | None = None) -> str:
+    """SHA-256 (hex) of the tensors' names, dtypes, shapes and bytes, in name order, then of
+    `document` without its HASH_KEY as canonical JSON (sorted keys, no spaces)."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
         tensor = tensors[name].detach().to("cpu").contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    if document is not None:
+        rest = {key: value for key, value in document.items() if key != HASH_KEY}
+        digest.update(
+            b"document|" + json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
+        )
     return digest.hexdigest()
 
 
 def verify_content(path: Path, tensors: dict[str, torch.Tensor], document: dict[str, Any]) -> None:
-    """Check `tensors` against the document's content hash: a mismatch is an error naming
-    `path`; a document without one (an older file) is a warning."""
+    """Check `tensors` and `document` against the document's content hash: a mismatch is an
+    error naming `path`; a document without one, or of format version 1 (the tensors alone),
+    is a warning."""
     expected = document.get(HASH_KEY)
     if expected is not None and not isinstance(expected, str):
         raise OnestageError(f"{path}: its content hash is not a string (the file is corrupt)")
     if expected is None:
         log.warning("%s: no content hash (an older file): loaded without an integrity check", path)
         return
-    if content_hash(tensors) != expected:
+    covers_document = document.get("format_version") != 1
+    if content_hash(tensors, document if covers_document else None) != expected:
         raise OnestageError(
-            f"{path}: tensor data does not match its content hash (the file is corrupt)"
+            f"{path}: its tensors or metadata do not match its content hash (the file is "
+            "corrupt, or was edited after it was written)"
+        )
+    if not covers_document:
+        log.warning(
+            "%s: format version 1: its metadata is not covered by its content hash (loaded "
+            "with the tensors checked)",
+            path,
         )
 
 
@@ -73,7 +94,9 @@ def save_weights(
         if half and tensor.is_floating_point():
             tensor = tensor.half()
         tensors[name] = tensor
-    document = {"format_version": FORMAT_VERSION, **metadata, HASH_KEY: content_hash(tensors)}
+    own = {key: value for key, value in metadata.items() if key not in ("format_version", HASH_KEY)}
+    document = {"format_version": FORMAT_VERSION, **own}
+    document[HASH_KEY] = content_hash(tensors, document)
     header = {METADATA_KEY: json.dumps(document)}
     atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=header))
     atomic_write_text(path.with_suffix(".json"), json.dumps(document, indent=2) + "\n")
@@ -87,6 +110,19 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     metadata = _document(header, path)
     verify_content(path, tensors, metadata)
     return tensors, metadata
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The metadata of a weights file from its header alone (no tensor read, no hash check:
+    for a look before `load_weights`); one-line errors name `path`."""
+    try:
+        with safe_open(path, "pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise OnestageError(f"{path}: not a readable safetensors file ({error})") from None
+    if METADATA_KEY not in header:
+        raise OnestageError(f"{path}: not a onestage weights file (no onestage metadata)")
+    return _document(header, path)
 
 
 def _document(header: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -170,13 +206,13 @@ def save_training_state(
                 tensors[f"optimizer.{param_id}.{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(param_id), {})[name] = value
-    document = {
+    document: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "param_groups": state["param_groups"],
         "scalars": scalars,
         "counters": counters,
-        HASH_KEY: content_hash(tensors),
     }
+    document[HASH_KEY] = content_hash(tensors, document)
     header = {METADATA_KEY: json.dumps(document)}
     atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=header))
 

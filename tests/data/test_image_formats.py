@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_in_process
 from PIL import Image
 
+from cli_helpers import run_in_process
 from onestage.data.formats import read_dataset, write_dataset
 from onestage.data.images import (
     IMAGE_FORMATS,

@@ -362,6 +362,23 @@ def tiny_weights(folder: Path) -> Path:
     return path
 
 
+def with_document(data: bytes, document: object) -> bytes:
+    """The safetensors file `data` with onestage's JSON document replaced by `document` (a
+    string is written as it is). A mapping whose content hash is still a string gets it
+    recomputed, as anyone editing a file can, so that the checks behind the hash see the edit."""
+    from safetensors.torch import load as load_safetensors_bytes
+    from safetensors.torch import save as save_safetensors_bytes
+
+    from onestage.checkpoint import HASH_KEY, METADATA_KEY, content_hash
+
+    tensors = load_safetensors_bytes(data)
+    if isinstance(document, dict) and isinstance(document.get(HASH_KEY), str):
+        as_read = json.loads(json.dumps(document))  # the document as the reader sees it
+        document = {**as_read, HASH_KEY: content_hash(tensors, as_read)}
+    text = document if isinstance(document, str) else json.dumps(document)
+    return save_safetensors_bytes(tensors, metadata={METADATA_KEY: text})
+
+
 def document_values(
     numbers: st.SearchStrategy[Any] | None = None,
     keys: st.SearchStrategy[Any] | None = None,

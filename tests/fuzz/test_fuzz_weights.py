@@ -18,11 +18,10 @@ from fuzzing import (
     property_cases,
     seeded,
     tiny_weights,
+    with_document,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
 
 from onestage.checkpoint import METADATA_KEY, load_training_state, load_weights, save_training_state
 from onestage.engine.predictor import Detector
@@ -56,7 +55,7 @@ def _mutated(data: bytes, rng, index: int) -> bytes:
     onestage's JSON document."""
     if index % 2:
         return _header_mutation(data, rng)
-    return _with_document(data, mutate_tree(_document(data), rng))
+    return with_document(data, mutate_tree(_document(data), rng))
 
 
 def _header_mutation(data: bytes, rng) -> bytes:
@@ -65,13 +64,6 @@ def _header_mutation(data: bytes, rng) -> bytes:
     if rng.random() < 0.8:
         return mutate_bytes(data[:header_end], rng) + data[header_end:]
     return mutate_bytes(data, rng)
-
-
-def _with_document(data: bytes, document: object) -> bytes:
-    """The safetensors file `data` with onestage's JSON document replaced by `document`."""
-    tensors = load_safetensors_bytes(data)
-    text = json.dumps(document) if not isinstance(document, str) else document
-    return save_safetensors_bytes(tensors, metadata={METADATA_KEY: text})
 
 
 def _document(data: bytes) -> dict:

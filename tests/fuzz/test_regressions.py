@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzing import tiny_weights, write_valid_dataset
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
+from fuzzing import tiny_weights, with_document, write_valid_dataset
 
 from onestage.checkpoint import METADATA_KEY, load_training_state, save_training_state
 from onestage.config import make_config, parse_override
@@ -84,13 +82,13 @@ def test_spec_file_that_is_not_utf8(tmp_path: Path) -> None:
 
 
 def _rewritten(path: Path, change) -> Path:
-    """`path` with its onestage JSON document replaced by `change(document)`."""
+    """`path` with its onestage JSON document replaced by `change(document)` (its content hash
+    recomputed, so that the checks behind it are reached)."""
     data = path.read_bytes()
     header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
     document = change(json.loads(header["__metadata__"][METADATA_KEY]))
     out = path.with_name(f"changed_{path.name}")
-    metadata = {METADATA_KEY: json.dumps(document)}
-    out.write_bytes(save_safetensors_bytes(load_safetensors_bytes(data), metadata=metadata))
+    out.write_bytes(with_document(data, document))
     return out
 
 

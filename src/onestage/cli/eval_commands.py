@@ -15,10 +15,13 @@ from onestage.cli.options import (
     DeviceOption,
     IconsOption,
     ObjectsOption,
+    PluginOption,
     PrecisionOption,
     SeedOption,
     StrictOption,
+    TrustPluginOption,
     WeightsOption,
+    load_user_plugins,
 )
 
 
@@ -42,6 +45,8 @@ def predict_command(
     device: DeviceOption = "auto",
     backend: BackendOption = None,
     precision: PrecisionOption = None,
+    plugin: PluginOption = None,
+    trust_plugin: TrustPluginOption = None,
 ) -> None:
     """Detect objects: annotated images, predictions.json (COCO results), optional YOLO txt.
 
@@ -52,6 +57,7 @@ def predict_command(
 
     if backend is None and compile_model:
         backend = "torch"
+    load_user_plugins(plugin, trust_plugin)
     detector = open_detector(weights, device, backend, precision)
     console.print(
         f"weights: {weights} ({detector.metadata['model']}, {len(detector.class_names)} classes)"
@@ -105,6 +111,8 @@ def evaluate_command(
     strict: StrictOption = False,
     backend: BackendOption = None,
     precision: PrecisionOption = None,
+    plugin: PluginOption = None,
+    trust_plugin: TrustPluginOption = None,
 ) -> None:
     """Score weights on a dataset or a synthetic test set: VOC mAP@0.5, COCO metrics, report."""
     from onestage.data.synthetic import parse_count_range
@@ -112,6 +120,7 @@ def evaluate_command(
     from onestage.engine.predictor import PredictOptions
     from onestage.fileio import unique_run_dir
 
+    load_user_plugins(plugin, trust_plugin)
     options = PredictOptions(conf=conf, iou=iou, max_det=max_det, candidates=candidates)
     synthetic_options = {
         "objects": parse_count_range(objects),
@@ -188,6 +197,8 @@ def compare_command(
     ] = None,
     backend: BackendOption = None,
     precision: PrecisionOption = None,
+    plugin: PluginOption = None,
+    trust_plugin: TrustPluginOption = None,
 ) -> None:
     """Rank detectors on one test set: accuracy, size, compute and batch-1 CPU latency."""
     from onestage.data.synthetic import parse_count_range
@@ -199,6 +210,7 @@ def compare_command(
 
     if (data is None) == (synthetic is None):
         raise OnestageError("give either --data DIR or --synthetic N")
+    load_user_plugins(plugin, trust_plugin)
     class_names = Detector.load(resolve_entry(models[0]).weights, "cpu").class_names
     if data is not None:
         eval_set = dataset_eval_set(data, class_names, split)

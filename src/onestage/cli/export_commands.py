@@ -8,7 +8,12 @@ from typing import Annotated
 import typer
 
 from onestage.cli.app import app, console
-from onestage.cli.options import WeightsOption
+from onestage.cli.options import (
+    PluginOption,
+    TrustPluginOption,
+    WeightsOption,
+    load_user_plugins,
+)
 
 
 @app.command("export")
@@ -31,10 +36,13 @@ def export_command(
         Path | None,
         typer.Option("--out", help="Output file (.onnx or .xml; default beside the weights)."),
     ] = None,
+    plugin: PluginOption = None,
+    trust_plugin: TrustPluginOption = None,
 ) -> None:
     """Export weights to ONNX or OpenVINO: one file that predicts on its own (metadata inside)."""
     from onestage.engine.exporter import export_weights
 
+    load_user_plugins(plugin, trust_plugin)
     with console.status(f"exporting to {fmt} ({precision})"):
         result = export_weights(weights, fmt, precision, out, calib, calib_data, calib_split)
     extra = f" and {result.path.with_suffix('.bin').name}" if fmt == "openvino" else ""

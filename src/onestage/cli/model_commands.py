@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from onestage.cli.app import app, console
-from onestage.cli.options import ModelOption, PluginOption
+from onestage.cli.options import ModelOption, PluginOption, load_user_plugins
 
 
 @app.command("models")
@@ -24,11 +24,11 @@ def models_command(
     """List the built-in architectures (head, parameters, GFLOPs), or print one's spec."""
     import yaml
 
-    from onestage.models import build_model, import_plugins, load_spec, model_names, spec_names
+    from onestage.models import build_model, load_spec, model_names, spec_names
     from onestage.models.spec import SPECS_DIR
     from onestage.models.summary import summarize
 
-    import_plugins(plugin or [])
+    load_user_plugins(plugin)
     if yaml_out:
         if name is None:
             raise typer.BadParameter("--yaml needs an architecture name")
@@ -67,10 +67,10 @@ def summary_command(
     plugin: PluginOption = None,
 ) -> None:
     """Print a Keras-style layer table with parameter totals and GFLOPs per image."""
-    from onestage.models import build_model, import_plugins
+    from onestage.models import build_model
     from onestage.models.summary import format_summary, summarize
 
-    import_plugins(plugin or [])
+    load_user_plugins(plugin)
     network = build_model(model, num_classes=classes, input_size=imgsz)
     console.print(format_summary(summarize(network, input_size=imgsz)), highlight=False)
 

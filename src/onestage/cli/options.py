@@ -1,4 +1,4 @@
-"""Option types shared by several commands."""
+"""Option types shared by several commands, and the loading of the plugins they name."""
 
 from __future__ import annotations
 
@@ -51,6 +51,25 @@ PluginOption = Annotated[
     list[Path] | None,
     typer.Option("--plugin", help="Python file registering your own blocks (repeatable)."),
 ]
+TrustPluginOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--trust-plugin",
+        help="As --plugin, and used even where its source differs from the one the weights "
+        "were trained with (repeatable).",
+    ),
+]
+
+
+def load_user_plugins(plugin: list[Path] | None, trust_plugin: list[Path] | None = None) -> None:
+    """Run the plugin files named by --plugin and --trust-plugin (the only code onestage runs
+    that is not its own)."""
+    from onestage.models import load_plugins
+
+    load_plugins(plugin or [])
+    load_plugins(trust_plugin or [], trusted=True)
+
+
 BackendOption = Annotated[
     str | None,
     typer.Option("--backend", help="torch, onnxruntime or openvino (exported files: their own)."),

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from onestage.cli.app import app, console
-from onestage.cli.options import PluginOption
+from onestage.cli.options import PluginOption, TrustPluginOption, load_user_plugins
 from onestage.errors import OnestageError
 
 if TYPE_CHECKING:
@@ -126,14 +126,14 @@ def train_command(
         Path | None, typer.Option("--resume", help="Run folder (or its weights) to continue.")
     ] = None,
     plugin: PluginOption = None,
+    trust_plugin: TrustPluginOption = None,
 ) -> None:
     """Train a detector; writes runs/train/NAME/ (config, results.csv, plots, weights)."""
     from onestage.config import make_config, parse_override
     from onestage.engine.run_folder import resume_config
     from onestage.engine.trainer import train
-    from onestage.models import import_plugins
 
-    import_plugins(plugin or [])
+    load_user_plugins(plugin, trust_plugin)
 
     values = dict(parse_override(text) for text in overrides or [])
     flags = {

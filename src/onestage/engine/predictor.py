@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from PIL import Image
 
 from onestage.backends import EXPORTED_SUFFIXES
 from onestage.box_coding import box_coding_for, coding_from_layout
-from onestage.checkpoint import load_model_weights, load_weights
+from onestage.checkpoint import load_fitting, load_weights
 from onestage.data.images import load_image_rgb
 from onestage.data.transforms import FitTransform, fit_image
 from onestage.engine.device import resolve_device, torch_threads
@@ -28,9 +28,9 @@ from onestage.engine.runtimes import (
 )
 from onestage.errors import OnestageError
 from onestage.metrics import ImageDetections
-from onestage.models import build_model, build_spec_model, import_plugins
+from onestage.models import load_plugins
 from onestage.models.fuse import fused_for_inference
-from onestage.models.spec import MAX_INPUT_SIZE
+from onestage.models.recorded import check_metadata, model_from_metadata
 from onestage.postprocess import PredictOptions, postprocess
 
 # Shipped weights live in the package, addressed by name (e.g. --weights seed_animals).
@@ -105,11 +105,19 @@ class Detector:
         device: str = "auto",
         backend: str | None = None,
         precision: str | None = None,
+        plugins: Iterable[str | Path] = (),
+        trust_plugins: bool = False,
     ) -> Detector:
         """Load a onestage weights file (or shipped weights by name) or an exported .onnx / .xml
         file. `backend` (weights: "torch" by default; .onnx: "onnxruntime" by default, or
         "openvino"; .xml: "openvino") and `precision` (OpenVINO: f32, bf16; an exported file's
-        own by default) choose the runtime; the device is the CPU for all but torch."""
+        own by default) choose the runtime; the device is the CPU for all but torch.
+
+        `plugins` are Python files registering blocks of your own that the weights need (run
+        first, `onestage.models.load_plugins`): nothing in the file itself makes onestage run
+        code. Each is checked against the file name and SHA-256 the weights record;
+        `trust_plugins` accepts one whose source differs."""
+        load_plugins(plugins, trusted=trust_plugins)
         path = resolve_weights(weights)
         if path.suffix in EXPORTED_SUFFIXES:
             runtime, metadata = exported_runtime(path, backend, precision)
@@ -117,19 +125,10 @@ class Detector:
             return cls(None, metadata, runtime=runtime)
         backend = backend or "torch"
         check_backend(backend, path)
-        _, metadata = load_weights(path)
+        tensors, metadata = load_weights(path)
         check_metadata(metadata, path)
-        try:
-            import_plugins(metadata.get("plugins", []))
-            build = build_spec_model if "spec" in metadata else build_model
-            model = build(
-                metadata.get("spec", metadata["model"]),
-                num_classes=len(metadata["class_names"]),
-                input_size=metadata["input_size"],
-            )
-        except OnestageError as error:
-            raise OnestageError(f"{path}: the model it names does not build: {error}") from None
-        load_model_weights(model, path, {"model": metadata["model"]})
+        model = model_from_metadata(metadata, path)
+        load_fitting(model, tensors, path)
         if backend != "torch":
             runtime, exported = model_runtime(model, metadata, backend, precision or "f32", path)
             return cls(None, exported, runtime=runtime)
@@ -206,8 +205,10 @@ class Detector:
         options: PredictOptions | None = None,
         timing: dict[str, float] | None = None,
     ) -> list[ImageDetections]:
-        """Detections for a batch of (H, W, 3) uint8 images; boxes in each image's pixels.
-        `timing` as `detect_tensor`'s."""
+        """Detections for a batch of (H, W, 3) uint8 images (none: none); boxes in each image's
+        pixels. `timing` as `detect_tensor`'s."""
+        if not images:
+            return []
         return self.detect_tensor(*self.fit_batch(images), options, timing)
 
     def fit_batch(
@@ -292,72 +293,6 @@ class Detector:
             timing["forward"] = forward_done - began
             timing["postprocess"] = time.perf_counter() - forward_done
         return results
-
-
-def check_metadata(metadata: dict[str, Any], path: Path, exported: bool = False) -> None:
-    """A one-line error naming `path` for metadata a Detector cannot use: a missing key or a
-    value of the wrong kind (`exported`: also the coding layout an exported file needs)."""
-
-    def refuse(key: str, expected: str) -> None:
-        raise OnestageError(
-            f"{path}: onestage metadata: {key!r} must be {expected}, got {metadata[key]!r:.60}"
-        )
-
-    required = ("model", "class_names", "anchors", "input_size", *(("coding",) if exported else ()))
-    for key in required:
-        if key not in metadata:
-            raise OnestageError(f"{path}: onestage metadata lacks {key!r}")
-    names = metadata["class_names"]
-    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
-        refuse("class_names", "a list of class names")
-    size = metadata["input_size"]
-    if not (type(size) is int and 1 <= size <= MAX_INPUT_SIZE):
-        refuse("input_size", f"an integer from 1 to {MAX_INPUT_SIZE}")
-    for key in ("model", "anchors"):
-        if not isinstance(metadata[key], str):
-            refuse(key, "a string")
-    for key, kind, expected in (
-        ("loss", str | None, "a string"),
-        ("letterbox", bool, "true or false"),
-        ("spec", dict, "a mapping"),
-        ("plugins", list, "a list of file names"),
-        ("category_ids", list, "a list of integers"),
-    ):
-        if key in metadata and not isinstance(metadata[key], kind):
-            refuse(key, expected)
-    if not all(isinstance(plugin, str) for plugin in metadata.get("plugins", [])):
-        refuse("plugins", "a list of file names")
-    if exported:
-        _check_coding(metadata, path, size)
-
-
-def _check_coding(metadata: dict[str, Any], path: Path, input_size: int) -> None:
-    """The coding layout of an exported file: its box coding, the count that coding needs
-    (reg_max or anchors per cell) and levels no larger than the input."""
-    coding = metadata["coding"]
-    if isinstance(coding, dict):
-        box_coding = coding.get("box_coding")
-        count_keys = {"points": "reg_max", "anchors": "anchors_per_cell"}
-        count_key = count_keys.get(box_coding) if isinstance(box_coding, str) else None
-        levels = coding.get("feature_sizes")
-        count = coding.get(count_key) if count_key else None
-        if (
-            type(count) is int
-            and 0 <= count <= 64
-            and isinstance(levels, list)
-            and levels
-            and all(
-                isinstance(level, list)
-                and len(level) == 2
-                and all(type(side) is int and 1 <= side <= input_size for side in level)
-                for level in levels
-            )
-        ):
-            return
-    raise OnestageError(
-        f"{path}: onestage metadata: 'coding' is not a coding layout onestage writes, "
-        f"got {coding!r:.60}"
-    )
 
 
 def open_detector(

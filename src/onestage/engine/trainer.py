@@ -17,6 +17,7 @@ from onestage.checkpoint import (
     load_fitting,
     load_model_weights,
     load_training_state,
+    read_metadata,
     save_training_state,
     save_weights,
     weights_epoch,
@@ -54,7 +55,7 @@ from onestage.engine.schedule import (
 from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_text, remove_temp_files, unique_run_dir
 from onestage.models import build_model
-from onestage.models.plugins import imported_plugins
+from onestage.models.plugins import check_recorded_plugins, plugin_records
 from onestage.models.spec import Spec
 from onestage.plots import plot_results
 
@@ -133,7 +134,9 @@ class Trainer:
             **model_options,
         ).to(self.device)
         if config.weights is not None:
-            load_model_weights(self.model, Path(config.weights), self._weights_identity())
+            weights = Path(config.weights)
+            metadata = load_model_weights(self.model, weights, self._weights_identity())
+            check_recorded_plugins(metadata.get("plugins"), weights)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.coding = box_coding_for(self.model, config.imgsz, config.anchors, config.loss)
@@ -263,6 +266,9 @@ class Trainer:
         run_dir = run_dir_of(resume_from)
         weights_dir = run_dir / "weights"
         state_path = weights_dir / "last.state.safetensors"
+        last = weights_dir / "last.safetensors"
+        if last.is_file():
+            check_recorded_plugins(read_metadata(last).get("plugins"), last)
         counters, raw_weights, averaged_weights = load_training_state(
             state_path, self.optimizer, self.device
         )
@@ -538,8 +544,13 @@ class Trainer:
         return self.weights_metadata(epochs_done, {k: v for k, v in row.items() if k != "epoch"})
 
     def _architecture_metadata(self) -> dict[str, Any]:
-        """The spec (so the weights alone rebuild the model) and the plugin files it needs."""
-        plugins = imported_plugins()
+        """The spec (so the weights alone rebuild the model) and the plugins it needs: file
+        names and digests (`onestage.models.plugins.plugin_records`)."""
+        if self.spec is not None:
+            names = {"blocks": [layer.block for _, layer in self.spec.layers()]}
+        else:
+            names = {"models": [self.config.model]}
+        plugins = plugin_records(names)
         return {
             **({"spec": self.spec.to_dict()} if self.spec is not None else {}),
             **({"plugins": plugins} if plugins else {}),

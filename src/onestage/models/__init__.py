@@ -10,9 +10,10 @@ follow the same order.
 from __future__ import annotations
 
 from onestage.models.blocks import BLOCKS, register_block
-from onestage.models.plugins import import_plugins
+from onestage.models.plugins import Plugin, load_plugins
 from onestage.models.registry import (
     MODELS,
+    build_built_in,
     build_model,
     is_spec_file,
     model_class,
@@ -34,13 +35,15 @@ __all__ = [
     "BLOCKS",
     "MODELS",
     "Layer",
+    "Plugin",
     "SeedModel",
     "Spec",
     "SpecModel",
+    "build_built_in",
     "build_model",
     "build_spec_model",
-    "import_plugins",
     "is_spec_file",
+    "load_plugins",
     "load_spec",
     "model_class",
     "model_names",

@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from onestage.errors import OnestageError
-from onestage.models.spec import build_spec_model, spec_names
+from onestage.models.spec import SPECS_DIR, build_spec_model, spec_names
 from onestage.registry import Registry
 
 MODELS: Registry[type[nn.Module]] = Registry("model")
@@ -39,10 +39,18 @@ def build_model(name: str | Path, num_classes: int, **options: Any) -> nn.Module
     """
     if num_classes < 1:
         raise OnestageError(f"num_classes must be at least 1, got {num_classes}")
-    if is_spec_file(name) or str(name) in spec_names():
+    if is_spec_file(name):
         return build_spec_model(name, num_classes, **options)
-    if str(name) in MODELS.names():
-        return model_class(str(name))(num_classes=num_classes, **options)
+    return build_built_in(str(name), num_classes, **options)
+
+
+def build_built_in(name: str, num_classes: int, **options: Any) -> nn.Module:
+    """A fresh built-in architecture (a built-in spec or a registered class) by name; unlike
+    `build_model`, never a file: for names read from a file (weights metadata)."""
+    if name in spec_names():
+        return build_spec_model(SPECS_DIR / f"{name}.yaml", num_classes, **options)
+    if name in MODELS.names():
+        return model_class(name)(num_classes=num_classes, **options)
     close = difflib.get_close_matches(str(name), model_names(), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise OnestageError(

@@ -3,9 +3,9 @@
 A spec has a `name`, an `input_size` (the side of the square image it is built for; a build call
 may change it), an optional `init` (`torch`: each layer's own initialisation, the default;
 `glorot`: Keras' Glorot-uniform kernels with zero biases, as the seed), optional `imports`
-(Python files, relative to the spec file, whose `@register_block` calls add the user's own
-blocks) and three sections, `backbone`, `neck` (optional) and `head`, each a list of layers
-that run in order:
+(the plugin files that register the user's own blocks: named in errors, never imported; the
+user passes them with `--plugin`, `onestage.models.plugins`) and three sections, `backbone`,
+`neck` (optional) and `head`, each a list of layers that run in order:
 
     - {name: NAME, block: BLOCK, from: NAME or [NAMES], ARG: VALUE, ...}
 
@@ -21,7 +21,7 @@ a head (`onestage.models.heads`): anchor-based, (B, A, 4 + num_classes + 1), or 
 
     name: tiny
     input_size: 64
-    imports: [my_blocks.py]           # optional: registers the user's blocks
+    imports: [my_blocks.py]           # optional: the plugin files the spec needs (--plugin)
     backbone:
       - {name: stem, block: conv, out: 16, k: 3, s: 2, act: relu}    # (B, 16, 32, 32)
       - {name: c4, block: csp, out: 32, n: 1}                         # (B, 32, 32, 32)
@@ -65,7 +65,6 @@ from torch import nn
 from onestage.errors import OnestageError, first_line
 from onestage.models.blocks import BLOCKS, keras_initialise
 from onestage.models.heads import HEAD_ATTRIBUTES, is_head, output_values
-from onestage.models.plugins import import_plugins
 from onestage.parsing import MalformedText, parse_yaml
 
 SPECS_DIR = Path(__file__).parent / "specs"
@@ -196,9 +195,8 @@ def _layer_from(item: Any, origin: str, position: str) -> Layer:
     return Layer(item["name"], item["block"], sources, **args, **inline)
 
 
-def spec_from_dict(data: dict[str, Any], origin: str = "", base_dir: Path | None = None) -> Spec:
-    """A Spec from its mapping (parsed YAML or `Spec.to_dict()`); `imports` are resolved against
-    `base_dir` (the spec file's folder)."""
+def spec_from_dict(data: dict[str, Any], origin: str = "") -> Spec:
+    """A Spec from its mapping (parsed YAML or `Spec.to_dict()`)."""
     origin = origin or f"spec {data.get('name')!r}"
     for key in data:
         if key not in TOP_KEYS:
@@ -214,8 +212,6 @@ def spec_from_dict(data: dict[str, Any], origin: str = "", base_dir: Path | None
     imports = data.get("imports") or []
     if not isinstance(imports, list) or not all(isinstance(p, str) for p in imports):
         raise OnestageError(f"{origin}: imports must be a list of Python file paths")
-    if base_dir is not None:
-        imports = [str(base_dir / p) for p in imports]
     sections = {}
     for section in SECTIONS:
         items = data.get(section) or []
@@ -234,7 +230,7 @@ def spec_from_dict(data: dict[str, Any], origin: str = "", base_dir: Path | None
     )
 
 
-def parse_spec(text: str, origin: str = "<spec>", base_dir: Path | None = None) -> Spec:
+def parse_spec(text: str, origin: str = "<spec>") -> Spec:
     """A Spec from YAML text; malformed YAML is one line with its line and column."""
     try:
         data = parse_yaml(text, _SpecLoader)
@@ -244,7 +240,7 @@ def parse_spec(text: str, origin: str = "<spec>", base_dir: Path | None = None) 
         raise OnestageError(f"{origin}{where}: malformed YAML: {error.problem}") from None
     if not isinstance(data, dict):
         raise OnestageError(f"{origin}: a spec is a mapping with name, backbone, neck and head")
-    return spec_from_dict(data, origin, base_dir)
+    return spec_from_dict(data, origin)
 
 
 def spec_names() -> list[str]:
@@ -266,7 +262,7 @@ def load_spec(source: str | Path) -> Spec:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise OnestageError(f"{path}: cannot read the spec file ({first_line(error)})") from None
-    return parse_spec(text, str(path), path.resolve().parent)
+    return parse_spec(text, str(path))
 
 
 def as_spec(source: Spec | dict[str, Any] | str | Path) -> Spec:
@@ -451,7 +447,9 @@ class SpecModel(nn.Module):
         if layer.block not in BLOCKS.classes:
             hint = _did_you_mean(layer.block, BLOCKS.names()) or (
                 f"; known blocks: {', '.join(BLOCKS.names())} (a block of your own needs its "
-                "file in imports: or --plugin)"
+                "plugin file passed with --plugin"
+                + (f"; the spec names {', '.join(self.spec.imports)}" if self.spec.imports else "")
+                + ")"
             )
             where = f"layer {layer.name!r} ({position})"
             raise OnestageError(f"{origin}: unknown block {layer.block!r} in {where}{hint}")
@@ -595,9 +593,8 @@ def build_spec_model(
 ) -> SpecModel:
     """A fresh model from a spec (a Spec, its mapping, a YAML file or a built-in name).
 
-    The spec's `imports` are imported first. `input_size` replaces the spec's; `bn_momentum`,
-    when given, replaces every BatchNorm's momentum (as `SeedModel`'s option does).
+    Its blocks must be registered (onestage's own, or from plugins the user loaded). `input_size`
+    replaces the spec's; `bn_momentum`, when given, replaces every BatchNorm's momentum (as
+    `SeedModel`'s option does).
     """
-    spec = as_spec(source)
-    import_plugins(spec.imports)
-    return SpecModel(spec, num_classes, input_size, bn_momentum)
+    return SpecModel(as_spec(source), num_classes, input_size, bn_momentum)

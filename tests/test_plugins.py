@@ -1,0 +1,211 @@
+"""Plugins come from the user alone: `--plugin FILE.py` (and `plugins=[...]`) runs a file the
+user names; weights trained with one record its file name and SHA-256, never a path, and load
+in a new process, from another folder, when the user passes the plugin again; a missing or an
+edited plugin is one line; every failure of a plugin file is one line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cli_helpers import run_in_process, run_onestage
+from onestage.config import make_config
+from onestage.engine.predictor import Detector
+from onestage.engine.trainer import train
+from onestage.errors import OnestageError
+from onestage.models import load_plugins
+from onestage.models.blocks import BLOCKS
+
+PLUGIN = """\
+from torch import nn
+
+from onestage.models import register_block
+
+
+@register_block("plugin_test_double")
+class DoubleConv(nn.Conv2d):
+    def __init__(self, in_channels: int, out: int) -> None:
+        super().__init__(in_channels, out, 3, padding=1)
+        self.out_channels = out
+
+    def forward(self, x):
+        return 2 * super().forward(x)
+"""
+
+# Five levels (20, 10, 5, 3, 1 at 320 px) with 4 anchors per cell, as the seed anchors expect.
+SPEC = """\
+name: plugin-tiny
+input_size: 320
+imports: [blocks/mine.py]
+backbone:
+  - {name: stem, block: conv, out: 8, k: 3, s: 4, act: relu}
+  - {name: down1, block: conv, out: 8, k: 3, s: 2, act: relu}
+  - {name: down2, block: conv, out: 8, k: 3, s: 2, act: relu}
+  - {name: mine, block: plugin_test_double, out: 8}
+  - {name: down3, block: conv, out: 8, k: 3, s: 2, act: relu}
+  - {name: down4, block: conv, out: 8, k: 3, s: 2, act: relu}
+  - {name: down5, block: conv, out: 8, k: 3, p: valid, act: relu}
+  - {name: down6, block: conv, out: 8, k: 3, p: valid, act: relu}
+head:
+  - {name: box_a, block: ssd_box, from: mine, anchors: 4}
+  - {name: cls_a, block: ssd_class, from: mine, anchors: 4}
+  - {name: box_b, block: ssd_box, from: down3, anchors: 4}
+  - {name: cls_b, block: ssd_class, from: down3, anchors: 4}
+  - {name: box_c, block: ssd_box, from: down4, anchors: 4}
+  - {name: cls_c, block: ssd_class, from: down4, anchors: 4}
+  - {name: box_d, block: ssd_box, from: down5, anchors: 4}
+  - {name: cls_d, block: ssd_class, from: down5, anchors: 4}
+  - {name: box_e, block: ssd_box, from: down6, anchors: 4}
+  - {name: cls_e, block: ssd_class, from: down6, anchors: 4}
+  - {name: out, block: ssd_output, from: [box_a, cls_a, box_b, cls_b, box_c, cls_c, box_d,
+                                          cls_d, box_e, cls_e]}
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A one-step run of SPEC with the plugin, moved with its plugin to another folder after
+    training (the old folder removed), and an image to predict on."""
+    project = tmp_path_factory.mktemp("project")
+    (project / "blocks").mkdir()
+    (project / "blocks" / "mine.py").write_text(PLUGIN)
+    (project / "tiny.yaml").write_text(SPEC)
+    saved = dict(BLOCKS.classes)
+    try:
+        load_plugins([project / "blocks" / "mine.py"])
+        overrides = {"model": str(project / "tiny.yaml"), "epochs": 1, "steps": 1, "batch": 2}
+        overrides |= {"val_every": 0, "amp": "none", "project": str(project)}
+        result = train(make_config("seed", overrides={**overrides, "name": "run"}))
+    finally:
+        BLOCKS.classes.clear()
+        BLOCKS.classes.update(saved)
+    moved = tmp_path_factory.mktemp("moved")
+    shutil.copytree(result.run_dir / "weights", moved / "weights")
+    shutil.copy(project / "blocks" / "mine.py", moved / "mine.py")
+    shutil.rmtree(project)
+    image = moved / "scene.png"
+    Image.new("RGB", (80, 64), (90, 140, 60)).save(image)
+    return {"weights": moved / "weights" / "last.safetensors", "plugin": moved / "mine.py"}
+
+
+@pytest.fixture
+def edited_plugin(trained: dict[str, Path], tmp_path: Path) -> Path:
+    edited = tmp_path / "mine.py"
+    edited.write_text(PLUGIN.replace("return 2 *", "return 3 *"))
+    return edited
+
+
+def predict(monkeypatch, capsys, trained: dict[str, Path], *options: str):
+    image = trained["weights"].parent.parent / "scene.png"
+    out = trained["weights"].parent.parent / "out"
+    arguments = ("predict", str(image), "--weights", str(trained["weights"]), "--out", str(out))
+    return run_in_process(monkeypatch, capsys, *arguments, "--backend", "torch", *options)
+
+
+def test_training_records_the_plugin_by_name_and_digest_never_a_path(trained, restore_blocks):
+    metadata = json.loads(trained["weights"].with_suffix(".json").read_text())
+    digest = hashlib.sha256(PLUGIN.encode()).hexdigest()
+    assert metadata["plugins"] == [
+        {"file": "mine.py", "sha256": digest, "blocks": ["plugin_test_double"], "models": []}
+    ]
+    assert "project" not in json.dumps(metadata)  # no folder of the training machine
+
+
+def test_moved_weights_load_in_a_new_process_with_the_plugin(trained, restore_blocks):
+    image = trained["weights"].parent.parent / "scene.png"
+    done = run_onestage(
+        "predict", str(image), "--weights", str(trained["weights"]), "--backend", "torch",
+        "--plugin", str(trained["plugin"]), "--out", str(image.parent / "new-process"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "1 image(s)" in done.stdout
+
+
+def test_without_the_plugin_one_line_names_the_block_and_the_file(
+    trained, restore_blocks, monkeypatch, capsys
+):
+    result = predict(monkeypatch, capsys, trained)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr == (
+        f"error: {trained['weights']}: needs block 'plugin_test_double', which the plugin "
+        "mine.py registered: pass that file with --plugin (plugins=[...] in Python)\n"
+    )
+    with pytest.raises(OnestageError, match="needs block 'plugin_test_double'"):
+        Detector.load(trained["weights"], "cpu")
+
+
+def test_with_the_plugin_the_api_and_the_cli_load(trained, restore_blocks, monkeypatch, capsys):
+    detector = Detector.load(trained["weights"], "cpu", plugins=[trained["plugin"]])
+    assert type(detector.model.mine).__name__ == "DoubleConv"
+    assert predict(monkeypatch, capsys, trained, "--plugin", str(trained["plugin"])).returncode == 0
+
+
+def test_an_edited_plugin_is_one_line_unless_trusted(
+    trained, edited_plugin, restore_blocks, monkeypatch, capsys
+):
+    result = predict(monkeypatch, capsys, trained, "--plugin", str(edited_plugin))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "block 'plugin_test_double' comes from plugin mine.py (sha256 " in result.stderr
+    assert "give it with --trust-plugin mine.py" in result.stderr
+    trusted = predict(monkeypatch, capsys, trained, "--trust-plugin", str(edited_plugin))
+    assert trusted.returncode == 0, trusted.stderr
+
+
+def test_an_edited_plugin_through_the_api(trained, edited_plugin, restore_blocks):
+    with pytest.raises(OnestageError, match=r"not the mine\.py these weights were trained with"):
+        Detector.load(trained["weights"], "cpu", plugins=[edited_plugin])
+    BLOCKS.classes.pop("plugin_test_double")
+    detector = Detector.load(trained["weights"], "cpu", plugins=[edited_plugin], trust_plugins=True)
+    assert type(detector.model.mine).__name__ == "DoubleConv"
+
+
+NOT_PYTHON = "not a .py file (plugins are Python source files)"
+
+
+def plugin_failures(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Plugin files that cannot be used, each with the message its one line ends with."""
+    folder.mkdir(exist_ok=True)
+    files = {
+        "shared-library": ("evil.so", b"\x7fELF", NOT_PYTHON),
+        "bytecode": ("evil.pyc", b"\x00" * 16, NOT_PYTHON),
+        "no-suffix": ("evil", b"print(1)", NOT_PYTHON),
+        "syntax": ("syntax.py", b"def (:\n", "failed: SyntaxError: invalid syntax (syntax.py, "
+                   "line 1)"),
+        "raises": ("raises.py", b"import nothing_of_that_name\n", "failed: ModuleNotFoundError: "
+                   "No module named 'nothing_of_that_name'"),
+        "exits": ("exits.py", b"raise SystemExit(3)\n", "failed: SystemExit: 3"),
+    }  # fmt: skip
+    found = {}
+    for case, (name, data, message) in files.items():
+        (folder / name).write_bytes(data)
+        found[case] = (folder / name, message)
+    found["missing"] = (folder / "gone.py", "no such file")
+    (folder / "folder.py").mkdir(exist_ok=True)
+    found["folder"] = (folder / "folder.py", "not a file")
+    return found
+
+
+def test_every_plugin_failure_is_one_line(tmp_path: Path, monkeypatch, capsys, restore_blocks):
+    for case, (path, message) in plugin_failures(tmp_path / "plugins").items():
+        with pytest.raises(OnestageError) as raised:
+            load_plugins([path])
+        assert str(raised.value) == f"plugin {path}: {message}", case
+        result = run_in_process(
+            monkeypatch, capsys, "summary", "--model", "nano", "--plugin", str(path)
+        )
+        assert result.returncode == 2 and result.stderr == f"error: plugin {path}: {message}\n"
+
+
+def test_a_plugin_over_the_size_limit_is_refused_unread(tmp_path: Path, monkeypatch):
+    from onestage.models import plugins
+
+    monkeypatch.setattr(plugins, "MAX_PLUGIN_BYTES", 2 * 1024 * 1024)
+    big = tmp_path / "big.py"
+    big.write_text("#" * (2 * 1024 * 1024 + 1))
+    with pytest.raises(OnestageError, match=r"^plugin .*big.py: larger than 2 MB$"):
+        load_plugins([big])

@@ -661,3 +661,18 @@ def test_images_sharing_a_stem_get_distinct_outputs_and_image_ids(tmp_path: Path
         "a_png.png",
     ]
     assert len(list((out / "labels").glob("*.txt"))) == 4
+
+
+def test_detect_on_no_images_is_no_detections():
+    assert Detector.load("animals", "cpu").detect([]) == []
+
+
+def test_loading_weights_reads_and_hashes_the_file_once(monkeypatch):
+    from onestage import checkpoint
+
+    reads, hashes = [], []
+    read, content_hash = checkpoint._read_safetensors, checkpoint.content_hash
+    monkeypatch.setattr(checkpoint, "_read_safetensors", lambda p: reads.append(p) or read(p))
+    monkeypatch.setattr(checkpoint, "content_hash", lambda *a: hashes.append(1) or content_hash(*a))
+    Detector.load("animals", "cpu")
+    assert len(reads) == 1 and len(hashes) == 1

@@ -16,6 +16,25 @@ from pathlib import Path
 from onestage.errors import OnestageError, one_line
 
 
+def _read_umask() -> int:
+    """The process's umask: from /proc/self/status where Linux gives it (nothing changes),
+    else by setting and restoring it, once, when this module is imported. Setting it at every
+    write would give a file another thread creates meanwhile open permissions."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+PROCESS_UMASK = _read_umask()
+
+
 class WriteError(OnestageError, OSError):
     """A file could not be written: `str()` reads `cannot write PATH: reason`; errno kept."""
 
@@ -45,7 +64,7 @@ def atomic_write_with(path: str | Path, write: Callable[[object], object]) -> No
     except OSError as error:
         raise WriteError(path, error) from error
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+        os.fchmod(fd, 0o666 & ~PROCESS_UMASK)  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.replace(temp_name, path)
@@ -62,12 +81,6 @@ def remove_temp_files(folder: Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def unique_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:

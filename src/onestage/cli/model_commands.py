@@ -81,6 +81,7 @@ def anchors_command(
     config_name: Annotated[str, typer.Option("--config", help="Anchor config name.")] = "seed",
     imgsz: Annotated[int, typer.Option("--imgsz", help="Input side in pixels.")] = 320,
     out: Annotated[Path | None, typer.Option("--out", help="Write an (N, 4) .npy file.")] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Print the priors per level (anchors, or an anchor-free head's cell points); optionally
     save them in model order: normalised xyxy anchors (N, 4), or normalised xy points (N, 2)."""
@@ -92,6 +93,7 @@ def anchors_command(
     from onestage.fileio import atomic_write_bytes
     from onestage.models import build_model
 
+    load_user_plugins(plugin)
     network = build_model(model, num_classes=1, input_size=imgsz)
     coding = box_coding_for(network, imgsz, config_name)
     anchor_free = isinstance(coding, PointCoding)

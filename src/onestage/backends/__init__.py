@@ -9,3 +9,5 @@ from __future__ import annotations
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 EXPORTED_SUFFIXES = {".onnx": "onnxruntime", ".xml": "openvino"}
+# A graph's input or output shape as a runtime reports it: None for a dynamic dimension.
+Shape = tuple[int | None, ...]

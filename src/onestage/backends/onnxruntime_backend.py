@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from onestage.backends import Shape
 from onestage.backends.onnx_graph import INPUT_NAME, OUTPUT_NAME
 from onestage.errors import OnestageError, first_line
 
@@ -29,6 +30,7 @@ class OnnxRuntimeForward:
         # size grew by 28-38 MB over 400 batches of 1-8 images with it, 3 MB without, at the
         # same speed (ONNX Runtime's advice for inputs whose shapes vary).
         options.enable_mem_pattern = False
+        self.source = source
         try:
             self.session = onnxruntime.InferenceSession(
                 str(model) if isinstance(model, Path) else model,
@@ -44,11 +46,33 @@ class OnnxRuntimeForward:
         """The model's key -> value metadata (`metadata_props`)."""
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
+    def shapes(self) -> tuple[Shape, Shape]:
+        """The graph's input and output shapes (None: dynamic). Output dimensions after the
+        batch that the file leaves symbolic (an anchor head's prior count: levels reshaped and
+        concatenated) are read from one forward of one blank image, where the input's
+        dimensions after the batch are fixed."""
+        inputs = _dims(self.session.get_inputs()[0].shape)
+        outputs = _dims(self.session.get_outputs()[0].shape)
+        if None not in outputs[1:] or None in inputs[1:]:
+            return inputs, outputs
+        try:
+            probe = self(torch.zeros(1, *inputs[1:]))
+        except Exception as error:  # onnxruntime's errors derive from Exception alone
+            raise OnestageError(
+                f"{self.source}: ONNX Runtime cannot run it ({_message(error)})"
+            ) from None
+        return inputs, (outputs[0], *probe.shape[1:])
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) float images in [0, 1] -> (B, A, values) float32 raw outputs."""
         array = np.ascontiguousarray(images.detach().cpu().float().numpy())
         (output,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})
         return torch.from_numpy(output)
+
+
+def _dims(shape: list[int | str | None]) -> Shape:
+    """ONNX Runtime's shape (a symbolic dimension is a name or None) as a `Shape`."""
+    return tuple(dim if isinstance(dim, int) else None for dim in shape)
 
 
 def _message(error: Exception) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from onestage.backends import Shape
 from onestage.backends.onnx_graph import METADATA_KEY, metadata_from_map, read_onnx_metadata
 from onestage.backends.seal import files_of, seal
 from onestage.errors import OnestageError
@@ -142,6 +143,11 @@ class OpenVinoForward:
         self.precision = precision
         self._lock = threading.Lock()  # an infer request serves one call at a time
 
+    def shapes(self) -> tuple[Shape, Shape]:
+        """The compiled graph's input and output shapes (None: dynamic); compiling has
+        inferred what an .onnx file leaves symbolic."""
+        return _dims(self.compiled.inputs[0]), _dims(self.compiled.outputs[0])
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) float images in [0, 1] -> (B, A, values) float32 raw outputs; calls
         from several threads take turns."""
@@ -149,6 +155,11 @@ class OpenVinoForward:
         with self._lock:
             output = self.request.infer({0: array})[0]  # a view of the request's output buffer
             return torch.from_numpy(np.array(output, dtype=np.float32, copy=True))
+
+
+def _dims(port: Any) -> Shape:
+    """An OpenVINO port's partial shape as a `Shape`."""
+    return tuple(None if dim.is_dynamic else dim.get_length() for dim in port.get_partial_shape())
 
 
 def _message(error: Exception) -> str:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from onestage.backends import BACKENDS, EXPORTED_SUFFIXES
+from onestage.backends.graph_check import check_graph
 from onestage.backends.seal import HASH_KEY, check_seal
 from onestage.box_coding import coding_layout
 from onestage.errors import OnestageError
@@ -103,7 +104,8 @@ def exported_runtime(
     path: Path, backend: str | None = None, precision: str | None = None
 ) -> tuple[Runtime, dict[str, Any]]:
     """(runtime, metadata) for an exported .onnx (ONNX Runtime by default, or OpenVINO) or .xml
-    file (OpenVINO); `precision` (OpenVINO) defaults to the file's own."""
+    file (OpenVINO), its metadata checked against its graph (`graph_check`); `precision`
+    (OpenVINO) defaults to the file's own."""
     backend = backend or EXPORTED_SUFFIXES[path.suffix]
     check_backend(backend, path)
     if not path.is_file():
@@ -122,6 +124,7 @@ def exported_runtime(
         runtime = OnnxRuntimeForward(path, path)
         metadata = metadata_from_map(runtime.metadata_map(), path)
         _check_unsealed(path, sealed, metadata)
+        check_graph(path, metadata, *runtime.shapes())
         return runtime, metadata
     from onestage.backends.openvino_backend import OpenVinoForward, read_ir
 
@@ -130,7 +133,9 @@ def exported_runtime(
     chosen = precision or metadata.get("precision", "f32")
     if metadata.get("precision") == "int8" and chosen != "int8":
         raise OnestageError(f"{path}: an int8 export runs as int8, not {chosen}")
-    return OpenVinoForward(model, chosen, path), metadata
+    runtime = OpenVinoForward(model, chosen, path)
+    check_graph(path, metadata, *runtime.shapes())
+    return runtime, metadata
 
 
 def _check_unsealed(path: Path, sealed: bool, metadata: dict[str, Any]) -> None:

@@ -236,8 +236,8 @@ def test_bad_exported_files_are_one_line_errors(tmp_path, monkeypatch, capsys):
         arguments = ("predict", str(image), "--weights", str(path), "--out", str(tmp_path))
         return run_in_process(monkeypatch, capsys, *arguments)
 
-    _one_line_error(predict(truncated), "truncated.onnx", "ONNX Runtime cannot load it")
-    _one_line_error(predict(text), "notes.onnx", "ONNX Runtime cannot load it")
+    _one_line_error(predict(truncated), "truncated.onnx", "not a valid ONNX model")
+    _one_line_error(predict(text), "notes.onnx", "not a valid ONNX model")
     _one_line_error(predict(foreign), "foreign.onnx", "not a onestage export")
     _one_line_error(predict(broken_xml), "broken.xml", "OpenVINO cannot read it")
     _one_line_error(predict(lonely_xml), "lonely.xml", "lonely.bin is missing")

@@ -138,3 +138,37 @@ def test_the_cli_refuses_a_corrupt_export_in_one_line(exports, tmp_path):
     result = run_onestage("predict", str(image), "--weights", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {path}: its content {CORRUPT}"
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_an_onnx_file_whose_tensors_live_elsewhere_is_refused_before_a_runtime_reads_it(
+    exports: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """ONNX external data names files a runtime would read (any path the file says): a sealed
+    file that moves its weights out to `weights.data` is refused before any runtime opens it."""
+    import onnx
+    import openvino
+
+    from onestage.backends import onnxruntime_backend
+    from onestage.backends.seal import seal_bytes
+
+    proto = onnx.load(str(exports["onnx"]))
+    metadata = {**read_onnx_metadata(exports["onnx"]), HASH_KEY: PLACEHOLDER}
+    unsealed = tmp_path / "unsealed.onnx"
+    onnx.save_model(
+        proto, str(unsealed), save_as_external_data=True, location="weights.data", size_threshold=0
+    )
+    path = tmp_path / "external.onnx"
+    path.write_bytes(seal_bytes(with_metadata(unsealed.read_bytes(), metadata), path))
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("a runtime was given the file")
+
+    monkeypatch.setattr(onnxruntime_backend.OnnxRuntimeForward, "__init__", never)
+    monkeypatch.setattr(openvino.Core, "read_model", never)
+    with pytest.raises(OnestageError) as raised:
+        Detector.load(path, backend=backend)
+    assert str(raised.value) == (
+        f"{path}: its tensors are kept in other files (ONNX external data), which onestage "
+        "never reads; onestage's exports hold every tensor in the file"
+    )

@@ -33,6 +33,7 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from onestage.errors import OnestageError, first_line
 from onestage.fileio import atomic_write_bytes, atomic_write_text
+from onestage.limits import MAX_WEIGHTS_BYTES, read_bytes_within, read_text_within
 from onestage.parsing import MalformedText, parse_json
 
 METADATA_KEY = "onestage"
@@ -142,7 +143,7 @@ def weights_epoch(path: Path) -> int | None:
     or unreadable, or when they differ."""
     try:
         epoch = load_weights(path)[1].get("epoch")
-        sidecar = json.loads(Path(path).with_suffix(".json").read_text(encoding="utf-8"))
+        sidecar = json.loads(read_text_within(Path(path).with_suffix(".json")))
     except (OnestageError, OSError, ValueError):
         return None
     return epoch if isinstance(sidecar, dict) and sidecar.get("epoch") == epoch else None
@@ -296,7 +297,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     path = Path(path)
     if not path.is_file():
         raise OnestageError(f"{path}: weights file not found")
-    data = path.read_bytes()
+    data = read_bytes_within(path, MAX_WEIGHTS_BYTES)
     try:
         tensors = load_safetensors_bytes(data)
         header_size = int.from_bytes(data[:8], "little")

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from onestage.errors import OnestageError, first_line
+from onestage.limits import read_text_within
 from onestage.parsing import MalformedText, parse_yaml
 
 
@@ -186,7 +187,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a malformed file is a one-line error naming it."""
     path = Path(path)
     try:
-        loaded = parse_yaml(path.read_text(encoding="utf-8"))
+        loaded = parse_yaml(read_text_within(path))
     except FileNotFoundError:
         raise OnestageError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as error:

@@ -13,6 +13,7 @@ import copy
 import io
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,8 @@ def metadata_from_map(props: dict[str, str], source: str | Path) -> dict[str, An
 
 def read_onnx_metadata(path: Path) -> dict[str, Any]:
     """onestage's metadata from an existing ONNX file, with a one-line error for a file that
-    is no ONNX model, or one without onestage metadata."""
+    is no ONNX model, one whose tensors live in other files (external data: a runtime would
+    read whatever files they name) or one without onestage metadata."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -92,4 +94,29 @@ def read_onnx_metadata(path: Path) -> dict[str, Any]:
         raise OnestageError(f"{path}: not a valid ONNX model ({first_line(error)})") from None
     if not proto.graph.node:
         raise OnestageError(f"{path}: not a valid ONNX model (no graph)")
+    if any(_is_external(tensor) for tensor in _tensors(proto.graph)):
+        raise OnestageError(
+            f"{path}: its tensors are kept in other files (ONNX external data), which onestage "
+            "never reads; onestage's exports hold every tensor in the file"
+        )
     return metadata_from_map({entry.key: entry.value for entry in proto.metadata_props}, path)
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of an ONNX graph: initializers, sparse ones, and constants in node
+    attributes, subgraphs (If, Loop, Scan bodies) included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for attribute in node.attribute:
+            yield from (attribute.t, *attribute.tensors)
+            for subgraph in (attribute.g, *attribute.graphs):
+                yield from _tensors(subgraph)
+
+
+def _is_external(tensor: Any) -> bool:
+    """Whether a TensorProto names another file for its data."""
+    from onnx import TensorProto
+
+    return tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data) > 0

@@ -42,10 +42,6 @@ class OnnxRuntimeForward:
                 f"{source}: ONNX Runtime cannot load it ({_message(error)})"
             ) from None
 
-    def metadata_map(self) -> dict[str, str]:
-        """The model's key -> value metadata (`metadata_props`)."""
-        return dict(self.session.get_modelmeta().custom_metadata_map)
-
     def shapes(self) -> tuple[Shape, Shape]:
         """The graph's input and output shapes (None: dynamic). Output dimensions after the
         batch that the file leaves symbolic (an anchor head's prior count: levels reshaped and

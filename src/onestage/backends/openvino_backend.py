@@ -103,12 +103,13 @@ def read_ir(path: Path) -> tuple[Any, dict[str, Any]]:
     has seen both) or .onnx file, with one-line errors for a foreign or damaged file."""
     import openvino
 
+    onnx_metadata = read_onnx_metadata(path) if path.suffix == ".onnx" else None  # checked first
     try:
         model = openvino.Core().read_model(str(path))
     except RuntimeError as error:
         raise OnestageError(f"{path}: OpenVINO cannot read it ({_message(error)})") from None
-    if path.suffix == ".onnx":
-        return model, read_onnx_metadata(path)
+    if onnx_metadata is not None:
+        return model, onnx_metadata
     props = {}
     if model.has_rt_info(RT_INFO_PATH):
         props[METADATA_KEY] = model.get_rt_info(RT_INFO_PATH).astype(str)

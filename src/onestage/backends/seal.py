@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onestage.errors import OnestageError
+from onestage.limits import MAX_EXPORT_BYTES, read_bytes_within
 
 HASH_KEY = "file_sha256"
 PLACEHOLDER = "0" * 64
@@ -55,7 +56,7 @@ def check_seal(path: Path) -> bool:
     for part in paths[1:]:
         if not part.is_file():
             raise OnestageError(f"{path}: its weights file {part.name} is missing")
-    head = path.read_bytes()
+    head = read_bytes_within(path, MAX_EXPORT_BYTES)
     found = [match.span(1) for match in _DIGEST_PATTERN.finditer(head)]
     if not found:
         return False
@@ -64,7 +65,8 @@ def check_seal(path: Path) -> bool:
     (start, end) = found[0]
     carried = head[start:end].decode()
     restored = head[:start] + PLACEHOLDER.encode() + head[end:]
-    if _digest([restored, *(part.read_bytes() for part in paths[1:])]) != carried:
+    rest = [read_bytes_within(part, MAX_EXPORT_BYTES) for part in paths[1:]]
+    if _digest([restored, *rest]) != carried:
         raise OnestageError(
             f"{path}: its content does not match its content hash (the file is corrupt)"
         )

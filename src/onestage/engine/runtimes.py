@@ -118,11 +118,11 @@ def exported_runtime(
         )
     sealed = check_seal(path)
     if backend == "onnxruntime":
-        from onestage.backends.onnx_graph import metadata_from_map
+        from onestage.backends.onnx_graph import read_onnx_metadata
         from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
 
+        metadata = read_onnx_metadata(path)  # before ONNX Runtime reads the file
         runtime = OnnxRuntimeForward(path, path)
-        metadata = metadata_from_map(runtime.metadata_map(), path)
         _check_unsealed(path, sealed, metadata)
         check_graph(path, metadata, *runtime.shapes())
         return runtime, metadata

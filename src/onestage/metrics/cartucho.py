@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestage.fileio import atomic_write_text
+from onestage.limits import read_text_within
 from onestage.metrics import (
     DetectionsLike,
     GroundTruthLike,
@@ -152,7 +153,7 @@ def _read_detections(path: Path) -> list[tuple[str, float, list[float]]]:
 
 def _lines(path: Path) -> list[tuple[int, str]]:
     """(1-based line number, stripped line) of the non-blank lines of a file."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text_within(path).splitlines()
     return [(i, line.strip()) for i, line in enumerate(lines, start=1) if line.strip()]
 
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from onestage.errors import OnestageError, first_line
+from onestage import limits
+from onestage.errors import DataError, OnestageError, first_line
+from onestage.limits import read_bytes_within
 from onestage.models.blocks import BLOCKS
 from onestage.models.registry import MODELS
 from onestage.registry import Registry
 
-MAX_PLUGIN_BYTES = 4 * 1024 * 1024  # a plugin's source; larger files are refused unread
 RECORD_KINDS = {"blocks": BLOCKS, "models": MODELS}  # what a plugin registers, by record key
 
 
@@ -83,11 +84,9 @@ def _read_source(path: Path) -> bytes:
             raise OnestageError(f"plugin {path}: no such file")
         if not path.is_file():
             raise OnestageError(f"plugin {path}: not a file")
-        if path.stat().st_size > MAX_PLUGIN_BYTES:
-            raise OnestageError(
-                f"plugin {path}: larger than {MAX_PLUGIN_BYTES // (1024 * 1024)} MB"
-            )
-        return path.read_bytes()
+        return read_bytes_within(path, limits.MAX_PLUGIN_BYTES)
+    except DataError as error:
+        raise OnestageError(f"plugin {error}") from None
     except OSError as error:
         raise OnestageError(f"plugin {path}: cannot read it ({error.strerror})") from None
 

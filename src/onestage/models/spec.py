@@ -63,6 +63,7 @@ import yaml
 from torch import nn
 
 from onestage.errors import OnestageError, first_line
+from onestage.limits import read_text_within
 from onestage.models.blocks import BLOCKS, keras_initialise
 from onestage.models.heads import HEAD_ATTRIBUTES, is_head, output_values
 from onestage.parsing import MalformedText, parse_yaml
@@ -259,7 +260,7 @@ def load_spec(source: str | Path) -> Spec:
             f"(built-in: {', '.join(spec_names())})"
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_within(path)
     except (OSError, UnicodeDecodeError) as error:
         raise OnestageError(f"{path}: cannot read the spec file ({first_line(error)})") from None
     return parse_spec(text, str(path))

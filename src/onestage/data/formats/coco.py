@@ -25,6 +25,7 @@ from onestage.data.paths import is_file
 from onestage.data.records import Box, DetectionDataset, ImageRecord, LabelFix
 from onestage.errors import DataError
 from onestage.fileio import atomic_write_text
+from onestage.limits import MAX_ANNOTATIONS_BYTES, read_text_within
 from onestage.parsing import MalformedText, parse_json
 
 _PREFIX = "instances_"
@@ -142,7 +143,7 @@ def _annotations(records: list[ImageRecord]) -> list[dict[str, Any]]:
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        content = parse_json(path.read_text(encoding="utf-8"))
+        content = parse_json(read_text_within(path, MAX_ANNOTATIONS_BYTES))
     except MalformedText as error:
         raise DataError(path, f"malformed JSON: {error.problem}", line=error.line) from None
     except (OSError, UnicodeDecodeError) as error:

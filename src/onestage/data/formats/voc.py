@@ -23,6 +23,7 @@ from onestage.data.paths import is_file
 from onestage.data.records import Box, DetectionDataset, ImageRecord
 from onestage.errors import DataError
 from onestage.fileio import atomic_write_text
+from onestage.limits import MAX_TEXT_BYTES, read_bytes_within, read_text_within
 
 CLASSES_TXT = "classes.txt"
 _DEFAULT_SPLIT = "train"
@@ -107,7 +108,7 @@ def _read_classes(path: Path) -> tuple[str, ...] | None:
     if not path.is_file():
         return None
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text_within(path).splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(path, f"cannot read the file ({error})") from None
     names: list[str] = []
@@ -141,9 +142,12 @@ def _split_members(root: Path, problems: Problems) -> dict[str, list[Path]]:
     for split, list_path in lists.items():
         members[split] = []
         try:
-            lines = list_path.read_text(encoding="utf-8").splitlines()
+            lines = read_text_within(list_path).splitlines()
         except (OSError, UnicodeDecodeError) as error:
             problems.add(DataError(list_path, f"cannot read the file ({error})"))
+            continue
+        except DataError as error:
+            problems.add(error)
             continue
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -209,7 +213,7 @@ def _read_annotation(
 
 def _parse_xml(path: Path) -> ET.Element:
     try:
-        data = path.read_bytes()
+        data = read_bytes_within(path, MAX_TEXT_BYTES)
     except OSError as error:
         raise DataError(path, f"cannot read the file ({error})") from None
     if b"\x00" in data:

@@ -23,6 +23,7 @@ from onestage.data.paths import is_dir, is_file
 from onestage.data.records import Box, DetectionDataset, ImageRecord
 from onestage.errors import DataError
 from onestage.fileio import atomic_write_text
+from onestage.limits import read_text_within
 from onestage.parsing import MalformedText, parse_yaml
 
 DATA_YAML = "data.yaml"
@@ -38,8 +39,8 @@ def find_data_yaml(root: Path) -> Path | None:
         return root / DATA_YAML
     for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
         try:
-            content = parse_yaml(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, MalformedText):
+            content = parse_yaml(read_text_within(path))
+        except (OSError, UnicodeDecodeError, MalformedText, DataError):
             continue
         if isinstance(content, dict) and "names" in content:
             return path
@@ -122,7 +123,7 @@ def write(dataset: DetectionDataset, out_dir: Path) -> None:
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_within(path)
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(path, f"cannot read the file ({error})") from None
     try:
@@ -159,7 +160,7 @@ def _list_images(base: Path, source: str, yaml_path: Path, key: str) -> list[Pat
     path = base / source
     if path.suffix == ".txt" and is_file(path):
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = read_text_within(path).splitlines()
         except (OSError, UnicodeDecodeError) as error:
             raise DataError(path, f"cannot read the file ({error})") from None
         return [path.parent / line.strip() for line in lines if line.strip()]
@@ -183,9 +184,12 @@ def _read_image(
         return None
     label = label_path(path)
     try:
-        text = label.read_text(encoding="utf-8") if label.is_file() else ""
+        text = read_text_within(label) if label.is_file() else ""
     except (OSError, UnicodeDecodeError) as error:
         problems.add(DataError(label, f"cannot read the file ({error})"))
+        return None
+    except DataError as error:
+        problems.add(error)
         return None
     boxes, class_ids, fixes = [], [], []
     problems_before = len(problems)

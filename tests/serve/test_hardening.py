@@ -138,6 +138,41 @@ def test_past_max_queue_a_request_gets_503_at_once_without_its_body_read(detecto
     assert held.waiting == 3
 
 
+def test_a_place_is_free_once_the_answer_is_sent_not_when_its_task_ends():
+    """Over a keep-alive connection the client sends its next request as soon as it has the
+    answer, maybe before the server's task for the last one has wound down."""
+    winding_down = asyncio.Event()
+
+    async def answer_then_linger(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+        await winding_down.wait()
+
+    limit = QueueLimit(answer_then_linger, max_queue=1, paths=("/predict",))
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def scenario() -> list[list[dict]]:
+        answers: list[list[dict]] = [[], []]
+        tasks = []
+        for messages in answers:
+
+            async def send(message, messages=messages):
+                messages.append(message)
+
+            tasks.append(asyncio.create_task(limit(dict(scope), receive, send)))
+            await _until(lambda messages=messages: len(messages) == 2)
+        winding_down.set()
+        await asyncio.gather(*tasks)
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert [messages[0]["status"] for messages in answers] == [200, 200]
+    assert limit.in_flight == 0
+
+
 def test_refused_and_failed_requests_give_their_place_back(detector, png):
     class FailingOnce:
         def __init__(self) -> None:

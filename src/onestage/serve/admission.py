@@ -7,7 +7,7 @@ import logging
 from collections.abc import Collection
 
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onestage.serve.limits import RETRY_AFTER_SECONDS
 
@@ -16,7 +16,7 @@ log = logging.getLogger("onestage.serve")
 
 class QueueLimit:
     """ASGI middleware: at most `max_queue` requests to `paths` in flight at once, from their
-    first byte to their last answered byte (being read, decoded, waiting or computed). One more
+    arrival until their answer is complete (being read, decoded, waiting or computed). One more
     gets 503 with a `Retry-After` header and a JSON detail, before its body is read. Other paths
     (`/health`) are never refused."""
 
@@ -49,7 +49,19 @@ class QueueLimit:
             await refusal(scope, receive, send)
             return
         self.in_flight += 1
+        counted = True
+
+        async def send_and_release(message: Message) -> None:
+            """Frees the place as the answer's last bytes go out: the client may send its next
+            request before this one's task has wound down."""
+            nonlocal counted
+            if counted and message["type"] == "http.response.body" and not message.get("more_body"):
+                counted = False
+                self.in_flight -= 1
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_and_release)
         finally:
-            self.in_flight -= 1
+            if counted:  # no complete answer: an error, or the client went away
+                self.in_flight -= 1

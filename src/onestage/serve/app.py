@@ -129,6 +129,13 @@ def create_app(
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed_hosts=allowed_hosts)
 
+    async def decoded_upload(request: Request) -> tuple[str, np.ndarray]:
+        """The request's (name, image), decoded on an image thread. The encoded bytes are
+        not kept while the image waits for inference."""
+        name, data = await read_upload(request, max_upload_bytes)
+        loop = asyncio.get_running_loop()
+        return name, await loop.run_in_executor(images, decode_upload, name, data, max_pixels)
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
@@ -156,14 +163,12 @@ def create_app(
         body. Answers pixel xyxy boxes, scores and classes, the image size and timings in ms
         (with `draw=true`: the image with its boxes drawn, PNG)."""
         began = time.perf_counter()
-        name, data = await read_upload(request, max_upload_bytes)
-        loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(images, decode_upload, name, data, max_pixels)
+        name, image = await decoded_upload(request)
         decoded = time.perf_counter()
         options = PredictOptions(conf=conf, iou=iou, max_det=max_det)
         found, timing = await runner.detect(image, options)
         if draw:
-            png = await loop.run_in_executor(
+            png = await asyncio.get_running_loop().run_in_executor(
                 images, _annotated_png, image, found, detector.class_names
             )
             return Response(png, media_type="image/png")

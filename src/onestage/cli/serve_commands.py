@@ -52,9 +52,11 @@ def serve_command(
         list[str] | None,
         typer.Option(
             "--allowed-host",
-            help="Host header to answer besides those of --host (a reverse proxy's name, say; "
-            "repeatable; *.domain for its subdomains). By default a loopback --host answers "
-            "127.0.0.1, localhost and [::1], another address itself, 0.0.0.0 or :: any host.",
+            metavar="NAME",
+            help="Host header to answer besides those --host implies (a reverse proxy's name; "
+            "repeatable; *.domain for subdomains). A loopback --host implies 127.0.0.1, "
+            "localhost and [::1]; another address, itself; 0.0.0.0 or ::, any host until "
+            "--allowed-host is given (then the loopback names and these).",
         ),
     ] = None,
     concurrency: Annotated[

@@ -27,6 +27,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 import numpy as np
@@ -99,15 +101,21 @@ def predict_throughput(detector, images: list[np.ndarray], seconds: float = 10.0
 
 def load_run(args: argparse.Namespace, mode: str, bodies: list[bytes]) -> dict:
     """One server in `mode` under the load; its latencies, errors, wall time and RSS."""
-    port = _free_port()
-    command = ["serve", "--weights", args.weights, "--port", str(port), "--concurrency", mode]
+    with serving("--weights", args.weights, "--concurrency", mode) as (port, pid):
+        return _measure(port, pid, args, bodies)
+
+
+@contextmanager
+def serving(*options: str) -> Iterator[tuple[int, int]]:
+    """`onestage serve OPTIONS` on a free loopback port, once it answers /health: its (port,
+    process id); stopped on leaving."""
+    port = free_port()
+    command = [sys.executable, "-m", "onestage", "serve", "--port", str(port), *options]
     with tempfile.TemporaryFile(mode="w+") as log:  # the server's stderr, shown if it fails
-        server = subprocess.Popen(
-            [sys.executable, "-m", "onestage", *command], stdout=subprocess.DEVNULL, stderr=log
-        )
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
         try:
             _wait_for_health(port, server, log)
-            return _measure(port, server.pid, args, bodies)
+            yield port, server.pid
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -184,7 +192,7 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

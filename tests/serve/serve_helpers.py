@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 from functools import lru_cache
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from onestage.engine.evaluator import EvalSet, synthetic_eval_set
 
 SCENES = 12  # scenes per class list and size; each new seed would cost a texture pool (1.5 s)
+LIMIT = 2 * 1024 * 1024  # the request body limit of the apps the tests make
 
 
 def scene(class_names: tuple[str, ...], index: int, size: int = 320) -> np.ndarray:
@@ -24,11 +26,19 @@ def _scenes(class_names: tuple[str, ...], size: int) -> EvalSet:
     return synthetic_eval_set(class_names, SCENES, size=size)
 
 
-def encode(image: np.ndarray, image_format: str = "PNG") -> bytes:
-    """`image` encoded as `image_format` bytes."""
+def encode(image: np.ndarray | Image.Image, image_format: str = "PNG") -> bytes:
+    """`image` (an array or a Pillow image) encoded as `image_format` bytes."""
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, image_format)
+    picture.save(buffer, image_format)
     return buffer.getvalue()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def bomb_png(side: int = 30_000) -> bytes:

@@ -12,23 +12,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from serve_helpers import bomb_png, encode, scene
+from serve_helpers import LIMIT, bomb_png, encode, scene
 
 from onestage.engine.predictor import Detector, PredictOptions
 from onestage.serve.app import create_app
 from onestage.serve.runners import BatchingRunner, ThreadedRunner, make_runner
-
-LIMIT = 2 * 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector.load("animals", "cpu")
-
-
-@pytest.fixture(scope="module")
-def png(detector: Detector) -> bytes:
-    return encode(scene(detector.class_names, index=3))
 
 
 @pytest.fixture
@@ -118,10 +106,10 @@ def test_bad_multipart_forms_and_queries(client, png):
     assert large.status_code == 413
 
 
-def test_an_unexpected_failure_is_a_one_line_500(detector, png, caplog):
+def test_an_unexpected_failure_is_a_generic_500_with_a_request_id(detector, png, caplog):
     class Broken:
         async def detect(self, image, options):
-            raise RuntimeError("the runtime fell over\nsecond line")
+            raise RuntimeError("the runtime fell over at /srv/secret/path\nsecond line")
 
         def close(self) -> None:
             pass
@@ -129,9 +117,14 @@ def test_an_unexpected_failure_is_a_one_line_500(detector, png, caplog):
     with TestClient(create_app(detector, Broken(), LIMIT), raise_server_exceptions=False) as c:
         answer = c.post("/predict", content=png)
         assert answer.status_code == 500
-        assert answer.json() == {"detail": "internal error (RuntimeError: the runtime fell over)"}
+        request_id = answer.headers["x-request-id"]
+        assert answer.json() == {"detail": "internal error", "request_id": request_id}
+        assert "fell over" not in answer.text and "secret" not in answer.text
         assert c.get("/health").status_code == 200
-    assert any("-> 500" in r.getMessage() for r in caplog.records)
+        assert c.post("/predict", content=png).headers["x-request-id"] != request_id
+    logged = [r.getMessage() for r in caplog.records if "-> 500" in r.getMessage()]
+    assert len(logged) == 2 and request_id in logged[0]
+    assert logged[0].endswith("RuntimeError: the runtime fell over at /srv/secret/path")
 
 
 class CountingDetector:
@@ -198,7 +191,7 @@ def test_uploads_are_decoded_on_a_few_dedicated_threads(detector, monkeypatch):
 
     assert [answer.status_code for answer in answers] == [200] * len(bodies)
     assert len(threads) == len(bodies)
-    assert all(name.startswith("onestage-decode") for name in threads)
+    assert all(name.startswith("onestage-image") for name in threads)
     assert len(set(threads)) <= os.cpu_count()
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_helpers import encode, scene
+from serve_helpers import bomb_png, encode, free_port, scene
 
 from onestage.data.icons import SEED_CLASS_NAMES
 
@@ -34,12 +34,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_server(port: int, *options: str) -> subprocess.Popen:
@@ -125,6 +119,25 @@ def test_a_port_in_use_is_a_one_line_error():
     assert done.stderr.strip().count("\n") == 0 and f"cannot listen on 127.0.0.1:{port}" in (
         done.stderr
     )
+
+
+def test_a_real_server_refuses_foreign_hosts_and_pixel_bombs(server):
+    port = server.rsplit(":", 1)[1]
+    for host, status in (
+        (f"localhost:{port}", 200),
+        (f"[::1]:{port}", 200),
+        ("attacker.example", 400),
+        (f"attacker.example:{port}", 400),
+    ):
+        request = urllib.request.Request(f"{server}/health", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                assert (host, reply.status) == (host, status)
+        except urllib.error.HTTPError as error:
+            assert (host, error.code) == (host, status)
+            assert "not allowed" in json.load(error)["detail"]
+    status, refused = post_image(server, bomb_png(8000))  # 64M pixels: over the serving limit
+    assert status == 413 and "over the limit of 16,777,216" in refused["detail"]
 
 
 def test_the_page_in_a_real_browser(server, tmp_path):

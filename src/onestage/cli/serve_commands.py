@@ -11,6 +11,12 @@ import typer
 from onestage.cli.app import app, console
 from onestage.cli.options import BackendOption, DeviceOption, PrecisionOption, WeightsOption
 from onestage.errors import OnestageError
+from onestage.serve.limits import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_UPLOAD_MB,
+    MEGABYTE,
+)
 
 
 @app.command("serve")
@@ -25,7 +31,34 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", help="Largest request body accepted, MB.")
-    ] = 20.0,
+    ] = DEFAULT_MAX_UPLOAD_MB,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            "--max-pixels",
+            help="Largest image accepted, width x height (default 4096 x 4096); a larger one "
+            "gets 413 before its pixels are decoded.",
+        ),
+    ] = DEFAULT_MAX_PIXELS,
+    max_queue: Annotated[
+        int,
+        typer.Option(
+            "--max-queue",
+            help="Predictions in flight at once (being read, decoded, waiting or computed); "
+            "one more gets 503 with Retry-After.",
+        ),
+    ] = DEFAULT_MAX_QUEUE,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            metavar="NAME",
+            help="Host header to answer besides those --host implies (a reverse proxy's name; "
+            "repeatable; *.domain for subdomains). A loopback --host implies 127.0.0.1, "
+            "localhost and [::1]; another address, itself; 0.0.0.0 or ::, any host until "
+            "--allowed-host is given (then the loopback names and these).",
+        ),
+    ] = None,
     concurrency: Annotated[
         str,
         typer.Option(
@@ -43,18 +76,26 @@ def serve_command(
 
     from onestage.engine.predictor import open_detector
     from onestage.serve.app import create_app
+    from onestage.serve.hosts import allowed_hosts_for
     from onestage.serve.runners import make_runner
-    from onestage.serve.uploads import MEGABYTE
 
     if max_upload_mb <= 0:
         raise OnestageError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    for option, value in (("--max-pixels", max_pixels), ("--max-queue", max_queue)):
+        if value < 1:
+            raise OnestageError(f"{option} must be at least 1, got {value}")
+    allowed_hosts = allowed_hosts_for(host, allowed_host or ())
     _check_port_free(host, port)
     detector = open_detector(weights, device, backend, precision)
     runner = make_runner(detector, concurrency, workers)
-    application = create_app(detector, runner, int(max_upload_mb * MEGABYTE))
+    application = create_app(
+        detector, runner, int(max_upload_mb * MEGABYTE), max_pixels, max_queue, allowed_hosts
+    )
     console.print(
         f"weights: {weights} ({detector.metadata['model']}); backend: "
         f"{detector.runtime_description}; concurrency: {concurrency}\n"
+        f"limits: {max_upload_mb:g} MB a body, {max_pixels:,} pixels an image, {max_queue} "
+        f"predictions in flight; Host: {', '.join(allowed_hosts or ['any'])}\n"
         f"serving on [bold]http://{host}:{port}[/] (API documentation at /docs); Ctrl+C stops",
         highlight=False,
     )

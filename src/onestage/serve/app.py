@@ -1,10 +1,13 @@
 """The FastAPI application of `onestage serve`: health, model card, predictions, the page.
 
-Inference never runs on the event loop: decoding goes to one of a few dedicated threads (one
-per core) and detection to the runner (`onestage.serve.runners`). Every refusal is a JSON
-`{"detail": ...}` with its status (`onestage.serve.uploads`); anything unexpected is a 500 with
-a one-line detail. Either way the server logs one line and keeps serving; the client never sees
-a traceback.
+Neither inference nor image work runs on the event loop: decoding an upload and drawing and
+encoding an annotated image go to a few dedicated threads (one per core), detection to the
+runner (`onestage.serve.runners`). Before a request reaches them, a foreign Host header is
+refused (`onestage.serve.hosts`) and so is a prediction past the queue (`onestage.serve.
+admission`). Every refusal is a JSON `{"detail": ...}` with its status
+(`onestage.serve.uploads`); anything unexpected is a 500 with a generic detail and a request id,
+the error itself only in the server's log line with that id. Either way the server logs one line
+and keeps serving; the client never sees a traceback.
 """
 
 from __future__ import annotations
@@ -14,21 +17,26 @@ import io
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from onestage.data.images import DEFAULT_MAX_PIXELS
 from onestage.drawing import draw_boxes
 from onestage.engine.predictor import Detector
 from onestage.errors import first_line
+from onestage.metrics import ImageDetections
 from onestage.postprocess import PredictOptions
+from onestage.serve.admission import QueueLimit
+from onestage.serve.hosts import HostCheck
+from onestage.serve.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUEUE
 from onestage.serve.runners import Runner
 from onestage.serve.uploads import UploadError, decode_upload, read_upload
 
@@ -58,20 +66,25 @@ def create_app(
     runner: Runner,
     max_upload_bytes: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
-    """The application serving `detector` through `runner`; request bodies over
-    `max_upload_bytes` and images over `max_pixels` are refused with 413."""
+    """The application serving `detector` through `runner`. Request bodies over
+    `max_upload_bytes` and images over `max_pixels` are refused with 413, predictions past
+    `max_queue` in flight with 503, Host headers other than `allowed_hosts` (names or `*.domain`
+    patterns, ports aside) with 400; None allows any host (`onestage serve` derives the names
+    from --host: `onestage.serve.hosts.allowed_hosts_for`)."""
 
-    # A few long-lived decoding threads: each thread that allocates gets its own malloc arena;
+    # A few long-lived image threads: each thread that allocates gets its own malloc arena;
     # decoding on the event loop's default pool (up to 40 threads) grew the server by about
     # 15 MB more under load (BENCHMARKS.md, serving under load).
-    decoder = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="onestage-decode")
+    images = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="onestage-image")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         runner.close()
-        decoder.shutdown()
+        images.shutdown()
 
     app = FastAPI(
         title="onestage",
@@ -91,14 +104,37 @@ def create_app(
     async def contain_failures(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        """An unexpected error becomes a 500 and one log line (Starlette's own handler would
-        log a traceback)."""
+        """An unexpected error becomes a 500 with a generic detail and a request id, and one
+        log line with that id and the error (Starlette's own handler would log a traceback)."""
         try:
             return await call_next(request)
         except Exception as error:
-            log.error("%s %s -> 500: %s", request.method, request.url.path, first_line(error))
-            detail = f"internal error ({first_line(error)})"
-            return JSONResponse({"detail": detail}, status_code=500)
+            request_id = uuid.uuid4().hex
+            log.error(
+                "%s %s -> 500 [request %s]: %s",
+                request.method,
+                request.url.path,
+                request_id,
+                first_line(error),
+            )
+            return JSONResponse(
+                {"detail": "internal error", "request_id": request_id},
+                status_code=500,
+                headers={"X-Request-ID": request_id},
+            )
+
+    # Middleware added last runs first: a foreign Host is refused before anything else, then a
+    # prediction past the queue, both before contain_failures.
+    app.add_middleware(QueueLimit, max_queue=max_queue, paths=("/predict",))
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed_hosts=allowed_hosts)
+
+    async def decoded_upload(request: Request) -> tuple[str, np.ndarray]:
+        """The request's (name, image), decoded on an image thread. The encoded bytes are
+        not kept while the image waits for inference."""
+        name, data = await read_upload(request, max_upload_bytes)
+        loop = asyncio.get_running_loop()
+        return name, await loop.run_in_executor(images, decode_upload, name, data, max_pixels)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -127,20 +163,15 @@ def create_app(
         body. Answers pixel xyxy boxes, scores and classes, the image size and timings in ms
         (with `draw=true`: the image with its boxes drawn, PNG)."""
         began = time.perf_counter()
-        name, data = await read_upload(request, max_upload_bytes)
-        image = await asyncio.get_running_loop().run_in_executor(
-            decoder, decode_upload, name, data, max_pixels
-        )
+        name, image = await decoded_upload(request)
         decoded = time.perf_counter()
         options = PredictOptions(conf=conf, iou=iou, max_det=max_det)
         found, timing = await runner.detect(image, options)
         if draw:
-            picture = draw_boxes(
-                image, found.boxes_xyxy, found.class_ids, detector.class_names, found.scores
+            png = await asyncio.get_running_loop().run_in_executor(
+                images, _annotated_png, image, found, detector.class_names
             )
-            buffer = io.BytesIO()
-            picture.save(buffer, "PNG")
-            return Response(buffer.getvalue(), media_type="image/png")
+            return Response(png, media_type="image/png")
         detections = [
             {
                 "box_xyxy": [round(float(v), 2) for v in box],
@@ -166,6 +197,14 @@ def create_app(
         }
 
     return app
+
+
+def _annotated_png(image: np.ndarray, found: ImageDetections, class_names: Sequence[str]) -> bytes:
+    """`image` with the boxes of `found` drawn and labelled, encoded as PNG."""
+    picture = draw_boxes(image, found.boxes_xyxy, found.class_ids, class_names, found.scores)
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _model_card(detector: Detector) -> dict[str, Any]:

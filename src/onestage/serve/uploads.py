@@ -17,8 +17,7 @@ from starlette.requests import Request
 
 from onestage.data.images import ImageTooLargeError, NotAnImageError, decode_image_bytes
 from onestage.errors import DataError, OnestageError
-
-MEGABYTE = 1024 * 1024
+from onestage.serve.limits import MEGABYTE
 
 
 class UploadError(OnestageError):

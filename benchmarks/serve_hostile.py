@@ -42,7 +42,8 @@ from bench_common import command_line, report, rss_mb
 from onestage.data.icons import SEED_CLASS_NAMES
 from onestage.engine.device import machine_description
 from onestage.engine.evaluator import synthetic_eval_set
-from onestage.serve.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, MEGABYTE
+from onestage.limits import MEGABYTE
+from onestage.serve.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
 from serve_load import png_bytes, serving
 
 WARMUP = 8

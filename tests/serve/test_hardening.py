@@ -138,6 +138,31 @@ def test_past_max_queue_a_request_gets_503_at_once_without_its_body_read(detecto
     assert held.waiting == 3
 
 
+def test_a_body_that_does_not_arrive_in_time_is_408_and_frees_its_place(detector, png):
+    """A slow client (its body stalls after the first bytes) is answered 408 once the read
+    timeout passes, and the queue place it held serves the next request."""
+    app = app_for(detector, max_queue=1, read_timeout_s=0.3)
+    stalled = asyncio.Event()
+
+    async def stalling_body():
+        yield png[:100]
+        await stalled.wait()  # never set: the rest never comes
+        yield png[100:]
+
+    async def scenario():
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+            began = time.perf_counter()
+            slow = await http.post("/predict", content=stalling_body())
+            waited = time.perf_counter() - began
+            return slow, waited, await http.post("/predict", content=png)
+
+    slow, waited, after = asyncio.run(asyncio.wait_for(scenario(), 10))  # without it: forever
+    assert slow.status_code == 408 and 0.3 <= waited < 5.0
+    assert slow.json() == {"detail": "request body not received within 0.3 s (--read-timeout)"}
+    assert after.status_code == 200
+
+
 def test_a_place_is_free_once_the_answer_is_sent_not_when_its_task_ends():
     """Over a keep-alive connection the client sends its next request as soon as it has the
     answer, maybe before the server's task for the last one has wound down."""
@@ -332,7 +357,13 @@ def test_serve_options_set_the_apps_limits_and_hosts(detector, monkeypatch, caps
 
 def test_serve_help_names_the_limits_and_their_defaults(monkeypatch, capsys):
     shown = " ".join(run_in_process(monkeypatch, capsys, "serve", "--help").stdout.split())
-    for option in ("--max-pixels", "--max-queue", "--allowed-host", "--max-upload-mb"):
+    for option in (
+        "--max-pixels",
+        "--max-queue",
+        "--allowed-host",
+        "--max-upload-mb",
+        "--read-timeout",
+    ):
         assert option in shown
     assert "4096 x 4096" in shown and f"[default: {DEFAULT_MAX_PIXELS}]" in shown
     assert f"[default: {DEFAULT_MAX_QUEUE}]" in shown
@@ -343,6 +374,7 @@ def test_serve_help_names_the_limits_and_their_defaults(monkeypatch, capsys):
     [
         (("--max-pixels", "0"), "--max-pixels must be at least 1, got 0"),
         (("--max-queue", "-2"), "--max-queue must be at least 1, got -2"),
+        (("--read-timeout", "0"), "--read-timeout must be positive, got 0.0"),
         (("--allowed-host", "proxy:8080"), "invalid host name 'proxy:8080'"),
         (("--allowed-host", "a*.example"), "invalid host name 'a*.example'"),
     ],

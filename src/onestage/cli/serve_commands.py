@@ -9,13 +9,22 @@ from typing import Annotated
 import typer
 
 from onestage.cli.app import app, console
-from onestage.cli.options import BackendOption, DeviceOption, PrecisionOption, WeightsOption
+from onestage.cli.options import (
+    BackendOption,
+    DeviceOption,
+    PluginOption,
+    PrecisionOption,
+    TrustPluginOption,
+    WeightsOption,
+    load_user_plugins,
+)
 from onestage.errors import OnestageError
+from onestage.limits import MEGABYTE
 from onestage.serve.limits import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_UPLOAD_MB,
-    MEGABYTE,
+    DEFAULT_READ_TIMEOUT_S,
 )
 
 
@@ -48,6 +57,13 @@ def serve_command(
             "one more gets 503 with Retry-After.",
         ),
     ] = DEFAULT_MAX_QUEUE,
+    read_timeout: Annotated[
+        float,
+        typer.Option(
+            "--read-timeout",
+            help="Seconds a request's body may take to arrive whole; a slower one gets 408.",
+        ),
+    ] = DEFAULT_READ_TIMEOUT_S,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -69,6 +85,8 @@ def serve_command(
     workers: Annotated[
         int, typer.Option("--workers", help="threads: requests computed at once.")
     ] = os.cpu_count() or 1,
+    plugin: PluginOption = None,
+    trust_plugin: TrustPluginOption = None,
 ) -> None:
     """Serve a detector over HTTP: a web page at /, the API at /predict, /model and /health,
     its documentation at /docs. Without --backend, as `onestage predict` chooses."""
@@ -79,17 +97,25 @@ def serve_command(
     from onestage.serve.hosts import allowed_hosts_for
     from onestage.serve.runners import make_runner
 
-    if max_upload_mb <= 0:
-        raise OnestageError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    for option, amount in (("--max-upload-mb", max_upload_mb), ("--read-timeout", read_timeout)):
+        if not amount > 0:
+            raise OnestageError(f"{option} must be positive, got {amount}")
     for option, value in (("--max-pixels", max_pixels), ("--max-queue", max_queue)):
         if value < 1:
             raise OnestageError(f"{option} must be at least 1, got {value}")
     allowed_hosts = allowed_hosts_for(host, allowed_host or ())
     _check_port_free(host, port)
+    load_user_plugins(plugin, trust_plugin)
     detector = open_detector(weights, device, backend, precision)
     runner = make_runner(detector, concurrency, workers)
     application = create_app(
-        detector, runner, int(max_upload_mb * MEGABYTE), max_pixels, max_queue, allowed_hosts
+        detector,
+        runner,
+        int(max_upload_mb * MEGABYTE),
+        max_pixels,
+        max_queue,
+        allowed_hosts,
+        read_timeout,
     )
     console.print(
         f"weights: {weights} ({detector.metadata['model']}); backend: "

@@ -36,7 +36,7 @@ from onestage.metrics import ImageDetections
 from onestage.postprocess import PredictOptions
 from onestage.serve.admission import QueueLimit
 from onestage.serve.hosts import HostCheck
-from onestage.serve.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUEUE
+from onestage.serve.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUEUE, DEFAULT_READ_TIMEOUT_S
 from onestage.serve.runners import Runner
 from onestage.serve.uploads import UploadError, decode_upload, read_upload
 
@@ -68,9 +68,11 @@ def create_app(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_queue: int = DEFAULT_MAX_QUEUE,
     allowed_hosts: Sequence[str] | None = None,
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
 ) -> FastAPI:
     """The application serving `detector` through `runner`. Request bodies over
-    `max_upload_bytes` and images over `max_pixels` are refused with 413, predictions past
+    `max_upload_bytes` and images over `max_pixels` are refused with 413, bodies not received
+    within `read_timeout_s` seconds with 408, predictions past
     `max_queue` in flight with 503, Host headers other than `allowed_hosts` (names or `*.domain`
     patterns, ports aside) with 400; None allows any host (`onestage serve` derives the names
     from --host: `onestage.serve.hosts.allowed_hosts_for`)."""
@@ -132,7 +134,7 @@ def create_app(
     async def decoded_upload(request: Request) -> tuple[str, np.ndarray]:
         """The request's (name, image), decoded on an image thread. The encoded bytes are
         not kept while the image waits for inference."""
-        name, data = await read_upload(request, max_upload_bytes)
+        name, data = await read_upload(request, max_upload_bytes, read_timeout_s)
         loop = asyncio.get_running_loop()
         return name, await loop.run_in_executor(images, decode_upload, name, data, max_pixels)
 

@@ -4,8 +4,6 @@ line reads it at start)."""
 
 from __future__ import annotations
 
-MEGABYTE = 1024 * 1024
-
 # Largest request body accepted (--max-upload-mb).
 DEFAULT_MAX_UPLOAD_MB = 20.0
 
@@ -18,6 +16,10 @@ DEFAULT_MAX_PIXELS = 4096 * 4096
 # inference. Two batches of the batching runner: one computing while the next fills. Memory
 # grows with it: each request may hold a body of --max-upload-mb and an image of --max-pixels.
 DEFAULT_MAX_QUEUE = 16
+
+# Seconds a request's body may take to arrive whole (--read-timeout): 20 MB at 4 Mbit/s, 40 s.
+# A slow client otherwise holds a place in the queue as long as it likes.
+DEFAULT_READ_TIMEOUT_S = 60.0
 
 # Seconds a client refused for a full queue is told to wait (the Retry-After header).
 RETRY_AFTER_SECONDS = 1

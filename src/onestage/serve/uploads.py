@@ -2,12 +2,14 @@
 as the raw body, then decoded with the checks of `onestage.data.images`.
 
 Every refusal is an `UploadError` carrying the HTTP status the client gets: 400 for an empty
-body, a malformed form or a truncated image, 413 for a body over the limit or an image over
-the pixel limit (a decompression bomb), 415 for bytes that are no image.
+body, a malformed form or a truncated image, 408 for a body not received in time, 413 for a
+body over the limit or an image over the pixel limit (a decompression bomb), 415 for bytes
+that are no image.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +19,8 @@ from starlette.requests import Request
 
 from onestage.data.images import ImageTooLargeError, NotAnImageError, decode_image_bytes
 from onestage.errors import DataError, OnestageError
-from onestage.serve.limits import MEGABYTE
+from onestage.limits import MEGABYTE
+from onestage.serve.limits import DEFAULT_READ_TIMEOUT_S
 
 
 class UploadError(OnestageError):
@@ -28,10 +31,13 @@ class UploadError(OnestageError):
         self.status = status
 
 
-async def read_upload(request: Request, limit_bytes: int) -> tuple[str, bytes]:
+async def read_upload(
+    request: Request, limit_bytes: int, timeout_s: float = DEFAULT_READ_TIMEOUT_S
+) -> tuple[str, bytes]:
     """(name, encoded image bytes) of a request: the first file of a multipart form (its file
     name), or else the raw body ("body"). A body over `limit_bytes` is refused as soon as it
-    says so (Content-Length) or its bytes pass the limit."""
+    says so (Content-Length) or its bytes pass the limit; one not received whole within
+    `timeout_s` seconds is refused with 408 (a slow client holds no place for long)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -39,10 +45,16 @@ async def read_upload(request: Request, limit_bytes: int) -> tuple[str, bytes]:
         if int(declared) > limit_bytes:
             raise UploadError(413, _too_large(limit_bytes))
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit_bytes:
-            raise UploadError(413, _too_large(limit_bytes))
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit_bytes:
+                    raise UploadError(413, _too_large(limit_bytes))
+    except TimeoutError:
+        raise UploadError(
+            408, f"request body not received within {timeout_s:g} s (--read-timeout)"
+        ) from None
     if not body:
         raise UploadError(400, "empty request: send an image as the body or a multipart file")
     if request.headers.get("content-type", "").startswith("multipart/form-data"):

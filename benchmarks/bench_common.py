@@ -8,6 +8,8 @@ import os
 import shlex
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from onestage.engine.evaluator import EvalSet, synthetic_eval_set
@@ -102,3 +104,15 @@ class RssSampler:
             except (OSError, SystemExit):  # the process has ended
                 return
             self._stopped.wait(self.interval)
+
+
+def run_together(tasks: list[Callable[[], object]]) -> float:
+    """Run each task on a thread of its own, all started together; the wall seconds until the
+    last one ends (load generators: one client a thread)."""
+    threads = [threading.Thread(target=task) for task in tasks]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - began

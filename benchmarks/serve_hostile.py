@@ -27,18 +27,17 @@ Markdown tables; --record appends them to BENCHMARKS.md with the machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import io
 import math
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from bench_common import command_line, report, rss_mb
+from bench_common import command_line, report, rss_mb, run_together
 from onestage.data.icons import SEED_CLASS_NAMES
 from onestage.engine.device import machine_description
 from onestage.engine.evaluator import synthetic_eval_set
@@ -133,16 +132,12 @@ def attack(
         warm.send(Upload("warm-up", "", ordinary, 200))
     baseline = rss_mb(pid)
     clients = [_Client(port) for _ in range(args.clients)]
-    threads = [
-        threading.Thread(target=client.run, args=(uploads, args.requests, offset))
-        for offset, client in enumerate(clients)
-    ]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - began
+    seconds = run_together(
+        [
+            functools.partial(client.run, uploads, args.requests, offset)
+            for offset, client in enumerate(clients)
+        ]
+    )
     answers = sum((client.answers for client in clients), Counter())
     return {
         "answers": answers,

@@ -18,6 +18,7 @@ Bounded: at most --requests per client and --timeout seconds per mode. Prints a 
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import socket
@@ -25,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +33,7 @@ from typing import IO
 
 import numpy as np
 
-from bench_common import RssSampler, command_line, report, rss_mb
+from bench_common import RssSampler, command_line, report, rss_mb, run_together
 from onestage.engine.device import machine_description
 from onestage.engine.evaluator import synthetic_eval_set
 from onestage.engine.predictor import open_detector
@@ -129,16 +129,12 @@ def _measure(port: int, pid: int, args: argparse.Namespace, bodies: list[bytes])
     sampler = RssSampler(pid).start()
     deadline = time.monotonic() + args.timeout
     clients = [_Client(port) for _ in range(args.clients)]
-    threads = [
-        threading.Thread(target=client.run, args=(bodies, args.requests, deadline, offset))
-        for offset, client in enumerate(clients)
-    ]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - began
+    seconds = run_together(
+        [
+            functools.partial(client.run, bodies, args.requests, deadline, offset)
+            for offset, client in enumerate(clients)
+        ]
+    )
     samples = sampler.stop()
     return {
         "latencies": [t for client in clients for t in client.latencies],

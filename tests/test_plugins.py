@@ -20,51 +20,7 @@ from onestage.engine.trainer import train
 from onestage.errors import OnestageError
 from onestage.models import load_plugins
 from onestage.models.blocks import BLOCKS
-
-PLUGIN = """\
-from torch import nn
-
-from onestage.models import register_block
-
-
-@register_block("plugin_test_double")
-class DoubleConv(nn.Conv2d):
-    def __init__(self, in_channels: int, out: int) -> None:
-        super().__init__(in_channels, out, 3, padding=1)
-        self.out_channels = out
-
-    def forward(self, x):
-        return 2 * super().forward(x)
-"""
-
-# Five levels (20, 10, 5, 3, 1 at 320 px) with 4 anchors per cell, as the seed anchors expect.
-SPEC = """\
-name: plugin-tiny
-input_size: 320
-imports: [blocks/mine.py]
-backbone:
-  - {name: stem, block: conv, out: 8, k: 3, s: 4, act: relu}
-  - {name: down1, block: conv, out: 8, k: 3, s: 2, act: relu}
-  - {name: down2, block: conv, out: 8, k: 3, s: 2, act: relu}
-  - {name: mine, block: plugin_test_double, out: 8}
-  - {name: down3, block: conv, out: 8, k: 3, s: 2, act: relu}
-  - {name: down4, block: conv, out: 8, k: 3, s: 2, act: relu}
-  - {name: down5, block: conv, out: 8, k: 3, p: valid, act: relu}
-  - {name: down6, block: conv, out: 8, k: 3, p: valid, act: relu}
-head:
-  - {name: box_a, block: ssd_box, from: mine, anchors: 4}
-  - {name: cls_a, block: ssd_class, from: mine, anchors: 4}
-  - {name: box_b, block: ssd_box, from: down3, anchors: 4}
-  - {name: cls_b, block: ssd_class, from: down3, anchors: 4}
-  - {name: box_c, block: ssd_box, from: down4, anchors: 4}
-  - {name: cls_c, block: ssd_class, from: down4, anchors: 4}
-  - {name: box_d, block: ssd_box, from: down5, anchors: 4}
-  - {name: cls_d, block: ssd_class, from: down5, anchors: 4}
-  - {name: box_e, block: ssd_box, from: down6, anchors: 4}
-  - {name: cls_e, block: ssd_class, from: down6, anchors: 4}
-  - {name: out, block: ssd_output, from: [box_a, cls_a, box_b, cls_b, box_c, cls_c, box_d,
-                                          cls_d, box_e, cls_e]}
-"""
+from user_block import PLUGIN, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +28,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A one-step run of SPEC with the plugin, moved with its plugin to another folder after
     training (the old folder removed), and an image to predict on."""
     project = tmp_path_factory.mktemp("project")
-    (project / "blocks").mkdir()
-    (project / "blocks" / "mine.py").write_text(PLUGIN)
-    (project / "tiny.yaml").write_text(SPEC)
+    spec = write_spec(project)
     saved = dict(BLOCKS.classes)
     try:
         load_plugins([project / "blocks" / "mine.py"])
-        overrides = {"model": str(project / "tiny.yaml"), "epochs": 1, "steps": 1, "batch": 2}
+        overrides = {"model": str(spec), "epochs": 1, "steps": 1, "batch": 2}
         overrides |= {"val_every": 0, "amp": "none", "project": str(project)}
         result = train(make_config("seed", overrides={**overrides, "name": "run"}))
     finally:
@@ -111,7 +65,7 @@ def test_training_records_the_plugin_by_name_and_digest_never_a_path(trained, re
     metadata = json.loads(trained["weights"].with_suffix(".json").read_text())
     digest = hashlib.sha256(PLUGIN.encode()).hexdigest()
     assert metadata["plugins"] == [
-        {"file": "mine.py", "sha256": digest, "blocks": ["plugin_test_double"], "models": []}
+        {"file": "mine.py", "sha256": digest, "blocks": ["my_double_conv"], "models": []}
     ]
     assert "project" not in json.dumps(metadata)  # no folder of the training machine
 
@@ -132,10 +86,10 @@ def test_without_the_plugin_one_line_names_the_block_and_the_file(
     result = predict(monkeypatch, capsys, trained)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr == (
-        f"error: {trained['weights']}: needs block 'plugin_test_double', which the plugin "
+        f"error: {trained['weights']}: needs block 'my_double_conv', which the plugin "
         "mine.py registered: pass that file with --plugin (plugins=[...] in Python)\n"
     )
-    with pytest.raises(OnestageError, match="needs block 'plugin_test_double'"):
+    with pytest.raises(OnestageError, match="needs block 'my_double_conv'"):
         Detector.load(trained["weights"], "cpu")
 
 
@@ -150,7 +104,7 @@ def test_an_edited_plugin_is_one_line_unless_trusted(
 ):
     result = predict(monkeypatch, capsys, trained, "--plugin", str(edited_plugin))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "block 'plugin_test_double' comes from plugin mine.py (sha256 " in result.stderr
+    assert "block 'my_double_conv' comes from plugin mine.py (sha256 " in result.stderr
     assert "give it with --trust-plugin mine.py" in result.stderr
     trusted = predict(monkeypatch, capsys, trained, "--trust-plugin", str(edited_plugin))
     assert trusted.returncode == 0, trusted.stderr
@@ -159,7 +113,7 @@ def test_an_edited_plugin_is_one_line_unless_trusted(
 def test_an_edited_plugin_through_the_api(trained, edited_plugin, restore_blocks):
     with pytest.raises(OnestageError, match=r"not the mine\.py these weights were trained with"):
         Detector.load(trained["weights"], "cpu", plugins=[edited_plugin])
-    BLOCKS.classes.pop("plugin_test_double")
+    BLOCKS.classes.pop("my_double_conv")
     detector = Detector.load(trained["weights"], "cpu", plugins=[edited_plugin], trust_plugins=True)
     assert type(detector.model.mine).__name__ == "DoubleConv"
 

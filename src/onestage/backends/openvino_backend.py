@@ -22,6 +22,7 @@ import torch
 from onestage.backends import Shape
 from onestage.backends.onnx_graph import METADATA_KEY, metadata_from_map, read_onnx_metadata
 from onestage.backends.seal import files_of, seal
+from onestage.backends.signal_stack import kept_signal_stack
 from onestage.errors import OnestageError
 from onestage.fileio import WriteError
 
@@ -135,12 +136,13 @@ class OpenVinoForward:
             "PERFORMANCE_HINT": "LATENCY",
         }
         try:
-            self.compiled = openvino.Core().compile_model(model, "CPU", config)
+            with kept_signal_stack():  # see onestage.backends.signal_stack
+                self.compiled = openvino.Core().compile_model(model, "CPU", config)
+                self.request = self.compiled.create_infer_request()
         except RuntimeError as error:
             raise OnestageError(
                 f"{source}: OpenVINO cannot compile it ({_message(error)})"
             ) from None
-        self.request = self.compiled.create_infer_request()
         self.precision = precision
         self._lock = threading.Lock()  # an infer request serves one call at a time
 

@@ -1,0 +1,160 @@
+"""Training configuration: precedence (defaults < recipe < YAML file < overrides), type
+checks and coercion, and one-line errors that name their source."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from onestage.config import (
+    RECIPES,
+    TrainConfig,
+    architecture_recipe,
+    coerce_value,
+    config_keys,
+    load_yaml,
+    make_config,
+    parse_override,
+    save_config,
+)
+from onestage.errors import OnestageError
+
+
+def error_of(action) -> str:
+    with pytest.raises(OnestageError) as raised:
+        action()
+    return str(raised.value)
+
+
+def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
+    defaults = TrainConfig()
+    assert make_config() == defaults
+    seed = make_config("seed")
+    assert (seed.loss, seed.epochs, seed.lr) == ("seed", 100, 1e-4)
+    fast = make_config("fast")
+    assert (fast.optimizer, fast.lr, fast.batch, fast.scheduler) == ("adamw", 2e-3, 4, "cosine")
+    assert fast.imgsz == defaults.imgsz  # a key the recipe leaves alone keeps its default
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("lr: 0.01\nbatch: 8\n")
+    from_file = make_config("fast", config_file)
+    assert (from_file.lr, from_file.batch, from_file.optimizer) == (0.01, 8, "adamw")
+    overridden = make_config("fast", config_file, {"batch": 16, "epochs": 2})
+    assert (overridden.lr, overridden.batch, overridden.epochs) == (0.01, 16, 2)
+    assert overridden.optimizer == "adamw" and overridden.warmup_steps == 50
+
+
+def test_every_recipe_builds_and_architectures_pick_theirs() -> None:
+    for name, values in RECIPES.items():
+        config = asdict(make_config(name))
+        assert {key: config[key] for key in values} == values
+    assert architecture_recipe("seed") == "fast"
+    assert architecture_recipe("csp-n") == "csp-n"
+    assert architecture_recipe("my-spec.yaml") == "fast"
+    assert make_config("csp-t").loss == "quality" and make_config("nano").loss == "ssd"
+
+
+def test_unknown_recipes_and_keys_are_one_line_naming_their_source(tmp_path: Path) -> None:
+    assert error_of(lambda: make_config("sead")) == (
+        f"unknown recipe 'sead'; valid: {', '.join(RECIPES)}"
+    )
+    valid = ", ".join(config_keys())
+    assert error_of(lambda: make_config("seed", overrides={"lrr": 0.1, "bach": 2})) == (
+        f"override: unknown config key(s) 'lrr', 'bach'; valid keys: {valid}"
+    )
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("epochs: 3\nbatchsize: 8\n")
+    assert error_of(lambda: make_config(yaml_path=config_file)) == (
+        f"{config_file}: unknown config key(s) 'batchsize'; valid keys: {valid}"
+    )
+    config_file.write_text("epochs: many\n")
+    assert error_of(lambda: make_config(yaml_path=config_file)) == (
+        f"{config_file}: config key 'epochs' expects int, got 'many'"
+    )
+    assert error_of(lambda: make_config(overrides={"lr": "fast"})) == (
+        "override: config key 'lr' expects float, got 'fast'"
+    )
+
+
+def test_values_are_checked_and_coerced_to_the_field_type() -> None:
+    assert coerce_value("lr", 1) == 1.0 and isinstance(coerce_value("lr", 1), float)
+    assert coerce_value("lr", "1e-3") == 1e-3  # YAML 1.1 reads 1e-3 as a string
+    assert coerce_value("epochs", 3) == 3
+    assert coerce_value("letterbox", True) is True
+    assert coerce_value("name", 7) == "7" and coerce_value("name", 2.5) == "2.5"
+    assert coerce_value("weights", None) is None and coerce_value("grad_clip", None) is None
+    assert coerce_value("grad_clip", 2) == 2.0
+    assert error_of(lambda: coerce_value("epochs", None)) == "config key 'epochs' cannot be empty"
+    assert error_of(lambda: coerce_value("epochs", True)) == (
+        "config key 'epochs' expects int, got True"
+    )
+    assert error_of(lambda: coerce_value("epochs", 2.5)) == (
+        "config key 'epochs' expects int, got 2.5"
+    )
+    assert error_of(lambda: coerce_value("lr", False)) == (
+        "config key 'lr' expects float, got False"
+    )
+    assert error_of(lambda: coerce_value("name", False)) == (
+        "config key 'name' expects str, got False"
+    )
+    assert error_of(lambda: coerce_value("letterbox", 1)) == (
+        "config key 'letterbox' expects bool, got 1"
+    )
+    assert error_of(lambda: coerce_value("grad_clip", "x")) == (
+        "config key 'grad_clip' expects float or NoneType, got 'x'"
+    )
+    huge = 10**400
+    assert error_of(lambda: coerce_value("lr", huge)) == (
+        f"config key 'lr': {repr(huge)[:57]}... is out of range"
+    )
+    long_text = "y" * 100
+    assert error_of(lambda: coerce_value("epochs", long_text)) == (
+        f"config key 'epochs' expects int, got {repr(long_text)[:57]}..."
+    )
+    exactly = "z" * 58  # 60 characters with its quotes: not shortened
+    assert error_of(lambda: coerce_value("epochs", exactly)).endswith(f"got '{exactly}'")
+
+
+def test_overrides_parse_as_yaml() -> None:
+    assert parse_override("lr=1e-3") == ("lr", "1e-3")
+    assert parse_override(" hflip =0.5") == ("hflip", 0.5)
+    assert parse_override("data=null") == ("data", None)
+    assert parse_override("data=") == ("data", None)
+    assert parse_override("name=a=b") == ("name", "a=b")
+    assert make_config(overrides=dict([parse_override("lr=1e-3")])).lr == 1e-3
+    for text in ("lr", "=3", ""):
+        assert error_of(lambda text=text: parse_override(text)) == (
+            f"override {text!r}: expected KEY=VALUE"
+        )
+    assert error_of(lambda: parse_override("lr=[1")).startswith(
+        "override 'lr=[1': malformed YAML ("
+    )
+
+
+def test_config_files_are_mappings_read_with_one_line_errors(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("")
+    assert load_yaml(path) == {} and make_config(yaml_path=path) == TrainConfig()
+    path.write_text("- 1\n- 2\n")
+    assert error_of(lambda: load_yaml(path)) == f"{path}: expected a mapping of config keys"
+    path.write_text("epochs: 3\nlr: [1\n")
+    assert error_of(lambda: load_yaml(path)).startswith(f"{path}:3: malformed YAML (")
+    assert error_of(lambda: load_yaml(tmp_path / "gone.yaml")) == (
+        f"{tmp_path / 'gone.yaml'}: config file not found"
+    )
+    assert error_of(lambda: load_yaml(tmp_path)).startswith(
+        f"{tmp_path}: cannot read the config file (IsADirectoryError: "
+    )
+    path.write_bytes(b"name: \xff\n")
+    assert error_of(lambda: load_yaml(path)).startswith(
+        f"{path}: cannot read the config file (UnicodeDecodeError: "
+    )
+
+
+def test_a_saved_config_reads_back_equal(tmp_path: Path) -> None:
+    config = make_config("fast", overrides={"data": "datasets/x", "grad_clip": 1, "name": "7"})
+    path = tmp_path / "run" / "config.yaml"
+    save_config(config, path)
+    assert make_config(yaml_path=path) == config
+    assert path.read_text().startswith("model: seed\nanchors: seed-intended\n")  # field order

@@ -16,6 +16,7 @@ module has imported it (they do at the top, as they are collected).
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import random
 import sys
@@ -108,3 +109,22 @@ def restore_blocks() -> Iterator[None]:
     yield
     BLOCKS.classes.clear()
     BLOCKS.classes.update(saved)
+
+
+@pytest.fixture
+def nms_thresholds(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The IoU threshold of every NMS a `Detector` runs during the test, in call order: its
+    `postprocess` is wrapped to note `iou_threshold` (its default where not passed), then run."""
+    from onestage.engine import predictor
+
+    real = predictor.postprocess
+    thresholds: list[float] = []
+
+    def noting(*args: Any, **kwargs: Any) -> Any:
+        call = inspect.signature(real).bind(*args, **kwargs)
+        call.apply_defaults()
+        thresholds.append(call.arguments["iou_threshold"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predictor, "postprocess", noting)
+    return thresholds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pytest
@@ -143,22 +144,28 @@ def tal_one(
     scores: list[list[float]],
     pred_boxes: torch.Tensor,
     topk: int,
+    alpha: float = 1.0,
 ) -> PriorTargets:
-    """TAL with the default alpha 1 and beta 6 for a single image, 2 classes."""
-    return TaskAlignedAssigner(topk=topk)(
+    """TAL with beta 6 (and alpha 1 unless given) for a single image, 2 classes."""
+    return TaskAlignedAssigner(topk=topk, alpha=alpha)(
         priors, boxes[None], torch.tensor([class_ids]), 2, torch.tensor([scores]), pred_boxes[None]
     )
 
 
+# The worked example of the tal module: box [0, 8] of class 1, topk 2; the predicted boxes have
+# u = 0.5, 1, 0.5, 0.5, 1 with it. Class 0 scores are high everywhere: they must not be read
+# for a class-1 box.
+WORKED_PRIORS = one_level((0, 2), (2, 4), (4, 6), (6, 8), (8, 10))
+WORKED_PREDICTED = strips((0, 4), (0, 8), (4, 8), (2, 6), (0, 8))
+WORKED_SCORES = [[0.99, 0.8], [0.99, 0.01], [0.99, 0.4], [0.99, 0.2], [0.99, 0.9]]
+
+
 def test_tal_top_k_by_alignment_and_normalised_scores() -> None:
-    # The worked example of the tal module: box [0, 8] of class 1, topk 2.
     # t = s * u**6: 0.8 / 64 = 0.0125, 0.01 * 1 = 0.01, 0.4 / 64, 0.2 / 64; [8, 10] is not a
     # candidate (centre 9), whatever its t (0.9). Top 2: priors 0 and 1; max t 0.0125, max u 1:
     # target scores 0.0125 / 0.0125 * 1 = 1 and 0.01 / 0.0125 * 1 = 0.8.
-    priors = one_level((0, 2), (2, 4), (4, 6), (6, 8), (8, 10))
-    pred_boxes = strips((0, 4), (0, 8), (4, 8), (2, 6), (0, 8)).requires_grad_()
-    # class 0 scores are high everywhere: they must not be read for a class-1 box
-    scores = [[0.99, 0.8], [0.99, 0.01], [0.99, 0.4], [0.99, 0.2], [0.99, 0.9]]
+    priors, scores = WORKED_PRIORS, WORKED_SCORES
+    pred_boxes = WORKED_PREDICTED.clone().requires_grad_()
     targets = tal_one(priors, strips((0, 8)), [1], scores, pred_boxes, topk=2)
     assert targets.matched_gt.tolist() == [[0, 0, -1, -1, -1]]
     assert targets.class_targets.tolist() == [[1, 1, 2, 2, 2]]
@@ -177,6 +184,22 @@ def test_tal_top_k_by_alignment_and_normalised_scores() -> None:
         pred_boxes[None],
     )
     assert beta_1.matched_gt.tolist() == [[0, -1, 0, -1, -1]]
+
+
+def test_tal_alpha_is_the_power_of_the_score() -> None:
+    # The worked example at alpha 0.5: t = sqrt(s) * u**6: sqrt(0.8) / 64 = 0.8944 / 64 =
+    # 0.013975, sqrt(0.01) * 1 = 0.1, sqrt(0.4) / 64 = 0.00988, sqrt(0.2) / 64 = 0.00699. Top 2:
+    # priors 1 and 0 (the same two as at alpha 1); max t 0.1, max u 1: target scores
+    # 0.013975 / 0.1 = sqrt(0.8) / 6.4 = 0.1398 and 1 (alpha 1 gives 1 and 0.8).
+    targets = tal_one(
+        WORKED_PRIORS, strips((0, 8)), [1], WORKED_SCORES, WORKED_PREDICTED, topk=2, alpha=0.5
+    )
+    assert targets.matched_gt.tolist() == [[0, 0, -1, -1, -1]]
+    torch.testing.assert_close(
+        targets.target_scores[0, :, 1],
+        torch.tensor([math.sqrt(0.8) / 6.4, 1.0, 0, 0, 0]),  # 0.1398, 1
+    )
+    assert not targets.target_scores[0, :, 0].any()
 
 
 # Two boxes for TAL's conflict rule, full-height strips: box 0 [0, 8] of class 0, box 1 [4, 12]

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from onestage.assign import build_targets
+from onestage.assigners import TaskAlignedAssigner
 from onestage.assigners.common import PriorTargets
 from onestage.box_coding import AnchorCoding, PointCoding, cell_points
 from onestage.boxes import encode_offsets
-from onestage.criterion import build_criterion
+from onestage.config import TrainConfig
+from onestage.criterion import build_criterion, criterion_for
 from onestage.errors import OnestageError
 from onestage.losses import build_loss
 from onestage.quality_loss import QualityLoss
@@ -75,12 +77,23 @@ def test_quality_loss_terms_and_a_background_prior():
         box_part, logits, coding, targets(1.0, [0.25, 0.25, 0.75, 0.75])
     )
     torch.testing.assert_close(giou["box"], torch.tensor(1 - 0.25 / (2 * math.log(2)) ** 2))
-    for name in ("vfl", "qfl"):
-        assert torch.isfinite(
-            QualityLoss(cls_loss=name)(
-                box_part, logits, coding, targets(0.5, [0.2, 0.2, 0.6, 0.6])
-            )["loss"]
-        )
+
+
+# At logit 0 (p = 1/2) BCE(p, q) = -(q log p + (1 - q) log(1 - p)) = log 2 whatever q. Against
+# the targets q = (0.8, 0) of one prior (a positive at class 0, a negative at class 1), S = 1:
+# bce: log 2 + log 2;
+# vfl (q BCE where q > 0, alpha p**gamma BCE where q = 0; alpha 0.75, gamma 2):
+#     0.8 log 2 + 0.75 / 4 log 2 = 0.9875 log 2;
+# qfl (|q - p|**beta BCE, beta 2): 0.3**2 log 2 + 0.5**2 log 2 = 0.34 log 2.
+CLASS_TERMS_AT_LOGIT_0 = {"bce": 2.0, "vfl": 0.9875, "qfl": 0.34}
+
+
+@pytest.mark.parametrize(("name", "times_log_2"), CLASS_TERMS_AT_LOGIT_0.items())
+def test_quality_loss_class_terms_by_hand(name: str, times_log_2: float) -> None:
+    parts = QualityLoss(cls_loss=name)(
+        torch.zeros(1, 1, 4), torch.zeros(1, 1, 2), one_point(0), targets(0.8, [0.0, 0.0, 1.0, 1.0])
+    )
+    torch.testing.assert_close(parts["cls"], torch.tensor(times_log_2 * math.log(2)))
 
 
 def test_quality_loss_leaves_ignored_priors_out():
@@ -135,6 +148,36 @@ def test_an_anchor_head_trains_with_atss_on_encoded_offsets():
     offsets = encode_offsets(gt_boxes[0, 0], ANCHORS[0])
     torch.testing.assert_close(got["cls"], torch.tensor(math.log(3)))
     torch.testing.assert_close(got["box"], offsets.square().sum() / 16)
+
+
+def test_criterion_for_a_default_config_gives_each_head_its_own_assigner() -> None:
+    points = criterion_for(TrainConfig(), one_point(reg_max=2), num_classes=2)
+    assert isinstance(points.assigner, TaskAlignedAssigner)
+    assert (points.assigner.topk, points.assigner.alpha, points.assigner.beta) == (10, 0.5, 6.0)
+    assert points.loss == QualityLoss()  # bce, ciou, weights 0.5, 7.5, 1.5
+    anchor_coding = AnchorCoding(ANCHORS, (4,))
+    anchors = criterion_for(TrainConfig(iou_threshold=0.6), anchor_coding, num_classes=2)
+    assert anchors.assigner is None and anchors.iou_threshold == 0.6  # the seed's max-IoU rule
+    assert anchors.loss_name == "seed"
+    # TAL asked for by an anchor head: YOLOv8's settings too, not the assigner's (TOOD's)
+    tal = criterion_for(TrainConfig(assigner="tal"), anchor_coding, num_classes=2).assigner
+    assert tal == TaskAlignedAssigner(topk=10, alpha=0.5, beta=6.0)
+
+
+@pytest.mark.parametrize("cls_loss", [None, "vfl", "qfl"])
+def test_criterion_for_runs_the_class_term_the_config_names(cls_loss: str | None) -> None:
+    # One point (0.5, 0.5), box part 0: softplus(0) = log 2 strides each side, a square of side
+    # 2 log 2 around the point. The box [0, 0, 1, 1] lies inside it: IoU u = 1 / (2 log 2)**2 =
+    # 0.5203. TAL (one candidate, the only positive) gives it target score t / max t * max u = u
+    # at class 0, q = (u, 0); logits 0. As in CLASS_TERMS_AT_LOGIT_0 (S = max(u, 1) = 1):
+    # bce 2 log 2, vfl (u + 0.75 / 4) log 2, qfl ((u - 0.5)**2 + 0.5**2) log 2.
+    u = 1 / (2 * math.log(2)) ** 2
+    expected = {None: 2.0, "vfl": u + 0.1875, "qfl": (u - 0.5) ** 2 + 0.25}[cls_loss]
+    criterion = criterion_for(TrainConfig(cls_loss=cls_loss), one_point(reg_max=0), 2)
+    parts = criterion(
+        torch.zeros(1, 1, 4 + 2), torch.tensor([[[0.0, 0.0, 1.0, 1.0]]]), torch.tensor([[0]])
+    )
+    torch.testing.assert_close(parts["cls"], torch.tensor(expected * math.log(2)))
 
 
 def test_the_anchor_free_criterion_uses_tal_by_default():

@@ -292,6 +292,19 @@ def test_conf_threshold_is_strict_and_topk_and_max_det_limit() -> None:
     torch.testing.assert_close(topk.boxes_xyxy, ANCHORS[[0, 1, 2]])
 
 
+def test_the_iou_threshold_decides_what_nms_suppresses() -> None:
+    # Boxes A and B of CHAIN_BOXES: intersection 0.3 x 0.1, union 2 x 0.04 - 0.03: IoU 3/5 = 0.6.
+    # Above a threshold of 0.5 (B goes), below one of 0.7 (both stay).
+    boxes = torch.tensor(CHAIN_BOXES[:2])
+    assert nms(boxes, torch.tensor([0.9, 0.8]), 0.5).tolist() == [0]
+    assert nms(boxes, torch.tensor([0.9, 0.8]), 0.7).tolist() == [0, 1]
+    # the same through postprocess: A and B as anchors, zero offsets, one class, p = 0.88, 0.73
+    pred = _pred([[2.0, 0.0], [1.0, 0.0]])
+    for iou, kept in ((0.5, [0]), (0.7, [0, 1])):
+        (found,) = postprocess(pred, coding(boxes), iou_threshold=iou)
+        torch.testing.assert_close(found.boxes_xyxy, boxes[kept])
+
+
 def test_boxes_are_decoded_offsets_sorted_by_score_and_clipped() -> None:
     generator = torch.Generator().manual_seed(0)
     anchors = torch.tensor([[0.3, 0.3, 0.5, 0.6], [0.4, 0.2, 0.7, 0.5], [0.25, 0.5, 0.6, 0.7]])

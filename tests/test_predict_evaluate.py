@@ -421,6 +421,18 @@ def test_cli_predict_writes_known_boxes_for_a_folder_a_glob_and_one_image(tmp_pa
         list_images(images / "*.gif")
 
 
+def test_cli_predict_iou_reaches_nms(tmp_path: Path, monkeypatch, capsys, nms_thresholds):
+    weights = save_fixed_weights(tmp_path / "w.safetensors", letterbox=True)
+    image = tmp_path / "7.png"
+    Image.new("RGB", (200, 150), (30, 160, 90)).save(image)
+    result = run_in_process(
+        monkeypatch, capsys, "predict", str(image), "--weights", str(weights),
+        "--backend", "torch", "--iou", "0.3", "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert nms_thresholds == [0.3]  # not the default 0.5
+
+
 def test_cli_evaluate_and_bad_weights(tmp_path: Path, monkeypatch, capsys):
     weights = save_fixed_weights(tmp_path / "w.safetensors")
     image = tmp_path / "0.png"

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Line breaks and other control characters a message may carry from the user's input (a file
-# name with a newline in data.yaml, say), written as escapes so that every message is one line.
-_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 127)} | {
+# Control characters (C0, DEL and C1: ESC and CSI start terminal commands) and line breaks
+# (str.splitlines also breaks at U+2028 and U+2029) a message may carry from the user's input (a
+# file name with a newline in data.yaml, say), written as escapes so every message is one line.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
     ord("\n"): "\\n",
     ord("\r"): "\\r",
     ord("\t"): "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
 }
 
 
 def one_line(text: str) -> str:
-    """`text` with its control characters (line breaks included) written as escapes."""
+    """`text` with its control characters and line breaks written as escapes."""
     return text.translate(_ESCAPES)
 
 

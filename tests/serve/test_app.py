@@ -62,6 +62,13 @@ def test_raw_body_multipart_and_query_options(client, png):
     assert len(strict) == len(multipart["detections"]) - 1
 
 
+def test_the_iou_query_reaches_nms(client, png, nms_thresholds):
+    for iou in (0.3, 0.9):
+        assert client.post(f"/predict?iou={iou}", content=png).status_code == 200
+    # the runner's warm-up batch (default options) may come first, and runs before any request
+    assert nms_thresholds[-2:] == [0.3, 0.9]
+
+
 def test_draw_answers_the_annotated_image(client, detector, png):
     answer = client.post("/predict?draw=true", content=png)
     assert answer.headers["content-type"] == "image/png"

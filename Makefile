@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench fuzz clean reliability
+.PHONY: demo test lint bench fuzz clean reliability mutate
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,5 +43,13 @@ fuzz: $(STAMP)
 		$(BIN)/python -m pytest tests/fuzz; status=$$?; \
 		$(BIN)/python tests/fuzz/summary.py runs/fuzz/report.jsonl; exit $$status
 
+# Mutation testing of the core maths and wiring (mutmut; the modules and their tests are in
+# pyproject's [tool.mutmut]); then the score of each module (TESTING.md). One thread per test
+# process: a forked child of a process whose OpenMP pool is running hangs.
+mutate: $(STAMP)
+	rm -rf mutants
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2
+	$(BIN)/python tests/mutation_score.py
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs mutants

@@ -33,6 +33,7 @@ from onestage.models import build_model, model_names
 from onestage.postprocess import postprocess
 
 PARITY_ATOL = 1e-4
+INT8_AP_TOLERANCE = 0.015  # mAP@[.5:.95] on 8 images, int8 against f32 (3x what is measured)
 THREADS_BEFORE = torch.get_num_threads()
 
 
@@ -242,7 +243,10 @@ def test_int8_export_is_smaller_and_keeps_the_detections_of_a_trained_model(
     )
     int8_ap = mean_ap(str(int8_file), run_onestage)
     assert f32_ap > 0.6
-    assert abs(int8_ap - f32_ap) < 0.05
+    # Measured: int8 within 0.005 of f32 (0.699) in both formats; calibrated on one image
+    # instead of 16, 0.014 (openvino) and 0.019 (onnx) below it, so this tolerance does not
+    # reliably see that: test_export_calibration.py checks the calibration images.
+    assert abs(int8_ap - f32_ap) < INT8_AP_TOLERANCE
 
 
 def _file_metadata(path: Path) -> dict:

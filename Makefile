@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench fuzz clean reliability mutate
+.PHONY: demo test chromium lint bench fuzz clean reliability mutate
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,20 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/python -m onestage demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# The browser test of `onestage serve` (tests/serve/test_server.py) needs Chromium, and fails
+# without it: Debian's package is installed when missing, as root or through `sudo -n`.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser test" >&2; \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo="sudo -n"; fi; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || { \
+			echo "could not install chromium (apt-get as root or with sudo -n): install it" >&2; \
+			exit 1; }; \
+	fi
 
 reliability: $(STAMP)
 	ONESTAGE_KILLS=24 $(BIN)/python -m pytest tests/reliability -q

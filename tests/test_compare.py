@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 from cli_helpers import run_in_process, run_onestage
+from onestage.checkpoint import save_weights
+from onestage.engine import compare as compare_module
 from onestage.engine.compare import (
     LeaderboardRow,
     compare,
@@ -26,6 +28,7 @@ from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
 from onestage.engine.predictor import Detector, resolve_weights
 from onestage.errors import OnestageError
 from onestage.metrics import ImageGroundTruth
+from onestage.models import build_model
 from onestage.plots import pareto_front
 
 
@@ -113,6 +116,38 @@ def test_compare_scores_like_the_evaluator_and_writes_the_leaderboard(tmp_path: 
     red = (picture[..., 0] > 200) & (picture[..., 1] < 80) & (picture[..., 2] < 80)
     assert red.any()  # the Pareto front is drawn in red
     assert not math.isnan(rows[0].map50)
+
+
+def test_rows_are_ranked_by_map50_95_best_first_whatever_their_latency(tmp_path, monkeypatch):
+    """Three models of clearly different accuracy, given in neither order, with latencies
+    (patched) that rank them in a third order, fastest first or slowest first; the files
+    written keep the ranking."""
+    shipped = Detector.load("animals", "cpu")
+    untrained = tmp_path / "untrained.safetensors"
+    save_weights(untrained, build_model("csp-n", len(shipped.class_names)), shipped.metadata)
+    sources = ["seed_animals", untrained, "animals"]
+    forward_ms = [5.0, 30.0, 10.0]  # of each source, by position
+
+    def patched_latency(
+        detectors: list[Detector], image: np.ndarray, rounds: int
+    ) -> list[tuple[float, float]]:
+        assert len(detectors) == len(forward_ms)
+        return [(forward, 1.0) for forward in forward_ms]
+
+    monkeypatch.setattr(compare_module, "batch1_latency_ms", patched_latency)
+    eval_set = synthetic_eval_set(shipped.class_names, 2, seed=5)
+    rows = compare(sources, eval_set, rounds=1)
+
+    assert [row.name for row in rows] == ["animals", "seed_animals", "untrained"]
+    assert rows[0].map50_95 > rows[1].map50_95 + 0.1 > rows[2].map50_95 + 0.2
+    assert [row.forward_ms for row in rows] == [10.0, 5.0, 30.0]
+    write_leaderboard(rows, tmp_path / "board", "2 synthetic images")
+    with (tmp_path / "board" / "leaderboard.csv").open() as handle:
+        assert [r["name"] for r in csv.DictReader(handle)] == [row.name for row in rows]
+    document = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
+    assert [r["name"] for r in document["rows"]] == [row.name for row in rows]
+    table = (tmp_path / "board" / "leaderboard.md").read_text().splitlines()[4:]
+    assert [line.split(" | ")[0] for line in table] == [f"| {row.name}" for row in rows]
 
 
 def test_cli_compare_and_its_bad_input(tmp_path: Path, monkeypatch, capsys):

@@ -3,6 +3,7 @@ own, and one-line errors for bad files and impossible precisions."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from collections.abc import Callable
@@ -20,14 +21,19 @@ from onestage.backends.onnx_graph import onnx_model_bytes, read_onnx_metadata
 from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
 from onestage.backends.openvino_backend import OpenVinoForward, model_from_onnx
 from onestage.checkpoint import save_weights
+from onestage.data.icons import SEED_CLASS_NAMES
+from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_stream
+from onestage.engine import exporter
 from onestage.engine.evaluator import synthetic_eval_set
-from onestage.engine.exporter import export_weights
+from onestage.engine.exporter import ExportResult, export_weights
 from onestage.engine.predictor import Detector
+from onestage.engine.quantize import calibration_inputs
 from onestage.errors import OnestageError
 from onestage.models import build_model, model_names
 from onestage.postprocess import postprocess
 
 PARITY_ATOL = 1e-4
+INT8_AP_TOLERANCE = 0.015  # mAP@[.5:.95] on 8 images, int8 against f32 (3x what is measured)
 THREADS_BEFORE = torch.get_num_threads()
 
 
@@ -83,8 +89,8 @@ def test_shipped_weights_give_the_same_detections_on_every_f32_backend(weights):
             np.testing.assert_allclose(mine.boxes_xyxy, theirs.boxes_xyxy, atol=1e-2)  # pixels
 
 
-def _trained_like_weights(folder: Path, name: str = "csp-t") -> Path:
-    model = sensitive(build_model(name, num_classes=3), seed=2)
+def _trained_like_weights(folder: Path, name: str = "csp-t", input_size: int = 320) -> Path:
+    model = sensitive(build_model(name, num_classes=3, input_size=input_size), seed=2)
     metadata = {
         "model": name,
         "spec": model.spec.to_dict(),
@@ -119,6 +125,39 @@ def test_an_exported_file_predicts_alone_as_the_weights_do(tmp_path, fmt, suffix
     assert [d.class_ids.tolist() for d in found] == [d.class_ids.tolist() for d in expected]
 
 
+def test_the_reported_parity_is_the_exported_files_own_difference_from_torch(tmp_path, monkeypatch):
+    """`max_abs_diff` is the largest raw-output difference between the file written and the
+    torch weights on the images the exporter checked: the test recomputes it on those images,
+    for a faithful export and for one whose graph was made from other (random) weights."""
+    weights = _trained_like_weights(tmp_path, input_size=128)
+    checked: list[list[np.ndarray]] = []
+
+    def recording_inputs(*arguments) -> list[np.ndarray]:
+        checked.append(calibration_inputs(*arguments))
+        return checked[-1]
+
+    def other_weights_graph(model: nn.Module, size: int) -> bytes:
+        return onnx_model_bytes(sensitive(copy.deepcopy(model), seed=9), size)
+
+    def own_difference(result: ExportResult) -> float:
+        exported, reference = Detector.load(result.path), Detector.load(weights, "cpu")
+        images = [torch.from_numpy(array) for array in checked[-1][: result.parity_images]]
+        return max(
+            float((exported.raw_outputs(x) - reference.raw_outputs(x)).abs().max()) for x in images
+        )
+
+    monkeypatch.setattr(exporter, "calibration_inputs", recording_inputs)
+    faithful = export_weights(weights, "onnx", out=tmp_path / "faithful.onnx")
+    assert faithful.parity_images == 4
+    assert faithful.max_abs_diff == pytest.approx(own_difference(faithful), rel=1e-3)
+    assert faithful.max_abs_diff < PARITY_ATOL
+
+    monkeypatch.setattr(exporter, "onnx_model_bytes", other_weights_graph)
+    unfaithful = export_weights(weights, "onnx", out=tmp_path / "unfaithful.onnx")
+    assert unfaithful.max_abs_diff == pytest.approx(own_difference(unfaithful), rel=1e-3)
+    assert unfaithful.max_abs_diff > 0.1
+
+
 def test_a_runtime_detector_runs_its_torch_steps_on_one_thread_and_restores_the_count(tmp_path):
     exported = Detector.load(export_weights(_trained_like_weights(tmp_path), "onnx").path)
     runtime, threads_seen = exported._forward, []
@@ -135,6 +174,38 @@ def test_a_runtime_detector_runs_its_torch_steps_on_one_thread_and_restores_the_
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(THREADS_BEFORE)
+
+
+def _letterbox_weights(folder: Path) -> Path:
+    """The shipped seed_animals weights saved again with `letterbox: true`: a detector that
+    pads a non-square image to its square input instead of stretching it."""
+    seed = Detector.load("seed_animals", "cpu")
+    path = folder / "letterboxed.safetensors"
+    save_weights(path, seed.model, {**seed.metadata, "letterbox": True})
+    return path
+
+
+def test_a_letterbox_export_predicts_the_weights_boxes_on_a_non_square_image(tmp_path):
+    """The exported file pads a 320x200 image as the weights do (its metadata keeps
+    `letterbox`), so it finds the same boxes."""
+    weights = _letterbox_weights(tmp_path)
+    exported = Detector.load(export_weights(weights, "onnx").path)
+    letterboxed = Detector.load(weights, "cpu")
+    stretched = Detector.load("seed_animals", "cpu")
+    config = SyntheticConfig(width=320, height=200, objects=(3, 3), classes=SEED_CLASS_NAMES)
+    image = SyntheticGenerator(config).sample(2, stream=split_stream("test")).image
+
+    found, expected = exported.detect([image])[0], letterboxed.detect([image])[0]
+    assert len(expected.scores) >= 2
+    np.testing.assert_array_equal(found.class_ids, expected.class_ids)
+    np.testing.assert_allclose(found.scores, expected.scores, atol=1e-4)
+    np.testing.assert_allclose(found.boxes_xyxy, expected.boxes_xyxy, atol=1e-2)  # pixels
+    assert exported.metadata.get("letterbox") is True
+    # Stretching the same image moves the boxes far beyond that tolerance.
+    unpadded = stretched.detect([image])[0]
+    assert len(unpadded.scores) != len(expected.scores) or not np.allclose(
+        unpadded.boxes_xyxy, expected.boxes_xyxy, atol=1.0
+    )
 
 
 # The int8 export and its evaluation run through the command line: an OpenVINO int8 model
@@ -172,7 +243,10 @@ def test_int8_export_is_smaller_and_keeps_the_detections_of_a_trained_model(
     )
     int8_ap = mean_ap(str(int8_file), run_onestage)
     assert f32_ap > 0.6
-    assert abs(int8_ap - f32_ap) < 0.05
+    # Measured: int8 within 0.005 of f32 (0.699) in both formats; calibrated on one image
+    # instead of 16, 0.014 (openvino) and 0.019 (onnx) below it, so this tolerance does not
+    # reliably see that: test_export_calibration.py checks the calibration images.
+    assert abs(int8_ap - f32_ap) < INT8_AP_TOLERANCE
 
 
 def _file_metadata(path: Path) -> dict:

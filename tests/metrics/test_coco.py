@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -11,11 +9,7 @@ from onestage.metrics import ImageDetections, ImageGroundTruth
 from onestage.metrics.coco import evaluate_coco
 
 SIZE = (300, 300)  # (width, height) of every test image
-HAS_FASTER = importlib.util.find_spec("faster_coco_eval") is not None
-BACKENDS = [
-    "pycocotools",
-    pytest.param("faster", marks=pytest.mark.skipif(not HAS_FASTER, reason="not installed")),
-]
+BACKENDS = ["pycocotools", "faster"]  # both are dependencies (pyproject): both always run
 
 
 def gt(boxes, class_ids, difficult=None) -> ImageGroundTruth:
@@ -120,7 +114,6 @@ def test_image_ids_set_the_order_of_equal_scores_as_pycocotools_does(backend):
         evaluate_coco(gts, dets, [SIZE] * 2, ["a"], image_ids=[3, 3])
 
 
-@pytest.mark.skipif(not HAS_FASTER, reason="faster-coco-eval not installed")
 def test_backends_agree_on_random_data():
     rng = np.random.default_rng(0)
     gts, dets = [], []
@@ -140,8 +133,7 @@ def test_backends_agree_on_random_data():
 
 def test_auto_backend_and_bad_arguments():
     gts, dets = [gt([(0, 0, 50, 50)], [0])], [det([(0, 0, 50, 50)], [0.5], [0])]
-    expected = "faster" if HAS_FASTER else "pycocotools"
-    assert evaluate_coco(gts, dets, [SIZE], ["a"]).backend == expected
+    assert evaluate_coco(gts, dets, [SIZE], ["a"]).backend == "faster"
     with pytest.raises(ValueError, match="backend"):
         evaluate_coco(gts, dets, [SIZE], ["a"], backend="detectron")
     with pytest.raises(ValueError, match="max_dets"):

@@ -2,9 +2,11 @@
 
 The file holds the graph up to the head's raw output (`onestage.backends.onnx_graph`) and the
 export metadata (`onestage.engine.runtimes.export_metadata`); post-processing stays onestage's,
-the same for every backend. Every export is checked against torch on a few images before it
-is written, and written to a temporary name first. Each file carries a SHA-256 of all its bytes
-in its metadata (`onestage.backends.seal`), checked whenever it is loaded.
+the same for every backend. Every export is written to a temporary name first, then loaded
+back from its final name and run against torch on a few images: the largest raw-output
+difference is reported (`ExportResult.max_abs_diff`), not judged (int8 differs by design). Each
+file carries a SHA-256 of all its bytes in its metadata (`onestage.backends.seal`), checked
+whenever it is loaded.
 """
 
 from __future__ import annotations

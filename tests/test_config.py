@@ -140,6 +140,8 @@ def test_config_files_are_mappings_read_with_one_line_errors(tmp_path: Path) -> 
     assert error_of(lambda: load_yaml(path)) == f"{path}: expected a mapping of config keys"
     path.write_text("epochs: 3\nlr: [1\n")
     assert error_of(lambda: load_yaml(path)).startswith(f"{path}:3: malformed YAML (")
+    path.write_text("epochs: " + "9" * 5000 + "\n")  # too long for int(): no line to name
+    assert error_of(lambda: load_yaml(path)).startswith(f"{path}: malformed YAML (ValueError: ")
     assert error_of(lambda: load_yaml(tmp_path / "gone.yaml")) == (
         f"{tmp_path / 'gone.yaml'}: config file not found"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from onestage.errors import DataError, OnestageError, one_line
+from onestage.errors import DataError, OnestageError, first_line, one_line
 
 # Unicode's control characters (category Cc: C0, DEL, C1; none above U+009F), and every
 # character str.splitlines breaks lines at that is not one of them.
@@ -34,3 +34,15 @@ def test_error_messages_are_one_escaped_line() -> None:
     error = DataError("im\x07g.png", "box\x7f\u2028", line=3, field="class\x1b")
     assert str(error) == "im\\x07g.png:3: class\\x1b: box\\x7f\\u2028"
     assert not has_control(str(error)) and len(str(error).splitlines()) == 1
+
+
+def test_first_line_quotes_another_librarys_error_in_one_line() -> None:
+    assert first_line(ValueError("  bad value\nmore detail\n")) == "ValueError: bad value"
+    assert first_line(KeyError()) == "KeyError"  # no message: the type alone
+    assert first_line(OSError("")) == "OSError"
+
+
+def test_a_data_error_carries_its_message_as_its_argument() -> None:
+    error = DataError("labels/a.txt", "bad line", line=3)
+    assert error.args == ("labels/a.txt:3: bad line",)
+    assert repr(error) == "DataError('labels/a.txt:3: bad line')"

@@ -171,13 +171,14 @@ def load_fitting(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path:
         name for name, tensor in tensors.items() if name in own and own[name].shape != tensor.shape
     ]
     missing = sorted(set(own) - set(tensors))
-    if mismatched or missing:
+    unexpected = sorted(set(tensors) - set(own))
+    if mismatched or missing or unexpected:
         raise OnestageError(
             f"{path}: weights do not fit this architecture "
-            f"({len(missing)} missing, {len(mismatched)} of another shape, e.g. "
-            f"{(missing + mismatched)[0]})"
+            f"({len(missing)} missing, {len(mismatched)} of another shape, {len(unexpected)} "
+            f"unknown, e.g. {(missing + mismatched + unexpected)[0]})"
         )
-    model.load_state_dict({name: tensor.to(own[name].dtype) for name, tensor in tensors.items()})
+    model.load_state_dict(tensors)  # copied into the model's own tensors: their dtype stays
 
 
 def save_training_state(
@@ -290,7 +291,7 @@ def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
             for name, value in state.items():
                 misplaced = torch.is_tensor(value) and value.shape == param.shape
                 if misplaced and value.stride() != param.stride():
-                    state[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+                    state[name] = torch.empty_like(param).copy_(value)  # torch cast its dtype
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

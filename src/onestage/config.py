@@ -208,7 +208,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise OnestageError(f"override {text!r}: expected KEY=VALUE")
     try:
-        return key.strip(), parse_yaml(raw) if raw.strip() else None
+        return key.strip(), parse_yaml(raw)  # an empty value reads as None
     except MalformedText as error:
         raise OnestageError(f"override {text!r}: malformed YAML ({error.problem})") from None
 
@@ -264,7 +264,7 @@ def _field_types() -> dict[str, tuple[type, ...]]:
     hints = typing.get_type_hints(TrainConfig)
     result = {}
     for name, hint in hints.items():
-        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if isinstance(hint, types.UnionType):  # `X | None`, as every optional field is written
             result[name] = typing.get_args(hint)
         else:
             result[name] = (hint,)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +222,87 @@ def test_read_requires_both_files(tmp_path):
     (tmp_path / "detection-results" / "a.txt").unlink()
     with pytest.raises(ValueError, match="both files"):
         read_cartucho(tmp_path)
+
+
+def one_image() -> tuple[list[ImageGroundTruth], list[ImageDetections]]:
+    """One image: a "cat" object, no detections."""
+    return [ImageGroundTruth([(0, 0, 5, 5)], [0], [False])], [ImageDetections([], [], [])]
+
+
+def test_refused_image_names_by_exact_message(tmp_path):
+    gts, dets = one_image()
+    with pytest.raises(ValueError, match=r"^2 image names for 1 images$"):
+        export_cartucho(tmp_path, gts, dets, ["cat"], ["a", "b"])
+    with pytest.raises(ValueError, match=r"^image names must be unique$"):
+        export_cartucho(tmp_path, gts * 2, dets * 2, ["cat"], ["a", "a"])
+    for name in ["", "sub/a", "sub\\a", ".a"]:
+        message = f"image name {name!r} cannot be a file stem"
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            export_cartucho(tmp_path, gts, dets, ["cat"], [name])
+    assert not (tmp_path / "ground-truth").exists()
+    export_cartucho(tmp_path, gts, dets, ["cat"], ["a.b"])  # a dot inside a stem is fine
+    assert (tmp_path / "ground-truth" / "a.b.txt").read_text() == "cat 0.0 0.0 5.0 5.0\n"
+
+
+def write_folder(folder: Path, ground_truth: dict[str, str], detections: dict[str, str]) -> None:
+    for sub, files in (("ground-truth", ground_truth), ("detection-results", detections)):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for stem, text in files.items():
+            (folder / sub / f"{stem}.txt").write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("ground_truth", "detections", "error"),
+    [
+        # line numbers count blank lines: the bad line is the file's third
+        (
+            "cat 0 0 5 5\n\ncat 1 2 3\n",
+            "",
+            "ground-truth/a.txt:3: expected '<class> <l> <t> <r> <b> [difficult]'",
+        ),
+        (
+            "cat 0 0 5 5 hard\n",
+            "",
+            "ground-truth/a.txt:1: expected '<class> <l> <t> <r> <b> [difficult]'",
+        ),
+        ("cat 0 0 x 5\n", "", "ground-truth/a.txt:1: not a number in ['0', '0', 'x', '5']"),
+        (
+            "",
+            "\ncat 0.5 0 0 5\n",
+            "detection-results/a.txt:2: expected '<class> <confidence> <l> <t> <r> <b>'",
+        ),
+        (
+            "",
+            "cat high 0 0 5 5\n",
+            "detection-results/a.txt:1: not a number in ['high', '0', '0', '5', '5']",
+        ),
+    ],
+)
+def test_read_errors_name_the_file_and_line(tmp_path, ground_truth, detections, error):
+    write_folder(tmp_path, {"a": ground_truth}, {"a": detections})
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{tmp_path}/{error}')}$"):
+        read_cartucho(tmp_path)
+
+
+def test_unpaired_files_are_listed_first_ten_sorted(tmp_path):
+    # Paired: "p". Ground truth only: u00, u02, ... u10; detections only: u01, u03, ... u09.
+    # 11 unpaired names; the message lists the first 10 (u00 ... u09).
+    unpaired = [f"u{i:02d}" for i in range(11)]
+    write_folder(
+        tmp_path,
+        {"p": "", **{name: "" for name in unpaired[0::2]}},
+        {"p": "", **{name: "" for name in unpaired[1::2]}},
+    )
+    message = f"{tmp_path}: images without both files: {unpaired[:10]}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        read_cartucho(tmp_path)
+
+
+def test_read_finds_classes_that_only_one_side_has(tmp_path):
+    # "cat" only as ground truth, "dog" only as a detection: both are classes, sorted.
+    write_folder(tmp_path, {"a": "cat 0 0 5 5\n"}, {"a": "dog 0.5 1 1 6 6\n"})
+    gts, dets, class_names, image_names = read_cartucho(tmp_path)
+    assert (class_names, image_names) == (["cat", "dog"], ["a"])
+    assert gts[0].class_ids.tolist() == [0] and dets[0].class_ids.tolist() == [1]
+    np.testing.assert_array_equal(dets[0].boxes_xyxy, [[1, 1, 6, 6]])
+    assert dets[0].scores.tolist() == [0.5]

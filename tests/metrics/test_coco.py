@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from onestage.metrics import ImageDetections, ImageGroundTruth
-from onestage.metrics.coco import evaluate_coco
+from onestage.metrics.coco import coco_detections, coco_ground_truth, evaluate_coco
 
 SIZE = (300, 300)  # (width, height) of every test image
 BACKENDS = ["pycocotools", "faster"]  # both are dependencies (pyproject): both always run
@@ -140,3 +140,117 @@ def test_auto_backend_and_bad_arguments():
         evaluate_coco(gts, dets, [SIZE], ["a"], max_dets=5)
     with pytest.raises(ValueError, match="image sizes"):
         evaluate_coco(gts, dets, [], ["a"])
+
+
+def test_per_class_ap50_is_the_first_iou_threshold():
+    # GT (0,0,100,100), detection (0,0,100,52): IoU = 5200 / 10000 = 0.52. A TP at IoU 0.50
+    # only (0.55 ... 0.95 are above 0.52): AP50 = 1, AP@[.5:.95] = 1/10, AP75 = 0.
+    gts = [gt([(0, 0, 100, 100)], [0])]
+    dets = [det([(0, 0, 100, 52)], [0.9], [0])]
+    result = evaluate_coco(gts, dets, [SIZE], ["a"])
+    assert (result.ap50, result.ap75, result.ap) == pytest.approx((1.0, 0.0, 0.1))
+    assert result.ap_per_class == pytest.approx({"a": 0.1})
+    assert result.ap50_per_class == pytest.approx({"a": 1.0})
+
+
+def test_per_class_ap_uses_the_max_dets_limit():
+    # 20 objects found exactly in one image. With max_dets 10, recall stops at 10/20 with
+    # precision 1: 51 of the 101 recall points (0, 0.01, ..., 0.50) score 1, AP = 51/101.
+    # With max_dets 100 all 20 are found: AP 1 (the per-class AP is read at the same limit).
+    boxes = [(15 * i, 0, 15 * i + 10, 10) for i in range(20)]
+    gts = [gt(boxes, [0] * 20)]
+    dets = [det(boxes, np.linspace(0.9, 0.5, 20), [0] * 20)]
+    at_10 = evaluate_coco(gts, dets, [SIZE], ["a"], max_dets=10)
+    at_100 = evaluate_coco(gts, dets, [SIZE], ["a"])
+    assert (at_10.max_dets, at_100.max_dets) == (10, 100)
+    assert at_10.ap_per_class == pytest.approx({"a": 51 / 101})
+    assert at_100.ap_per_class == pytest.approx({"a": 1.0})
+
+
+def test_without_faster_coco_eval_auto_falls_back_and_faster_fails(monkeypatch):
+    import sys
+
+    # A None entry in sys.modules makes `import faster_coco_eval` raise ImportError.
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)
+    gts, dets = [gt([(0, 0, 50, 50)], [0])], [det([(0, 0, 50, 50)], [0.5], [0])]
+    assert evaluate_coco(gts, dets, [SIZE], ["a"]).backend == "pycocotools"
+    with pytest.raises(ImportError):
+        evaluate_coco(gts, dets, [SIZE], ["a"], backend="faster")
+
+
+def test_coco_dicts_of_ground_truth_and_detections():
+    # Box (10,20,40,60) -> bbox [x, y, w, h] = [10, 20, 30, 40], area 30 x 40 = 1200;
+    # (1.5,2,4,8) -> [1.5, 2, 2.5, 6], area 15; the difficult one is a crowd region.
+    # Annotation ids count from 1 over all images (COCOeval reads id 0 as "unmatched").
+    gts = [
+        gt([(10, 20, 40, 60), (0, 0, 5, 5)], [1, 0], [False, True]),
+        gt([(1.5, 2, 4, 8)], [0]),
+    ]
+    truth = coco_ground_truth(gts, [(640, 480), (30, 20)], ["a", "b"], [7, 3])
+    assert truth == {
+        "images": [{"id": 7, "width": 640, "height": 480}, {"id": 3, "width": 30, "height": 20}],
+        "categories": [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}],
+        "annotations": [
+            {
+                "image_id": 7,
+                "category_id": 1,
+                "bbox": [10, 20, 30, 40],
+                "area": 1200,
+                "id": 1,
+                "iscrowd": 0,
+            },
+            {
+                "image_id": 7,
+                "category_id": 0,
+                "bbox": [0, 0, 5, 5],
+                "area": 25,
+                "id": 2,
+                "iscrowd": 1,
+            },
+            {
+                "image_id": 3,
+                "category_id": 0,
+                "bbox": [1.5, 2, 2.5, 6],
+                "area": 15,
+                "id": 3,
+                "iscrowd": 0,
+            },
+        ],
+    }
+    dets = [no_detections(), det([(10, 20, 40, 60), (1, 1, 3, 4)], [0.75, 0.5], [1, 0])]
+    results = coco_detections(dets, truth)
+    assert results == {
+        "images": truth["images"],
+        "categories": truth["categories"],
+        "annotations": [
+            {
+                "image_id": 3,
+                "category_id": 1,
+                "bbox": [10, 20, 30, 40],
+                "area": 1200,
+                "id": 1,
+                "score": 0.75,
+                "iscrowd": 0,
+            },
+            {
+                "image_id": 3,
+                "category_id": 0,
+                "bbox": [1, 1, 2, 3],
+                "area": 6,
+                "id": 2,
+                "score": 0.5,
+                "iscrowd": 0,
+            },
+        ],
+    }
+
+
+def test_coco_dicts_refuse_lists_that_do_not_pair_up():
+    gts = [gt([(0, 0, 5, 5)], [0])] * 2
+    with pytest.raises(ValueError, match=r"zip\(\) argument"):  # image sizes
+        coco_ground_truth(gts, [SIZE], ["a"], [0, 1])
+    with pytest.raises(ValueError, match=r"zip\(\) argument"):  # image ids (and sizes)
+        coco_ground_truth(gts, [SIZE], ["a"], [0])
+    truth = coco_ground_truth(gts, [SIZE] * 2, ["a"], [0, 1])
+    with pytest.raises(ValueError, match=r"zip\(\) argument"):
+        coco_detections([no_detections()], truth)

@@ -138,3 +138,27 @@ def test_normalize_columns_sums_each_true_class_to_one():
     np.testing.assert_allclose(normalized.sum(axis=0), [1.0, 0.0, 1.0])
     np.testing.assert_allclose(normalized[:, 0], [0.75, 0.25, 0.0])
     assert normalized.dtype == np.float64 and matrix[0, 0] == 3  # input untouched
+
+
+def test_iou_threshold_bounds_are_accepted_and_matching_stays_strict():
+    # BOX (10,10,30,30) and (29,29,49,49) share a 1 x 1 corner: IoU 1 / (400 + 400 - 1) = 1/799
+    # > 0, matched at threshold 0. At threshold 1 even an exact detection (IoU 1, not > 1) is
+    # unmatched: a miss and a false alarm.
+    gts = [gt([BOX], [0])]
+    corner = [det([(29, 29, 49, 49)], [0.9], [0])]
+    assert cells(matrix_of(gts, corner, iou_threshold=0.0)) == {(0, 0): 1}
+    exact = [det([BOX], [0.9], [0])]
+    assert cells(matrix_of(gts, exact, iou_threshold=1.0)) == {(BG, 0): 1, (0, BG): 1}
+    for bad in (1.5, -0.1):
+        with pytest.raises(ValueError, match=rf"^iou_threshold must be in \[0, 1\], got {bad}$"):
+            matrix_of(gts, exact, iou_threshold=bad)
+
+
+def test_greedy_matches_ties_in_row_major_order_on_a_large_matrix():
+    # 24 x 24 IoUs: 0.9 where g + d is even, 0.6 elsewhere (288 ties at each level, enough for
+    # an unstable sort to reorder them). Row-major order takes (0, 0), then (1, 1) (gt 0 and
+    # det 0 are used), ... : the diagonal, in order, all at 0.9; the 0.6 pairs find no free gt.
+    g, d = np.indices((24, 24))
+    iou = np.where((g + d) % 2 == 0, 0.9, 0.6)
+    gt_index, det_index = greedy_matches(iou, 0.5)
+    assert gt_index.tolist() == det_index.tolist() == list(range(24))

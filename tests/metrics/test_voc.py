@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from onestage.metrics import ImageDetections, ImageGroundTruth
-from onestage.metrics.voc import all_point_ap, evaluate_voc, pairwise_iou
+from onestage.metrics.voc import ClassCounts, all_point_ap, evaluate_voc, pairwise_iou
 
 
 def gt(boxes, class_ids, difficult=None) -> ImageGroundTruth:
@@ -201,3 +201,53 @@ def test_rejects_mismatched_inputs():
 def test_the_former_voc_convention_name_is_refused_with_the_valid_ones():
     with pytest.raises(ValueError, match=r"'continuous' or 'cartucho'.*'voc'"):
         evaluate_voc([], [], ["a"], iou_convention="voc")
+
+
+def test_iou_threshold_bounds_are_inclusive():
+    # GT (0,0,10,10) and a detection (9,9,19,19) sharing one pixel: IoU 1 / (100 + 100 - 1)
+    # = 1/199 >= 0, a TP at threshold 0; a detection that does not overlap (IoU -1) stays an FP.
+    # At threshold 1 an exact detection (IoU 1 >= 1) is a TP.
+    gts = [gt([(0, 0, 10, 10)], [0])]
+    corner = [det([(9, 9, 19, 19)], [0.9], [0])]
+    exact = [det([(0, 0, 10, 10)], [0.9], [0])]
+    assert evaluate_voc(gts, corner, ["a"], iou_threshold=0.0).map == 1.0
+    assert evaluate_voc(gts, [det([FAR], [0.9], [0])], ["a"], iou_threshold=0.0).map == 0.0
+    assert evaluate_voc(gts, corner, ["a"], iou_threshold=1 / 199).map == 1.0
+    assert evaluate_voc(gts, exact, ["a"], iou_threshold=1.0).map == 1.0
+    assert evaluate_voc(gts, corner, ["a"], iou_threshold=0.3).iou_threshold == 0.3
+    for bad in (1.5, -0.1):
+        with pytest.raises(ValueError, match=rf"^iou_threshold must be in \[0, 1\], got {bad}$"):
+            evaluate_voc(gts, exact, ["a"], iou_threshold=bad)
+
+
+def test_unknown_iou_convention_message_names_the_valid_ones():
+    valid = "iou_convention must be 'continuous' or 'cartucho'"
+    with pytest.raises(ValueError, match=f"^{valid}, got 'pixels'$"):
+        evaluate_voc([], [], ["a"], iou_convention="pixels")
+    with pytest.raises(
+        ValueError, match=rf"^{valid}, got 'voc' \(the former name of 'cartucho'\)$"
+    ):
+        evaluate_voc([], [], ["a"], iou_convention="voc")
+
+
+@pytest.mark.filterwarnings("error")
+def test_no_ground_truth_gives_nan_without_a_numpy_warning():
+    # The mean of no APs is not taken (numpy would warn "Mean of empty slice").
+    result = evaluate_voc([gt(np.zeros((0, 4)), [])], [det([FAR], [0.5], [0])], ["a"])
+    assert np.isnan(result.map)
+    assert evaluate_voc([], [], ["a"]).counts["a"].detections == 0
+
+
+def test_detection_of_another_class_does_not_take_the_ground_truth():
+    # Image 0: GT class 0, detections class 1 (exact box) and class 0 (exact box). The class-1
+    # detection has no same-class ground truth (FP for "b"); the class-0 one is a TP.
+    # Image 1 (offset 1 in the flat ground truth): its class-0 detection is a TP on its own GT.
+    gts = [gt([(0, 0, 9, 9)], [0]), gt([(0, 0, 9, 9), (20, 20, 29, 29)], [1, 0])]
+    dets = [
+        det([(0, 0, 9, 9), (0, 0, 9, 9)], [0.9, 0.8], [1, 0]),
+        det([(20, 20, 29, 29), (0, 0, 9, 9)], [0.7, 0.6], [0, 1]),
+    ]
+    result = evaluate_voc(gts, dets, ["a", "b"])
+    assert result.counts["a"] == ClassCounts(2, 2, 2, 0, 0)
+    assert result.counts["b"] == ClassCounts(1, 2, 1, 1, 0)
+    np.testing.assert_allclose(result.precision["b"], [0.0, 0.5])  # FP (0.9) then TP (0.6)

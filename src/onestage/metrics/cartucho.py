@@ -146,7 +146,7 @@ def _read_detections(path: Path) -> list[tuple[str, float, list[float]]]:
         fields = line.split()
         if len(fields) != 6:
             raise ValueError(f"{path}:{number}: expected '<class> <confidence> <l> <t> <r> <b>'")
-        score, *box = _floats(fields[1:6], path, number)
+        score, *box = _floats(fields[1:], path, number)
         rows.append((fields[0], score, box))
     return rows
 

@@ -121,10 +121,10 @@ def evaluate_coco(
     precision = evaluator.eval["precision"][:, :, :, 0, -1]  # area "all", max_dets
     ap_per_class, ap50_per_class = {}, {}
     for class_id, name in enumerate(class_names):
-        values = precision[:, :, class_id]  # (T, R)
+        values = precision[:, :, class_id]  # (T, R), all -1 without non-crowd ground truth
         if (values > -1).any():
-            ap_per_class[name] = float(np.mean(values[values > -1]))
-            ap50_per_class[name] = float(np.mean(values[0][values[0] > -1]))
+            ap_per_class[name] = float(np.mean(values))
+            ap50_per_class[name] = float(np.mean(values[0]))
     return CocoResult(
         *(float(s) for s in evaluator.stats[:12]),
         max_dets=max_dets,

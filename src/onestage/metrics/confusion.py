@@ -83,5 +83,5 @@ def greedy_matches(iou: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, n
 def normalize_columns(matrix: np.ndarray) -> np.ndarray:
     """Divide each column (true class) by its sum, so it sums to 1; all-zero columns stay 0."""
     matrix = np.asarray(matrix, dtype=np.float64)
-    totals = matrix.sum(axis=0, keepdims=True)  # (1, C + 1)
+    totals = matrix.sum(axis=0)  # (C + 1,), broadcast over the rows
     return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)

@@ -137,17 +137,15 @@ def evaluate_voc(
         )
     gts, dets = as_evaluation_inputs(ground_truths, detections, len(class_names))
 
-    # Flat arrays over all images; each detection's best ground truth is an index into them.
-    best = [_best_ground_truth(gt, det, iou_convention) for gt, det in zip(gts, dets, strict=True)]
+    # Flat arrays over all images; each detection's match is an index into them (-1: none).
     offsets = np.cumsum([0] + [len(g.class_ids) for g in gts])[:-1]
-    det_best_gt = np.concatenate(
+    det_match = np.concatenate(
         [
-            np.where(index >= 0, index + offset, -1)
-            for (index, _), offset in zip(best, offsets, strict=True)
+            _match(gt, det, offset, iou_threshold, iou_convention)
+            for gt, det, offset in zip(gts, dets, offsets, strict=True)
         ]
         + [np.zeros(0, np.int64)]
     )
-    det_best_iou = np.concatenate([iou for _, iou in best] + [np.zeros(0)])
     gt_difficult = np.concatenate([g.difficult for g in gts] + [np.zeros(0, bool)])
     gt_class = np.concatenate([g.class_ids for g in gts] + [np.zeros(0, np.int64)])
     det_class = np.concatenate([d.class_ids for d in dets] + [np.zeros(0, np.int64)])
@@ -158,12 +156,8 @@ def evaluate_voc(
     for class_id, name in enumerate(class_names):
         members = np.flatnonzero(det_class == class_id)
         order = members[np.argsort(-det_score[members], kind="stable")]
-        outcomes = _assign(
-            det_best_gt[order].tolist(),
-            (det_best_iou[order] >= iou_threshold).tolist(),
-            gt_difficult,
-            used,
-        )  # +1 TP, -1 FP, 0 ignored, in score order
+        # +1 TP, -1 FP, 0 ignored, in score order
+        outcomes = _assign(det_match[order].tolist(), gt_difficult, used)
         n_gt = int(np.sum((gt_class == class_id) & ~gt_difficult))
         n_tp, n_fp = outcomes.count(1), outcomes.count(-1)
         counts[name] = ClassCounts(n_gt, len(order), n_tp, n_fp, len(order) - n_tp - n_fp)
@@ -190,30 +184,32 @@ def evaluate_voc(
     )
 
 
-def _best_ground_truth(
-    gt: ImageGroundTruth, det: ImageDetections, convention: IouConvention
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per detection of one image: index of the same-class ground truth with the highest IoU
-    (first one on ties) and that IoU; -1 and -1 when no same-class ground truth overlaps it.
+def _match(
+    gt: ImageGroundTruth,
+    det: ImageDetections,
+    offset: int,
+    iou_threshold: float,
+    convention: IouConvention,
+) -> np.ndarray:
+    """Per detection of one image: `offset` + the index of the same-class ground truth with the
+    highest IoU (the first on ties) where that IoU >= `iou_threshold`, else -1.
     """
-    iou = pairwise_iou(det.boxes_xyxy, gt.boxes_xyxy, convention)  # (D, G)
+    iou = pairwise_iou(det.boxes_xyxy, gt.boxes_xyxy, convention)  # (D, G), -1: no overlap
     iou[det.class_ids[:, None] != gt.class_ids[None, :]] = -1.0
     if iou.shape[1] == 0:
-        return np.full(len(iou), -1), np.full(len(iou), -1.0)
-    best_iou = iou.max(axis=1)  # (D,)
-    return np.where(best_iou >= 0, iou.argmax(axis=1), -1), best_iou
+        return np.full(len(iou), -1)
+    return np.where(iou.max(axis=1) >= iou_threshold, iou.argmax(axis=1) + offset, -1)
 
 
-def _assign(
-    best_gt: list[int], above_threshold: list[bool], gt_difficult: np.ndarray, used: np.ndarray
-) -> list[int]:
+def _assign(matches: list[int], gt_difficult: np.ndarray, used: np.ndarray) -> list[int]:
     """The tool's sequential matching over score-sorted detections; marks TPs' ground truths used.
 
-    Returns +1 (TP), -1 (FP) or 0 (ignored: best match is a difficult ground truth) per detection.
+    `matches`: each detection's matched ground truth (-1: none). Returns +1 (TP), -1 (FP) or 0
+    (ignored: the match is a difficult ground truth) per detection.
     """
     outcomes = []
-    for gt_index, matched in zip(best_gt, above_threshold, strict=True):
-        if not matched:
+    for gt_index in matches:
+        if gt_index < 0:
             outcomes.append(-1)
         elif gt_difficult[gt_index]:
             outcomes.append(0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -168,8 +170,6 @@ def test_per_class_ap_uses_the_max_dets_limit():
 
 
 def test_without_faster_coco_eval_auto_falls_back_and_faster_fails(monkeypatch):
-    import sys
-
     # A None entry in sys.modules makes `import faster_coco_eval` raise ImportError.
     monkeypatch.setitem(sys.modules, "faster_coco_eval", None)
     gts, dets = [gt([(0, 0, 50, 50)], [0])], [det([(0, 0, 50, 50)], [0.5], [0])]

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from onestage.assign import build_targets
-from onestage.assigners import TaskAlignedAssigner
+from onestage.assigners import TaskAlignedAssigner, build_assigner
 from onestage.assigners.common import PriorTargets
 from onestage.box_coding import AnchorCoding, PointCoding, cell_points
 from onestage.boxes import encode_offsets
 from onestage.config import TrainConfig
-from onestage.criterion import build_criterion, criterion_for
+from onestage.criterion import Criterion, build_criterion, criterion_for
 from onestage.errors import OnestageError
 from onestage.losses import build_loss
 from onestage.quality_loss import QualityLoss
@@ -79,6 +79,47 @@ def test_quality_loss_terms_and_a_background_prior():
     torch.testing.assert_close(giou["box"], torch.tensor(1 - 0.25 / (2 * math.log(2)) ** 2))
 
 
+@pytest.mark.parametrize("box_loss", ["ciou", "giou"])
+def test_quality_loss_box_terms_differ_off_centre(box_loss: str) -> None:
+    # Box part 0 (reg_max 0): softplus(0) = log 2 strides each side of (0.5, 0.5), a square of
+    # side s = 2 log 2 that contains the target (0, 0, 0.5, 0.5): IoU = 0.25 / s^2, and
+    # GIoU = IoU (the enclosing box is the prediction). CIoU also takes rho^2 / c^2: centres
+    # (0.5, 0.5) and (0.25, 0.25), rho^2 = 0.125, c^2 = 2 s^2; v = 0 (two squares). Score 1.
+    side_sq = (2 * math.log(2)) ** 2
+    giou_loss = 1 - 0.25 / side_sq
+    expected = {"giou": giou_loss, "ciou": giou_loss + 0.125 / (2 * side_sq)}[box_loss]
+    parts = QualityLoss(box_loss=box_loss)(
+        torch.zeros(1, 1, 4), torch.zeros(1, 1, 2), one_point(0), targets(1.0, [0, 0, 0.5, 0.5])
+    )
+    torch.testing.assert_close(parts["box"], torch.tensor(expected))
+
+
+def test_quality_loss_dfl_with_two_bins() -> None:
+    # reg_max 1, bin logits 0: p = (1/2, 1/2), every side decodes to 0.5 stride: the box
+    # (0, 0, 1, 1) is the target's, box term 0. Target distances 0.5 each side:
+    # DFL = -(0.5 log 1/2 + 0.5 log 1/2) = log 2 per side; weight 0.8, S = 1.
+    parts = QualityLoss()(
+        torch.zeros(1, 1, 4 * 2), torch.zeros(1, 1, 2), one_point(1), targets(0.8, [0, 0, 1, 1])
+    )
+    torch.testing.assert_close(parts["box"], torch.tensor(0.0))
+    torch.testing.assert_close(parts["dfl"], torch.tensor(0.8 * math.log(2)))
+
+
+def test_quality_loss_dfl_counts_each_positive_by_its_own_sides() -> None:
+    # Two images of the one point, bin logits (0, log 2, log 3) on every side: p = (1, 2, 3) / 6.
+    # Image 0: a positive (score 0.8), target (-0.5, -0.5, 1.5, 1.5) at distance 1 each side:
+    # DFL = -log p1 = log 3 per side. Image 1: a background prior, no DFL at all (its dummy
+    # distances 0.5, 0.5, 0, 0 would give other values). S = max(0.8, 1) = 1: dfl = 0.8 log 3.
+    box_part = torch.tensor([0.0, math.log(2), math.log(3)] * 4).expand(2, 1, 12)
+    one = targets(0.8, [-0.5, -0.5, 1.5, 1.5])
+    background = targets(0.0, [0.0] * 4, positive=False)
+    both = PriorTargets(
+        *(torch.cat((getattr(one, f.name), getattr(background, f.name))) for f in fields(one))
+    )
+    parts = QualityLoss()(box_part, torch.zeros(2, 1, 2), one_point(2), both)
+    torch.testing.assert_close(parts["dfl"], torch.tensor(0.8 * math.log(3)))
+
+
 # At logit 0 (p = 1/2) BCE(p, q) = -(q log p + (1 - q) log(1 - p)) = log 2 whatever q. Against
 # the targets q = (0.8, 0) of one prior (a positive at class 0, a negative at class 1), S = 1:
 # bce: log 2 + log 2;
@@ -111,10 +152,16 @@ def test_quality_loss_leaves_ignored_priors_out():
 
 
 def test_unknown_loss_terms_are_refused():
-    with pytest.raises(OnestageError, match="classification loss 'focal'"):
+    with pytest.raises(OnestageError) as raised:
         QualityLoss(cls_loss="focal")
-    with pytest.raises(OnestageError, match="box loss 'smooth_l1'"):
+    assert str(raised.value) == (
+        "unknown classification loss 'focal' for an anchor-free head; valid: bce, vfl, qfl"
+    )
+    with pytest.raises(OnestageError) as raised:
         QualityLoss(box_loss="smooth_l1")
+    assert str(raised.value) == (
+        "unknown box loss 'smooth_l1' for an anchor-free head; valid: ciou, giou"
+    )
 
 
 ANCHORS = torch.tensor(
@@ -135,6 +182,84 @@ def test_the_max_iou_criterion_is_the_seed_targets_into_the_loss():
     got = criterion(pred, gt_boxes, gt_ids)
     for name in ("loss", "cls", "box"):
         torch.testing.assert_close(got[name], expected[name])
+
+
+class RecordingLoss:
+    """An anchor loss that keeps the targets a criterion hands it (and returns no parts)."""
+
+    def __call__(
+        self,
+        pred: torch.Tensor,
+        class_targets: torch.Tensor,
+        box_targets: torch.Tensor,
+        positive: torch.Tensor,
+        anchors_xyxy: torch.Tensor | None = None,
+        ignored: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        self.seen = {
+            "class_targets": class_targets,
+            "box_targets": box_targets,
+            "positive": positive,
+            "anchors_xyxy": anchors_xyxy,
+            "ignored": ignored,
+        }
+        return {}
+
+
+# An object over anchors 0 and 1 (IoU 0.5 each) and an ignored one on anchor 2 (IoU 1).
+GT_BOXES = torch.tensor([[[0.0, 0.0, 1.0, 0.5], [0.0, 0.5, 0.5, 1.0]]])
+GT_IDS = torch.tensor([[1, -2]])
+
+
+def test_max_iou_targets_use_the_threshold_variances_and_ignored_anchors() -> None:
+    # At the threshold 0.6, anchor 1 (IoU 0.5) is background, and anchor 0 positive only as
+    # the object's best anchor; the offsets are encoded with the coding's variances, the ones
+    # it decodes with. The default threshold 0.4 takes both anchors.
+    coding = AnchorCoding(ANCHORS, (4,), variances=(0.2, 0.4))
+    loss = RecordingLoss()
+    criterion = Criterion(coding, num_classes=2, loss_name="seed", loss=loss, iou_threshold=0.6)
+    criterion(torch.zeros(1, 4, 4 + 3), GT_BOXES, GT_IDS)
+    assert loss.seen["positive"].tolist() == [[True, False, False, False]]
+    assert loss.seen["ignored"].tolist() == [[False, False, True, False]]
+    assert loss.seen["class_targets"].tolist() == [[1, 2, 2, 2]]
+    offsets = encode_offsets(GT_BOXES[0, 0], ANCHORS[0], (0.2, 0.4))
+    torch.testing.assert_close(loss.seen["box_targets"][0, 0], offsets)
+    assert torch.equal(loss.seen["anchors_xyxy"], ANCHORS)
+    default = build_criterion(AnchorCoding(ANCHORS, (4,)), num_classes=2)
+    default.loss = loss
+    default(torch.zeros(1, 4, 4 + 3), GT_BOXES, GT_IDS)
+    assert loss.seen["positive"].tolist() == [[True, True, False, False]]
+
+
+def test_an_assigner_criterion_hands_the_loss_offsets_zero_on_background() -> None:
+    # ATSS on an anchor head: positive offsets encoded with the coding's variances, zeros on
+    # every other anchor (the loss contract), the anchors, and the ignored anchors.
+    # The object (0.05, 0, 0.5, 0.45) has its centre in anchor 0 only.
+    gt_boxes = torch.tensor([[[0.05, 0.0, 0.5, 0.45], [0.0, 0.5, 0.5, 1.0]]])
+    coding = AnchorCoding(ANCHORS, (4,), variances=(0.2, 0.4))
+    assigner = build_assigner("atss")
+    loss = RecordingLoss()
+    Criterion(coding, 2, "seed", loss, assigner)(torch.zeros(1, 4, 4 + 3), gt_boxes, GT_IDS)
+    direct = assigner(coding.priors(), gt_boxes, GT_IDS, 2)
+    positive = direct.positive
+    assert positive.tolist() == [[True, False, False, False]]
+    assert direct.ignored.tolist() == [[False, False, True, False]]
+    assert torch.equal(loss.seen["positive"], positive)
+    assert torch.equal(loss.seen["ignored"], direct.ignored)
+    encoded = encode_offsets(direct.box_targets, ANCHORS, (0.2, 0.4))
+    expected = torch.where(positive[..., None], encoded, 0.0)
+    torch.testing.assert_close(loss.seen["box_targets"], expected)
+    assert torch.equal(loss.seen["anchors_xyxy"], ANCHORS)
+
+
+def test_loss_options_reach_an_anchor_loss() -> None:
+    coding = AnchorCoding(ANCHORS, (4,))
+    built = build_criterion(coding, 2, loss="ssd", loss_options={"box_loss": "giou", "beta": 0.5})
+    assert built.loss == build_loss("ssd", box_loss="giou", beta=0.5)
+    config = TrainConfig(loss="focal", box_loss="giou")
+    from_config = criterion_for(config, coding, num_classes=2)
+    assert from_config.loss_name == "focal"
+    assert from_config.loss == build_loss("focal", box_loss="giou")
 
 
 def test_an_anchor_head_trains_with_atss_on_encoded_offsets():
@@ -194,15 +319,26 @@ def test_the_anchor_free_criterion_uses_tal_by_default():
 @pytest.mark.parametrize(
     ("points", "loss", "assigner", "message"),
     [
-        (True, None, "maxiou", "max-IoU assigner needs anchors"),
+        (
+            True,
+            None,
+            "maxiou",
+            "the max-IoU assigner needs anchors; an anchor-free head takes atss or tal",
+        ),
         (True, "ssd", None, "loss 'ssd' does not fit an anchor-free head; valid: quality"),
-        (False, "quality", None, "loss 'quality' does not fit an anchor-based head"),
-        (False, None, "hungarian", "unknown assigner 'hungarian'"),
+        (
+            False,
+            "quality",
+            None,
+            "loss 'quality' does not fit an anchor-based head; valid: focal, seed, ssd",
+        ),
+        (False, None, "hungarian", "unknown assigner 'hungarian'; valid: maxiou, atss, tal"),
     ],
 )
 def test_a_criterion_that_does_not_fit_its_head_is_one_line(points, loss, assigner, message):
     coding = (
         PointCoding(*cell_points(((1, 1),)), (1,), 0) if points else AnchorCoding(ANCHORS, (4,))
     )
-    with pytest.raises(OnestageError, match=message):
+    with pytest.raises(OnestageError) as raised:
         build_criterion(coding, num_classes=2, loss=loss, assigner=assigner)
+    assert str(raised.value) == message

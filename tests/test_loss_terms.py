@@ -137,6 +137,15 @@ def test_exponents_must_not_be_negative() -> None:
         quality_focal_loss(torch.zeros(1), torch.zeros(1), beta=-0.5)
 
 
+def test_exponent_zero_turns_the_modulators_off() -> None:
+    # VFL, gamma 0: negatives weigh alpha p^0 = 0.75, positives q: logit 0 -> 0.75 ln 2, 0.8 ln 2.
+    vfl = varifocal_loss(torch.zeros(2), torch.tensor([0.0, 0.8]), gamma=0.0)
+    assert vfl.tolist() == pytest.approx([0.75 * math.log(2), 0.8 * math.log(2)], rel=1e-6)
+    # QFL, beta 0: |q - p|^0 = 1 everywhere, also where q = p (0^0 = 1): plain BCE, ln 2.
+    qfl = quality_focal_loss(torch.zeros(2), torch.tensor([0.5, 0.8]), beta=0.0)
+    assert qfl.tolist() == pytest.approx([math.log(2)] * 2, rel=1e-6)
+
+
 def test_every_term_computes_in_float32() -> None:
     for dtype in (torch.bfloat16, torch.float64):
         logits, scores = torch.zeros(2, 3, dtype=dtype), torch.full((2, 3), 0.5, dtype=dtype)
@@ -218,6 +227,29 @@ def test_ciou_of_disjoint_boxes_is_negative_and_bounded(
     assert -1.5 <= value < 0
 
 
+def test_ciou_distance_penalty_starts_above_a_diagonal_of_1e_12() -> None:
+    # Two points: IoU 0, v 0 (both angles 0). 1e-12 apart, rho^2 = c^2 = 1e-24 (exactly, in
+    # float32), at most the cut-off: no penalty, CIoU 0. 2e-12 apart: rho^2 / c^2 = 1, CIoU -1.
+    point = torch.zeros(4)
+    near = torch.tensor([1e-12, 0.0, 1e-12, 0.0])
+    assert complete_box_iou(point, near).item() == 0.0
+    assert complete_box_iou(point, 2 * near).item() == -1.0
+
+
+def test_a_box_with_w2_plus_h2_at_most_1e_24_takes_the_angle_of_a_point() -> None:
+    # Square a = (0, 0, w, w), w = 7.071068e-13: w^2 + w^2 = 1e-24 exactly in float32, a point
+    # (angle 0), against b = (0, 0, 2, 2) (angle pi / 4): v = 4 / pi^2 (pi / 4)^2 = 1 / 4.
+    # IoU ~ w^2 / 4 ~ 0; centres (w / 2, w / 2) and (1, 1): rho^2 = 2 (w is lost in 1 - w / 2),
+    # c^2 = 8; alpha = 0.25 / 1.25 = 0.2: CIoU = -0.25 - 0.05. Twice as wide (w^2 + h^2 =
+    # 4e-24) it is a square again, v = 0: CIoU = -0.25.
+    side = 7.071068e-13
+    b = torch.tensor([0.0, 0.0, 2.0, 2.0])
+    tiny = complete_box_iou(torch.tensor([0.0, 0.0, side, side]), b)
+    assert tiny.item() == pytest.approx(-0.3, rel=1e-6)
+    small = complete_box_iou(torch.tensor([0.0, 0.0, 2 * side, 2 * side]), b)
+    assert small.item() == pytest.approx(-0.25, rel=1e-6)
+
+
 @pytest.mark.parametrize(
     ("a", "expected"),
     [
@@ -292,6 +324,21 @@ def test_dfl_gradient_is_softmax_minus_the_two_bin_target() -> None:
     assert target.grad is None
 
 
+def test_two_bins_are_the_smallest_distribution() -> None:
+    # reg_max 1, logits (0, ln 3): p = (1/4, 3/4). Target 0.25: -(0.75 ln 1/4 + 0.25 ln 3/4);
+    # decode 0 x 1/4 + 1 x 3/4 = 0.75.
+    logits = torch.tensor([0.0, LN3])
+    value = distribution_focal_loss(logits, torch.tensor(0.25), reg_max=1)
+    assert value.item() == pytest.approx(0.75 * math.log(4) + 0.25 * math.log(4 / 3), rel=1e-6)
+    assert distribution_to_distance(logits, reg_max=1).item() == pytest.approx(0.75, rel=1e-6)
+    with pytest.raises(ValueError) as raised:
+        distribution_to_distance(torch.zeros(1), reg_max=0)
+    assert str(raised.value) == (
+        "distribution logits need reg_max + 1 = 1 bins (reg_max >= 1) in their last dimension, "
+        "got shape (1,)"
+    )
+
+
 def test_distribution_terms_check_the_number_of_bins() -> None:
     with pytest.raises(ValueError, match="reg_max \\+ 1 = 5 bins"):
         distribution_focal_loss(torch.zeros(2, 4), torch.zeros(2), reg_max=4)
@@ -326,6 +373,23 @@ def test_distances_and_boxes_round_trip() -> None:
     assert boxes_to_distances(point, box, strides).tolist() == [1.0, 2.0, 3.0, 0.5]
     # A point outside its box gets a negative distance (left unclamped).
     assert boxes_to_distances(point, torch.tensor([0.75, 0.0, 1.0, 0.5]), strides)[0] == -2.0
+
+
+def test_ltrb_code_follows_the_points_dtype_and_device() -> None:
+    # float64 strides do not make a float64 result; CPU strides go to the points' device
+    # (the meta device stands in for an accelerator: shapes and devices, no values).
+    point = torch.tensor([[0.5, 0.25]])
+    strides = torch.tensor([[0.125]], dtype=torch.float64)
+    box = distances_to_boxes(point, torch.tensor([[1.0, 2.0, 3.0, 4.0]]), strides)
+    assert box.dtype == torch.float32 and box.tolist() == [[0.375, 0.0, 0.875, 0.75]]
+    distances = boxes_to_distances(point, box, strides)
+    assert distances.dtype == torch.float32 and distances.tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    on_meta = point.to("meta")
+    cpu_strides = torch.full((1, 1), 0.125)
+    assert distances_to_boxes(on_meta, box.to("meta"), cpu_strides).device.type == "meta"
+    assert boxes_to_distances(on_meta, box.to("meta"), cpu_strides).device.type == "meta"
+    decoded = distribution_to_distance(torch.zeros(3, 5, device="meta"), reg_max=4)
+    assert decoded.shape == (3,) and decoded.device.type == "meta"
 
 
 def test_ltrb_code_broadcasts_points_and_square_strides_over_a_batch() -> None:

@@ -251,3 +251,113 @@ def test_focal_loss_values_equal_the_direct_formula_where_it_is_finite() -> None
         )
         direct = (alpha_t * (1 - p_t) ** gamma * bce).sum() / (class_targets < 3).sum()
         assert parts["cls"].item() == pytest.approx(direct.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("ssd", {"neg_pos_ratio": -1.0}, "neg_pos_ratio and min_negatives must not be negative"),
+        ("ssd", {"min_negatives": -1}, "neg_pos_ratio and min_negatives must not be negative"),
+        ("focal", {"alpha": -0.1}, "focal loss needs 0 <= alpha <= 1 and gamma >= 0"),
+        ("focal", {"alpha": 1.5}, "focal loss needs 0 <= alpha <= 1 and gamma >= 0"),
+        ("focal", {"gamma": -0.5}, "focal loss needs 0 <= alpha <= 1 and gamma >= 0"),
+        ("focal", {"box_loss": "l2"}, "unknown box loss 'l2'; valid: smooth_l1, giou"),
+        ("ssd", {"box_loss": "iou"}, "unknown box loss 'iou'; valid: smooth_l1, giou"),
+    ],
+)
+def test_out_of_range_options_are_refused_in_one_line(
+    name: str, options: dict, message: str
+) -> None:
+    with pytest.raises(OnestageError) as raised:
+        build_loss(name, **options)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("options", "times_log_2"),
+    [
+        # One positive anchor (class 0 of K = 3), logits 0: p = 1/2, (1 - p_t)^2 = 1/4 and
+        # BCE = log 2 for both object logits (targets 1 and 0). Per logit alpha_t / 4 log 2:
+        ({"alpha": 1.0}, 0.25),  # 1 / 4 (target 1) + 0 (target 0)
+        ({"alpha": 0.0}, 0.25),  # 0 (target 1) + 1 / 4 (target 0)
+        ({"gamma": 0.0}, 1.0),  # no modulator: 0.25 + 0.75, alpha-weighted BCE
+    ],
+)
+def test_focal_accepts_the_ends_of_its_ranges(options: dict, times_log_2: float) -> None:
+    pred = torch.zeros(1, 1, 4 + 3)
+    class_targets = torch.tensor([[0]])
+    parts = FocalLoss(**options)(pred, class_targets, torch.zeros(1, 1, 4), class_targets < 2)
+    assert parts["cls"].item() == pytest.approx(times_log_2 * math.log(2), rel=1e-6)
+
+
+def test_ssd_mines_by_a_fractional_or_zero_ratio() -> None:
+    # 2 positives (anchors 0, 1) and 4 backgrounds of losses 0.4, 0.1, 0.3, 0.2:
+    # ratio 0.5 -> int(2 x 0.5) = 1 negative (the 0.4); ratio 0 with a floor of 2 -> 2 of them.
+    cross_entropy = torch.tensor([[0.9, 0.9, 0.4, 0.1, 0.3, 0.2]])
+    positive = torch.tensor([[True, True, False, False, False, False]])
+    half = SSDLoss(neg_pos_ratio=0.5, min_negatives=0).hard_negatives(cross_entropy, positive)
+    assert half.tolist() == [[False, False, True, False, False, False]]
+    floor = SSDLoss(neg_pos_ratio=0.0, min_negatives=2).hard_negatives(cross_entropy, positive)
+    assert floor.tolist() == [[False, False, True, False, True, False]]
+
+
+def test_ssd_breaks_ties_between_negatives_by_anchor_index() -> None:
+    # 20 background anchors of equal loss, 3 to mine: the first three, on every run.
+    mined = SSDLoss(min_negatives=3).hard_negatives(
+        torch.ones(1, 20), torch.zeros(1, 20, dtype=torch.bool)
+    )
+    assert mined[0].nonzero().flatten().tolist() == [0, 1, 2]
+
+
+def test_focal_box_term_is_smooth_l1_with_beta_over_the_positives() -> None:
+    # Two positive anchors (classes 0 and 1 of K = 3), beta 0.5. Smooth-L1 with beta b is
+    # 0.5 d^2 / b for |d| < b, else |d| - b / 2: anchor 0 misses by 0.25 -> 0.0625, anchor 1
+    # by 2 -> 1.75 (targets are not zero: the error is offset - target). box = 1.8125 / 2.
+    # cls at logits 0: per anchor 0.25 (1 / 4) log 2 + 0.75 (1 / 4) log 2 = log 2 / 4, / 2.
+    offsets = torch.tensor([[[1.25, 0.0, 0.0, 0.0], [0.0, 0.0, 2.0, -1.0]]])
+    box_targets = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, -1.0]]])
+    pred = torch.cat((offsets, torch.zeros(1, 2, 3)), dim=-1)
+    class_targets = torch.tensor([[0, 1]])
+    parts = FocalLoss(beta=0.5)(pred, class_targets, box_targets, class_targets < 2)
+    assert parts["box"].item() == pytest.approx(1.8125 / 2, rel=1e-6)
+    assert parts["cls"].item() == pytest.approx(math.log(2) / 4, rel=1e-6)
+    assert parts["loss"].item() == pytest.approx(1.8125 / 2 + math.log(2) / 4, rel=1e-6)
+
+
+def test_seed_box_term_is_the_squared_error_against_the_targets() -> None:
+    # One positive anchor, offsets (1, 0, 0, 0) against targets (0.5, 0, 0, -1): squared errors
+    # 0.25 + 1 over the 4 values; the background anchor's 4 values count as zero: 1.25 / 8.
+    offsets = [[[1.0, 0.0, 0.0, 0.0], [3.0, 3.0, 3.0, 3.0]]]
+    pred = make_pred(offsets, [[[0.0] * 3] * 2])
+    box_targets = torch.tensor([[[0.5, 0.0, 0.0, -1.0], [0.0] * 4]])
+    class_targets = torch.tensor([[0, BACKGROUND]])
+    parts = build_loss("seed")(pred, class_targets, box_targets, class_targets != BACKGROUND)
+    assert parts["box"].item() == pytest.approx(1.25 / 8, rel=1e-6)
+
+
+def test_giou_box_term_decodes_with_the_loss_variances_in_float32() -> None:
+    # Anchor (0.25, 0.25, 0.75, 0.75), target offsets 0: the target box is the anchor. The
+    # prediction's width offset log(2) / 0.5 doubles the width with size variance 0.5:
+    # (0, 0.25, 1, 0.75), which contains the target: GIoU = IoU = 0.25 / 0.5, loss 1 / 2.
+    # Anchors in float64 still give a float32 loss.
+    anchors = torch.tensor([[0.25, 0.25, 0.75, 0.75]], dtype=torch.float64)
+    offsets = torch.tensor([[[0.0, 0.0, math.log(2) / 0.5, 0.0]]])
+    pred = torch.cat((offsets, torch.zeros(1, 1, 3)), dim=-1)
+    class_targets = torch.tensor([[0]])
+    loss = SSDLoss(box_loss="giou", variances=(0.1, 0.5))
+    parts = loss(pred, class_targets, torch.zeros(1, 1, 4), class_targets < 2, anchors)
+    assert parts["box"].item() == pytest.approx(0.5, rel=1e-6)
+    assert parts["box"].dtype == torch.float32
+    # offsets = targets (non-zero): perfect only if both sides decode with the same variances
+    box_targets = offsets.clone()
+    perfect = loss(pred, class_targets, box_targets, class_targets < 2, anchors)
+    assert perfect["box"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_giou_without_anchors_says_what_it_needs() -> None:
+    pred = torch.zeros(1, 1, 4 + 3)
+    with pytest.raises(ValueError) as raised:
+        build_loss("ssd", box_loss="giou")(
+            pred, torch.tensor([[0]]), torch.zeros(1, 1, 4), torch.tensor([[True]])
+        )
+    assert str(raised.value) == "the GIoU box loss needs anchors_xyxy to decode the offsets"

@@ -369,3 +369,134 @@ def test_unknown_options_are_refused() -> None:
         postprocess(_pred([[0.0, 0.0]] * 4), coding(ANCHORS), candidates="best")
     with pytest.raises(OnestageError, match="score_mode 'tanh'"):
         coding(ANCHORS, "tanh")
+
+
+def test_iou_exactly_at_the_threshold_does_not_suppress() -> None:
+    # (0, 0, 0.5, 0.25) and (0, 0, 0.25, 0.25): intersection 1/16, union 1/8, IoU exactly 1/2
+    # (all exact in float32). NMS suppresses above the threshold only.
+    boxes = torch.tensor([[0.0, 0.0, 0.5, 0.25], [0.0, 0.0, 0.25, 0.25]])
+    scores = torch.tensor([0.9, 0.8])
+    assert nms(boxes, scores, 0.5).tolist() == [0, 1]
+    assert nms(boxes, scores, 0.49).tolist() == [0]
+
+
+def test_equal_scores_rank_by_index() -> None:
+    # 20 copies of one box with one score: the first is kept. 20 boxes apart with one score:
+    # all kept, listed in index order. (Ties need over 16 boxes for an unstable sort to show.)
+    same = torch.tensor([[0.1, 0.1, 0.4, 0.4]]).expand(20, 4)
+    equal = torch.full((20,), 0.5)
+    assert nms(same, equal, 0.5).tolist() == [0]
+    x = torch.arange(20, dtype=torch.float32) / 20
+    apart = torch.stack((x, torch.zeros(20), x + 0.04, torch.full((20,), 0.04)), dim=-1)
+    assert nms(apart, equal, 0.5).tolist() == list(range(20))
+
+
+def test_nms_settles_simple_cases_in_few_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each whole-tile pass ends with one torch.equal convergence test. Boxes that suppress
+    # nothing are final after one pass; A suppressing B takes a second pass to see no change.
+    passes = {"count": 0}
+    real_equal = torch.equal
+
+    def counting_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+        passes["count"] += 1
+        return real_equal(a, b)
+
+    monkeypatch.setattr(torch, "equal", counting_equal)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    apart = torch.tensor([[0.0, 0.0, 0.1, 0.1], [0.2, 0.0, 0.3, 0.1], [0.4, 0.0, 0.5, 0.1]])
+    assert nms(apart, scores, 0.5).tolist() == [0, 1, 2]
+    assert passes["count"] == 1
+    passes["count"] = 0
+    assert nms(torch.tensor(CHAIN_BOXES[:2]), scores[:2], 0.5).tolist() == [0]
+    assert passes["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("pairs_per_step", "steps"),
+    [
+        # N = 5 boxes in each of 3 images. Budget 1: tiles of one column (5 pairs, N exceed
+        # the budget), one image each: 15 steps. Budget 10: 2 columns, one image: 3 x 3 steps.
+        # Budget 50: the whole 5 x 5 tile, 2 images per step: 2 steps.
+        (1, 15),
+        (10, 9),
+        (50, 2),
+    ],
+)
+def test_batched_nms_settles_each_box_once_within_the_pair_budget(
+    monkeypatch: pytest.MonkeyPatch, pairs_per_step: int, steps: int
+) -> None:
+    # Every box its own class (nothing suppressed) and scores falling by index, so the score
+    # order is the input order and a tile's class ids name its boxes.
+    real_compare = postprocess_module._same_class_iou_exceeds
+    settled: list[int] = []
+    pairs: list[int] = []
+
+    def recording_compare(
+        boxes: torch.Tensor,
+        class_ids: torch.Tensor,
+        tile_xyxy: torch.Tensor,
+        tile_ids: torch.Tensor,
+        threshold: float,
+    ) -> torch.Tensor:
+        settled.extend(tile_ids.flatten().tolist())
+        pairs.append(class_ids.numel() * tile_ids.shape[1])  # images x rows x columns
+        return real_compare(boxes, class_ids, tile_xyxy, tile_ids, threshold)
+
+    monkeypatch.setattr(postprocess_module, "_same_class_iou_exceeds", recording_compare)
+    monkeypatch.setattr(postprocess_module, "PAIRS_PER_STEP", pairs_per_step)
+    boxes = torch.rand(3, 5, 4, generator=torch.Generator().manual_seed(0))
+    scores = torch.linspace(1.0, 0.1, 5).expand(3, 5)
+    keep = batched_nms(boxes, scores, torch.arange(15).view(3, 5), torch.ones(3, 5).bool(), 0.5)
+    assert keep.all()
+    assert sorted(settled) == list(range(15))  # each box of each image in one tile
+    assert len(pairs) == steps and max(pairs) <= max(pairs_per_step, 5)
+
+
+def test_argmax_candidates_of_a_sigmoid_coding_ignore_the_last_column() -> None:
+    # Anchor 0: logits (1, 2, 9), the unused last column highest: its best class is 1
+    # (p = 0.88); class 0 (p = 0.73) clears the threshold too but is not its best.
+    logits = [[1.0, 2.0, 9.0]] + [[-9.0, -9.0, 0.0]] * 3
+    (found,) = postprocess(
+        _pred(logits), coding(ANCHORS, "sigmoid"), candidates="argmax", conf_threshold=0.5
+    )
+    assert found.class_ids.tolist() == [1]
+    torch.testing.assert_close(found.scores, torch.tensor([2.0]).sigmoid())
+
+
+def test_argmax_candidates_still_need_the_conf_threshold() -> None:
+    # K = 3 softmax. Anchor 0's best class 0 has p = e / (e + 2) = 0.58, anchor 1's
+    # e^0.5 / (e^0.5 + 2) = 0.45: at a threshold of 0.5 only anchor 0 is kept.
+    logits = [[1.0, 0.0, 0.0], [0.5, 0.0, 0.0], [-5.0, -5.0, 5.0], [-5.0, -5.0, 5.0]]
+    (found,) = postprocess(_pred(logits), coding(ANCHORS), candidates="argmax", conf_threshold=0.5)
+    torch.testing.assert_close(found.boxes_xyxy, ANCHORS[[0]])
+
+
+def test_default_iou_threshold_is_one_half() -> None:
+    # A and B of CHAIN_BOXES overlap with IoU 0.6: by default B goes.
+    boxes = torch.tensor(CHAIN_BOXES[:2])
+    (found,) = postprocess(_pred([[2.0, 0.0], [1.0, 0.0]]), coding(boxes))
+    torch.testing.assert_close(found.boxes_xyxy, boxes[[0]])
+
+
+def _grid_anchors(count: int) -> torch.Tensor:
+    """`count` disjoint 0.05 x 0.05 anchors on a 0.0625 grid, row by row."""
+    index = torch.arange(count)
+    corners = torch.stack((index % 16, index // 16), dim=-1) / 16
+    return torch.cat((corners, corners + 0.05), dim=-1)
+
+
+def test_default_limits_are_400_candidates_and_100_detections() -> None:
+    # 101 disjoint confident anchors (p = 0.99): 100 detections.
+    (found,) = postprocess(_pred([[5.0, 0.0]] * 101), coding(_grid_anchors(101)))
+    assert len(found) == 100
+    # 400 copies of one anchor at p = 0.99, and a 401st elsewhere at p = 0.73: the 400 best
+    # candidates are the copies, of which NMS keeps one; the 401st is never a candidate.
+    anchors = torch.cat((_grid_anchors(1).expand(400, 4), _grid_anchors(2)[1:]))
+    (found,) = postprocess(_pred([[5.0, 0.0]] * 400 + [[1.0, 0.0]]), coding(anchors))
+    assert len(found) == 1
+
+
+def test_unknown_candidates_rule_lists_the_valid_ones() -> None:
+    with pytest.raises(OnestageError) as raised:
+        postprocess(_pred([[0.0, 0.0]] * 4), coding(ANCHORS), candidates="best")
+    assert str(raised.value) == "unknown candidates rule 'best'; valid: all, argmax"

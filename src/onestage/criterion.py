@@ -70,7 +70,12 @@ class Criterion:
         box_part, logits = self.coding.split(pred)
         if self.assigner is None:  # the seed's rule (anchor heads only)
             assigned = build_targets(
-                self.priors.boxes, gt_boxes_xyxy, gt_class_ids, self.num_classes, self.iou_threshold
+                self.priors.boxes,
+                gt_boxes_xyxy,
+                gt_class_ids,
+                self.num_classes,
+                self.iou_threshold,
+                self.coding.variances,  # the offsets the coding decodes
             )
             return self.loss(
                 pred,

@@ -62,10 +62,11 @@ def _split(pred: Tensor) -> tuple[Tensor, Tensor]:
     return pred[..., :4], pred[..., 4:]
 
 
-def _counted(ignored: Tensor | None, like: Tensor) -> Tensor:
-    """(B, A) bool: the anchors that count in the classification term (all but the ignored)."""
+def _counted(ignored: Tensor | None, positive: Tensor) -> Tensor:
+    """(B, A) bool: the anchors that count in the classification term (all but the ignored);
+    `positive` (B, A) bool gives the shape."""
     if ignored is None:
-        return torch.ones_like(like, dtype=torch.bool)
+        return torch.ones_like(positive)
     return ~ignored
 
 

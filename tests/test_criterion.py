@@ -262,6 +262,16 @@ def test_loss_options_reach_an_anchor_loss() -> None:
     assert from_config.loss == build_loss("focal", box_loss="giou")
 
 
+def test_a_giou_box_term_decodes_with_the_variances_of_its_head() -> None:
+    coding = AnchorCoding(ANCHORS, (4,), variances=(0.2, 0.4))
+    for loss in ("ssd", "focal"):
+        built = build_criterion(coding, 2, loss=loss, loss_options={"box_loss": "giou"})
+        assert built.loss.variances == (0.2, 0.4)
+    chosen = build_criterion(coding, 2, loss="ssd", loss_options={"variances": (0.3, 0.3)})
+    assert chosen.loss.variances == (0.3, 0.3)  # an explicit option wins
+    assert not hasattr(build_criterion(coding, 2, loss="seed").loss, "variances")
+
+
 def test_an_anchor_head_trains_with_atss_on_encoded_offsets():
     coding = AnchorCoding(ANCHORS, (4,))
     criterion = build_criterion(coding, num_classes=2, loss="seed", assigner="atss")

@@ -17,7 +17,7 @@ the anchors; anchor-free heads take "quality" (`quality_loss.QualityLoss`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from torch import Tensor
@@ -28,7 +28,7 @@ from onestage.box_coding import BoxCoding, PointCoding
 from onestage.boxes import encode_offsets
 from onestage.config import TrainConfig
 from onestage.errors import OnestageError
-from onestage.losses import DetectionLoss, build_loss, loss_names
+from onestage.losses import LOSSES, DetectionLoss, build_loss, loss_names
 from onestage.quality_loss import POINT_LOSSES, QualityLoss
 
 ASSIGNER_NAMES = ("maxiou", "atss", "tal")
@@ -129,6 +129,8 @@ def build_criterion(
         kind = "an anchor-free" if points else "an anchor-based"
         raise OnestageError(f"loss {loss!r} does not fit {kind} head; valid: {valid}")
     options = loss_options or {}
+    if not points and "variances" in {f.name for f in fields(LOSSES.get(loss))}:
+        options = {"variances": coding.variances, **options}  # a box term decodes as the head
     built_loss: DetectionLoss | QualityLoss = (
         POINT_LOSSES.build(loss, **options) if points else build_loss(loss, **options)
     )

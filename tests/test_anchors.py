@@ -101,9 +101,47 @@ def test_custom_levels_dtype_and_errors() -> None:
     levels = (AnchorLevel((0.5,), (1.0,)),)
     anchors = generate_anchors(levels, ((2, 4),), dtype=torch.bfloat16)
     assert anchors.shape == (8, 4) and anchors.dtype == torch.bfloat16
-    with pytest.raises(OnestageError, match="seed-intended"):
+    with pytest.raises(OnestageError) as error:
         generate_anchors("nope", SEED_FEATURE_SIZES)
+    assert str(error.value) == "unknown anchor config 'nope'; valid names: seed, seed-intended"
     with pytest.raises(OnestageError, match="5 anchor levels"):
         generate_anchors("seed", (20, 10))
-    with pytest.raises(OnestageError, match="positive"):
-        AnchorLevel((0.5, 0.0), (1.0,))
+
+
+NEEDS_BOTH = "an anchor level needs sizes and ratios"
+POSITIVE = "anchor sizes and ratios must be positive"
+
+
+@pytest.mark.parametrize(
+    ("sizes", "ratios", "message"),
+    [
+        ((), (1.0,), NEEDS_BOTH),
+        ((0.5,), (), NEEDS_BOTH),
+        ((0.5, 0.0), (1.0,), POSITIVE),
+        ((0.5,), (1.0, 0.0), POSITIVE),
+    ],
+)
+def test_an_anchor_level_needs_positive_sizes_and_ratios(
+    sizes: tuple[float, ...], ratios: tuple[float, ...], message: str
+) -> None:
+    with pytest.raises(OnestageError) as error:
+        AnchorLevel(sizes, ratios)
+    assert str(error.value) == f"{message}, got AnchorLevel(sizes={sizes}, ratios={ratios})"
+
+
+def test_anchors_are_computed_in_float64() -> None:
+    # size 0.2, ratio 2 on a 1 x 1 map: w = 0.2 sqrt(2), h = 0.2 / sqrt(2) around (0.5, 0.5),
+    # the same float64 operations as below, so equal to the last bit (float32 sizes are not)
+    level = AnchorLevel((0.2,), (2.0,))
+    half_w, half_h = 0.2 * math.sqrt(2) / 2, 0.2 / math.sqrt(2) / 2
+    anchors = cell_anchors(level, 1, 1, dtype=torch.float64)
+    assert anchors.tolist() == [[0.5 - half_w, 0.5 - half_h, 0.5 + half_w, 0.5 + half_h]]
+
+
+def test_anchors_are_made_on_the_device_asked_for() -> None:
+    # the meta device (shapes only) stands in for a GPU: a tensor left on the CPU would show
+    level = AnchorLevel((0.5,), (1.0, 2.0))
+    anchors = cell_anchors(level, 2, 3, device="meta")
+    assert anchors.device.type == "meta" and anchors.shape == (12, 4)
+    anchors = generate_anchors("seed", SEED_FEATURE_SIZES, device="meta")
+    assert anchors.device.type == "meta" and anchors.shape == (2140, 4)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,8 +100,70 @@ def test_no_ground_truth_slots_at_all() -> None:
     matched = match_anchors(ANCHORS_X3, torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.bool))
     assert matched.tolist() == [[-1] * 3] * 2
     targets = build_targets(ANCHORS_X3, torch.zeros(2, 0, 4), torch.zeros(2, 0).long(), 15)
-    assert (targets.class_targets == 15).all() and not targets.positive.any()
+    assert targets.class_targets.tolist() == [[15] * 3] * 2
+    assert targets.matched_gt.tolist() == [[-1] * 3] * 2
+    for mask in (targets.positive, targets.ignored):
+        assert mask.dtype == torch.bool and mask.tolist() == [[False] * 3] * 2
     assert targets.box_targets.shape == (2, 3, 4) and not targets.box_targets.any()
+
+
+def test_a_box_that_overlaps_no_anchor_is_not_forced() -> None:
+    # IoU 0 with every anchor: the seed would force it onto anchor 0; onestage forces none
+    assert match_one(ANCHORS_X3, strips((20, 30))) == [-1, -1, -1]
+    # nor when the only anchor it overlaps was taken first: box 0 has IoU 1 with anchor 0,
+    # box 1 [0, 2] IoU 0.5 with anchor 0 and 0 with the others
+    assert match_one(ANCHORS_X3, strips((0, 4), (0, 2))) == [0, -1, -1]
+
+
+def test_matching_runs_on_the_anchors_device() -> None:
+    # the meta device (shapes only) stands in for a GPU: a tensor made on the CPU would not mix
+    anchors = ANCHORS_X3.to("meta")
+    boxes = strips((0, 6), (0, 5))[None].to("meta")
+    class_ids = torch.tensor([[0, 1]], device="meta")
+    matched = match_anchors(anchors, boxes, class_ids >= 0)
+    assert matched.device.type == "meta" and matched.dtype == torch.int64
+    targets = build_targets(anchors, boxes, class_ids, num_classes=2)
+    assert targets.matched_gt.device.type == "meta" and targets.positive.device.type == "meta"
+
+
+# bfloat16 keeps 8 significant bits: A = 1 - 2**-8 is exact, A * A = 0.99220276 (16 bits) is not.
+A = 1 - 2**-8
+
+
+def test_bfloat16_boxes_are_matched_in_float32() -> None:
+    # Box areas rounded to bfloat16 would change both answers (IoU computed in float32 here).
+    # Anchor [2**-8, 0, 1, A] against box [0, 0, A, A]: both areas A * A, intersection
+    # (A - 2**-8) * A, union 2 A * A - (A - 2**-8) * A = A, IoU = A - 2**-8 = 127 / 128 =
+    # 0.9921875, below a threshold of 0.99219. With either area rounded to 0.9921875 the IoU
+    # would be 0.98831 / 0.99608 = 0.99220, above it.
+    anchors = torch.tensor([[2**-8, 0.0, 1.0, A]])
+    boxes = torch.tensor([[[0.0, 0.0, A, A]]])
+    valid = torch.ones(1, 1, dtype=torch.bool)
+    for dtype in (torch.float32, torch.bfloat16):
+        matched = match_anchors(
+            anchors.to(dtype), boxes.to(dtype), valid, iou_threshold=0.99219, force_best=False
+        )
+        assert matched.tolist() == [[-1]], dtype
+    # Anchor [0, 0, 1, 1] against box 0 [0, 0, 1, 1 - 2**-7] (IoU 0.9921875) and box 1
+    # [0, 0, A, A] (IoU A * A = 0.99220276): box 1. In bfloat16, A * A rounds to 0.9921875: a tie,
+    # which box 0 would win.
+    anchors = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    boxes = torch.tensor([[[0.0, 0.0, 1.0, 1 - 2**-7], [0.0, 0.0, A, A]]])
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    for dtype in (torch.float32, torch.bfloat16):
+        matched = match_anchors(anchors.to(dtype), boxes.to(dtype), valid, force_best=False)
+        assert matched.tolist() == [[1]], dtype
+
+
+def test_targets_use_the_given_variances() -> None:
+    # box [0, 6] takes anchor [0, 4] (IoU 4 / 6). Centres 3 and 2, widths 6 and 4, heights 1:
+    # with variances (1, 1) the offsets are (3 - 2) / 4 = 0.25, 0, log(6 / 4 + 1e-6),
+    # log(1 + 1e-6); the default (0.1, 0.2) would give x10 and x5 of these.
+    boxes = strips((0, 6))[None]
+    targets = build_targets(ANCHORS_X3, boxes, torch.tensor([[0]]), 1, variances=(1.0, 1.0))
+    assert targets.positive.tolist() == [[True, False, False]]
+    expected = torch.tensor([0.25, 0.0, math.log(1.5 + 1e-6), math.log(1 + 1e-6)])
+    torch.testing.assert_close(targets.box_targets[0, 0], expected)
 
 
 ANCHORS = cell_anchors(AnchorLevel(sizes=(0.3, 0.5), ratios=(1.0, 2.0)), 4, 4)  # (48, 4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from onestage.assigners import (
     assigner_names,
     build_assigner,
 )
+from onestage.assigners.common import with_a_slot
 from onestage.boxes import box_iou
 from onestage.errors import OnestageError
 
@@ -75,8 +77,11 @@ def test_atss_centre_must_lie_inside_the_box() -> None:
     # passes the threshold, but its centre 11 lies outside [0, 10].
     priors = one_level((2, 8), (2, 20), *FAR)
     assert atss_one(priors, strips((0, 10)), [0]).matched_gt.tolist() == [[0] + [-1] * 7]
-    # a centre on the box's edge is outside: [0, 20] (IoU 0.5, centre 10)
+    # a centre on the box's edge is outside: [0, 20] (IoU 0.5, centre 10), and [-10, 10] (IoU
+    # 0.5, centre 0) on its left edge
     priors = one_level((2, 8), (0, 20), *FAR)
+    assert atss_one(priors, strips((0, 10)), [0]).matched_gt.tolist() == [[0] + [-1] * 7]
+    priors = one_level((2, 8), (-10, 10), *FAR)
     assert atss_one(priors, strips((0, 10)), [0]).matched_gt.tolist() == [[0] + [-1] * 7]
     # moved inside, [0, 19.8] (IoU 0.505, centre 9.9) is positive
     priors = one_level((2, 8), (0, 19.8), *FAR)
@@ -134,6 +139,59 @@ def test_atss_padding_takes_nothing_and_ignored_objects_make_ignored_priors() ->
     assert not targets.box_targets[0, 1].any() and not targets.target_scores[0, 1].any()
 
 
+def test_atss_one_candidate_passes_and_two_at_different_ious_do_not() -> None:
+    # topk 1, one level: one candidate, [0, 10] (IoU 1): std 0 (not the n - 1 divisor's 0 / 0),
+    # threshold 1, positive
+    one = atss_one(one_level((0, 10), (20, 30)), strips((0, 10)), [0], topk=1)
+    assert one.matched_gt.tolist() == [[0, -1]]
+    # two candidates, IoUs 1 and 0.5: mean 0.75, sample std sqrt(2 * 0.25**2 / 1) = 0.3536,
+    # threshold 1.1036: none passes (the population std 0.25 would let the IoU-1 prior in)
+    two = atss_one(one_level((0, 10), (0, 5)), strips((0, 10)), [0])
+    assert two.matched_gt.tolist() == [[-1, -1]]
+
+
+def test_atss_candidate_indices_count_every_level_before() -> None:
+    # three levels of 1, 1 and 2 priors, topk 1: the candidates are priors 0, 1 and, on the third
+    # level, [0, 10] (centre 5, distance 0): prior 2. IoUs 0, 0, 1: mean 1/3, sample std
+    # sqrt((2/9 + 4/9) / 2) = 0.5774, threshold 0.9107: prior 2 is positive.
+    priors = Priors(strips((20, 30), (40, 50), (0, 10), (60, 70)), (1, 1, 2))
+    assert atss_one(priors, strips((0, 10)), [0], topk=1).matched_gt.tolist() == [[-1, -1, 0, -1]]
+
+
+def test_atss_ties_in_distance_go_to_the_lowest_index_among_many() -> None:
+    # 20 priors at one spot (torch's unstable CPU sort reorders 17 or more ties), topk 3: priors
+    # 0, 1, 2 are the candidates, all at IoU 1 (std 0, threshold 1): all three positive
+    priors = one_level(*[(0, 10)] * 20)
+    targets = atss_one(priors, strips((0, 10)), [0], topk=3)
+    assert targets.matched_gt.tolist() == [[0, 0, 0] + [-1] * 17]
+
+
+def test_atss_an_ignored_object_in_the_first_slot() -> None:
+    # IoUs 1, 0, 0: mean 1/3, sample std 0.5774, threshold 0.9107: prior 0 takes the ignored
+    # object of slot 0; it is ignored, not positive
+    targets = atss_one(one_level((0, 10), *FAR[:2]), strips((0, 10)), [-2])
+    assert targets.matched_gt.tolist() == [[0, -1, -1]]
+    assert targets.ignored.tolist() == [[True, False, False]]
+    assert not targets.positive.any() and targets.class_targets.tolist() == [[3, 3, 3]]
+
+
+# bfloat16 keeps 8 significant bits, so 0.5 + 0.50390625 (= 1 + 2**-8, 9 bits) rounds to 1 (ties
+# to even): a centre computed in bfloat16 from these x intervals would lie at 0.5. In float32,
+# EDGE_PRIORS have centres 0.5 (on the box's left edge) and 0.501953125 (inside it).
+EDGE_BOX = (0.5, 0.50390625)
+EDGE_PRIORS = one_level((0.49609375, 0.50390625), EDGE_BOX)
+
+
+def test_atss_reads_bfloat16_boxes_in_float32() -> None:
+    # box [0.5, 0.50390625] (centre 0.501953125), topk 1: the candidate is prior 1 (distance 0),
+    # IoU 1, centre inside: positive. Prior 0 (centre 0.5, on the edge) would be the candidate if
+    # either centre were computed in bfloat16, and would not be positive.
+    for dtype in (torch.float32, torch.bfloat16):
+        priors = Priors(EDGE_PRIORS.boxes.to(dtype), EDGE_PRIORS.level_sizes)
+        targets = atss_one(priors, strips(EDGE_BOX).to(dtype), [0], topk=1)
+        assert targets.matched_gt.tolist() == [[-1, 0]], dtype
+
+
 # ----------------------------------------------------------------------------------------- TAL
 
 
@@ -145,9 +203,10 @@ def tal_one(
     pred_boxes: torch.Tensor,
     topk: int,
     alpha: float = 1.0,
+    beta: float = 6.0,
 ) -> PriorTargets:
-    """TAL with beta 6 (and alpha 1 unless given) for a single image, 2 classes."""
-    return TaskAlignedAssigner(topk=topk, alpha=alpha)(
+    """TAL (alpha 1 and beta 6 unless given) for a single image, 2 classes."""
+    return TaskAlignedAssigner(topk=topk, alpha=alpha, beta=beta)(
         priors, boxes[None], torch.tensor([class_ids]), 2, torch.tensor([scores]), pred_boxes[None]
     )
 
@@ -278,6 +337,80 @@ def test_tal_padding_takes_nothing_and_ignored_objects_use_the_best_class() -> N
         [4.0, 0.0, 8.0, 1.0],
         [0.0] * 4,
     ]
+
+
+def test_tal_alpha_0_ranks_by_iou_and_beta_0_by_score() -> None:
+    # The worked example. Alpha 0: t = u**6 = 1/64, 1, 1/64, 1/64: prior 1, then prior 0 (the
+    # lowest index of the three ties); max t 1, max u 1: target scores 1 and 1/64.
+    targets = tal_one(
+        WORKED_PRIORS, strips((0, 8)), [1], WORKED_SCORES, WORKED_PREDICTED, topk=2, alpha=0.0
+    )
+    assert targets.matched_gt.tolist() == [[0, 0, -1, -1, -1]]
+    torch.testing.assert_close(targets.target_scores[0, :, 1], torch.tensor([1 / 64, 1, 0, 0, 0]))
+    # Beta 0: t = s = 0.8, 0.01, 0.4, 0.2: priors 0 and 2; max t 0.8, max u 0.5: target scores
+    # 0.8 / 0.8 * 0.5 = 0.5 and 0.4 / 0.8 * 0.5 = 0.25.
+    targets = tal_one(
+        WORKED_PRIORS, strips((0, 8)), [1], WORKED_SCORES, WORKED_PREDICTED, topk=2, beta=0.0
+    )
+    assert targets.matched_gt.tolist() == [[0, -1, 0, -1, -1]]
+    torch.testing.assert_close(targets.target_scores[0, :, 1], torch.tensor([0.5, 0, 0.25, 0, 0]))
+
+
+def test_tal_an_ignored_object_reads_each_priors_own_best_score() -> None:
+    # Ignored object [0, 4], candidates [0, 2] and [2, 4], topk 1. Prior 0 predicts [0, 2]
+    # (u = 0.5) with best score 0.9: t = 0.9 / 64 = 0.0141; prior 1 predicts [0, 4] (u = 1)
+    # with best score 0.01: t = 0.01. Prior 0 takes it. (Reading the highest score of the
+    # image, 0.9, for both would rank by u alone: prior 1.)
+    priors = one_level((0, 2), (2, 4))
+    scores = [[0.9, 0.1], [0.01, 0.005]]
+    targets = tal_one(priors, strips((0, 4)), [-2], scores, strips((0, 2), (0, 4)), topk=1)
+    assert targets.matched_gt.tolist() == [[0, -1]]
+    assert targets.ignored.tolist() == [[True, False]]
+
+
+def test_tal_ties_in_alignment_go_to_the_lowest_index_among_many() -> None:
+    # 20 priors at one spot with one prediction and one score: equal t (torch's unstable CPU sort
+    # reorders 17 or more ties), topk 3: priors 0, 1, 2
+    priors = one_level(*[(0, 10)] * 20)
+    targets = tal_one(priors, strips((0, 10)), [0], [[0.5, 0.5]] * 20, priors.boxes, topk=3)
+    assert targets.matched_gt.tolist() == [[0, 0, 0] + [-1] * 17]
+
+
+# 1 - 2**-8: exact in bfloat16, its square 0.99220276 (16 significant bits) is not.
+A = 1 - 2**-8
+
+
+def test_tal_reads_bfloat16_inputs_in_float32() -> None:
+    # Candidates: prior 1 of EDGE_PRIORS only (prior 0's centre lies on the box's left edge);
+    # computed in bfloat16, prior 1's centre would lie there too and nothing would be assigned.
+    for dtype in (torch.float32, torch.bfloat16):
+        priors = Priors(EDGE_PRIORS.boxes.to(dtype), EDGE_PRIORS.level_sizes)
+        box = strips((0.5, 1.0)).to(dtype)
+        targets = TaskAlignedAssigner(topk=1)(
+            priors,
+            box[None],
+            torch.tensor([[0]]),
+            2,
+            torch.full((1, 2, 2), 0.5, dtype=dtype),
+            box.expand(1, 2, 4),
+        )
+        assert targets.matched_gt.tolist() == [[-1, 0]], dtype
+    # Two priors at (0.5, 0.5) predicting [2**-8, 0, 1, A] for the box [0, 0, A, A]: both areas
+    # A * A, intersection (A - 2**-8) A, union 2 A * A - (A - 2**-8) A = A, so u = A - 2**-8 =
+    # 127/128 (0.99220 with either area rounded to bfloat16). Alpha 0.5, scores 0.5 and 0.75: t =
+    # sqrt(s) u**6, prior 1 the best; target scores sqrt(0.5 / 0.75) * 127/128 = 0.81013 and
+    # 127/128 (sqrt in bfloat16, 0.70703 / 0.86719, would give 0.80894).
+    priors = one_level((0.25, 0.75), (0.25, 0.75))
+    box = torch.tensor([[[0.0, 0.0, A, A]]])
+    predicted = torch.tensor([[[2**-8, 0.0, 1.0, A]] * 2])
+    scores = torch.tensor([[[0.5], [0.75]]])
+    expected = torch.tensor([math.sqrt(0.5 / 0.75) * 127 / 128, 127 / 128])
+    for dtype in (torch.float32, torch.bfloat16):
+        targets = TaskAlignedAssigner(topk=2, alpha=0.5)(
+            priors, box.to(dtype), torch.tensor([[0]]), 1, scores.to(dtype), predicted.to(dtype)
+        )
+        assert targets.matched_gt.tolist() == [[0, 0]], dtype
+        torch.testing.assert_close(targets.target_scores[0, :, 0], expected, rtol=0, atol=1e-6)
 
 
 # -------------------------------------------------------------- batches against per-image loops
@@ -467,3 +600,72 @@ def test_registry_names_builds_and_rejects() -> None:
         Priors(strips((0, 1), (1, 2)), (1, 2))
     with pytest.raises(ValueError, match="needs pred_scores"):
         TaskAlignedAssigner()(one_level((0, 1)), strips((0, 1))[None], torch.tensor([[0]]), 1)
+
+
+@pytest.mark.parametrize("name", ["atss", "tal"])
+def test_assigners_run_on_the_priors_device(name: str) -> None:
+    # the meta device (shapes only) stands in for a GPU: a tensor made on the CPU would not mix
+    priors = Priors(strips((0, 2), (2, 4)).to("meta"), (2,))
+    targets = build_assigner(name)(
+        priors,
+        strips((0, 4))[None].to("meta"),
+        torch.tensor([[0]], device="meta"),
+        3,
+        torch.rand(1, 2, 3, device="meta"),
+        priors.boxes[None],
+    )
+    assert targets.matched_gt.device.type == "meta" and targets.target_scores.shape == (1, 2, 3)
+
+
+def test_a_missing_slot_is_one_padding_slot() -> None:
+    boxes, class_ids = with_a_slot(torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.int64))
+    assert boxes.tolist() == [[[0.0] * 4]] * 2 and class_ids.tolist() == [[-1], [-1]]
+    boxes, class_ids = strips((0, 1))[None], torch.tensor([[2]])
+    same_boxes, same_ids = with_a_slot(boxes, class_ids)  # a batch with slots: unchanged
+    assert same_boxes is boxes and same_ids is class_ids
+
+
+ONE_PRIOR, ONE_BOX, CLASS_0 = one_level((0, 1)), strips((0, 1))[None], torch.tensor([[0]])
+NEEDS_PREDICTIONS = "task-aligned assignment needs pred_scores and pred_boxes"
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: ATSSAssigner(topk=0), OnestageError, "ATSS topk must be at least 1, got 0"),
+        (
+            lambda: TaskAlignedAssigner(alpha=-1.0),
+            OnestageError,
+            "TAL needs topk >= 1 and alpha, beta >= 0, got topk=13, alpha=-1.0, beta=6.0",
+        ),
+        (
+            lambda: Priors(strips((0, 1), (1, 2)), (0, 2)),
+            ValueError,
+            "level sizes (0, 2) must be positive and sum to the 2 priors",
+        ),
+        (
+            lambda: TaskAlignedAssigner()(ONE_PRIOR, ONE_BOX, CLASS_0, 2, torch.rand(1, 1, 2)),
+            ValueError,
+            NEEDS_PREDICTIONS,
+        ),
+        (
+            lambda: TaskAlignedAssigner()(ONE_PRIOR, ONE_BOX, CLASS_0, 2, None, ONE_BOX),
+            ValueError,
+            NEEDS_PREDICTIONS,
+        ),
+        (
+            lambda: TaskAlignedAssigner()(
+                ONE_PRIOR, ONE_BOX, CLASS_0, 2, torch.rand(1, 1, 3), ONE_BOX
+            ),
+            ValueError,
+            "pred_scores has 3 classes, not 2",
+        ),
+    ],
+    ids=["atss-topk", "tal-alpha", "level-sizes", "no-boxes", "no-scores", "classes"],
+)
+def test_errors_say_what_was_wrong(
+    call: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as raised:
+        call()
+    assert str(raised.value) == message

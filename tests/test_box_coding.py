@@ -6,7 +6,9 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
+from onestage.anchors import generate_anchors
 from onestage.box_coding import (
     AnchorCoding,
     PointCoding,
@@ -153,3 +155,71 @@ def test_coding_layout_rebuilds_the_coding_without_the_model():
         rebuilt, direct = coding_from_layout(layout, "seed"), box_coding_for(model, 320, "seed")
         assert type(rebuilt) is type(direct) and rebuilt.level_sizes == direct.level_sizes
         torch.testing.assert_close(rebuilt.priors().boxes, direct.priors().boxes)
+
+
+def test_anchor_decode_uses_the_codings_variances():
+    # anchor centre (0.4, 0.4), size 0.2; variances (1, 1): offsets (1, 0, log 2, 0) give the
+    # centre 0.4 + 1 * 0.2 = 0.6, y 0.4, width 0.2 * 2 = 0.4, height 0.2 (SSD's 0.1 / 0.2 would
+    # give a centre at 0.42 and a width of 0.2 * 2**0.2)
+    coding = AnchorCoding(torch.tensor([[0.3, 0.3, 0.5, 0.5]]), (1,), variances=(1.0, 1.0))
+    boxes = coding.decode(torch.tensor([[[1.0, 0.0, math.log(2), 0.0]]]))
+    torch.testing.assert_close(boxes, torch.tensor([[[0.4, 0.3, 0.8, 0.5]]]))
+
+
+def test_an_unknown_score_mode_is_one_line():
+    with pytest.raises(OnestageError) as error:
+        AnchorCoding(torch.tensor([[0.0, 0.0, 0.5, 0.5]]), (1,), "logits")
+    assert str(error.value) == "unknown score_mode 'logits'; valid: softmax, sigmoid"
+
+
+SEED_SIZES = ((20, 20), (10, 10), (5, 5), (3, 3), (1, 1))
+
+
+class BareModel(nn.Module):
+    """A registered model class that says its feature sizes and only the `head` attributes
+    given (a class written before the head contract has none)."""
+
+    def __init__(
+        self, sizes: tuple[tuple[int, int], ...], device: str = "cpu", **head: object
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, device=device))
+        self.sizes = sizes
+        for name, value in head.items():
+            setattr(self, name, value)
+
+    def feature_sizes_for(self, input_size: int) -> tuple[tuple[int, int], ...]:
+        return self.sizes
+
+
+def test_a_model_without_head_attributes_reads_as_an_anchor_head():
+    layout = coding_layout(BareModel(((2, 2), (1, 1))), 64)
+    assert layout == {
+        "box_coding": "anchors",
+        "feature_sizes": [[2, 2], [1, 1]],
+        "reg_max": 0,
+        "anchors_per_cell": 0,
+    }
+
+
+def test_the_default_anchor_config_is_the_seed():
+    model = BareModel(SEED_SIZES, anchors_per_cell=4)
+    seed = generate_anchors("seed", SEED_SIZES)
+    torch.testing.assert_close(box_coding_for(model, 320).anchors_xyxy, seed)
+    torch.testing.assert_close(coding_from_layout(coding_layout(model, 320)).anchors_xyxy, seed)
+
+
+def test_a_point_layout_keeps_its_reg_max():
+    layout = {"box_coding": "points", "feature_sizes": [[2, 2], [1, 1]], "reg_max": 4}
+    coding = coding_from_layout(layout)
+    assert isinstance(coding, PointCoding) and coding.reg_max == 4
+    assert coding.level_sizes == (4, 1)
+
+
+def test_each_coding_is_put_on_the_models_device():
+    # the meta device (shapes only) stands in for a GPU: a tensor left on the CPU would show
+    anchored = box_coding_for(BareModel(SEED_SIZES, "meta", anchors_per_cell=4), 320)
+    assert anchored.anchors_xyxy.device.type == "meta" and anchored.anchors_xyxy.shape == (2140, 4)
+    free = box_coding_for(BareModel(((2, 2),), "meta", box_coding="points", reg_max=2), 64)
+    assert free.points_xy.device.type == "meta" and free.strides.device.type == "meta"
+    assert free.points_xy.shape == free.strides.shape == (4, 2)

@@ -45,6 +45,13 @@ def test_cxcywh_values_and_leading_shape() -> None:
     torch.testing.assert_close(xyxy_to_cxcywh(boxes), expected)
 
 
+def test_xyxy_values_and_leading_shape() -> None:
+    # centre (0.3, 0.5), size 0.4 x 0.6 -> x 0.3 -+ 0.2, y 0.5 -+ 0.3, for each of (2, 3) boxes
+    boxes = torch.tensor([0.3, 0.5, 0.4, 0.6]).expand(2, 3, 4)
+    expected = torch.tensor([0.1, 0.2, 0.5, 0.8]).expand(2, 3, 4)
+    torch.testing.assert_close(cxcywh_to_xyxy(boxes), expected)
+
+
 @SETTINGS
 @given(xyxy_boxes(6), xyxy_boxes(6))
 def test_encode_decode_round_trip(gt: torch.Tensor, anchors: torch.Tensor) -> None:
@@ -74,6 +81,19 @@ def test_decode_clamps_huge_size_offsets() -> None:
     decoded = decode_offsets(torch.tensor([0.0, 0.0, 1e4, 1e4]), anchor)
     assert torch.isfinite(decoded).all()
     torch.testing.assert_close(xyxy_to_cxcywh(decoded)[2:], torch.tensor([12.5, 12.5]))
+    # a tighter cap: log ratios 1e4 * 0.2 clamped to log(3), a box 3 x 0.2 = 0.6 wide and high
+    capped = decode_offsets(
+        torch.tensor([0.0, 0.0, 1e4, 1e4]), anchor, max_log_size_ratio=math.log(3)
+    )
+    torch.testing.assert_close(capped, torch.tensor([0.2, 0.2, 0.8, 0.8]))
+
+
+def test_encode_keeps_the_log_finite_for_an_empty_ground_truth_box() -> None:
+    # a padding box of size 0: log(0 / 0.2 + 1e-6) / 0.2 = 5 log(1e-6) = -69.08 on each side
+    anchor = torch.tensor([0.3, 0.3, 0.5, 0.5])
+    empty = torch.tensor([0.4, 0.4, 0.4, 0.4])
+    size = 5 * math.log(1e-6)
+    torch.testing.assert_close(encode_offsets(empty, anchor), torch.tensor([0.0, 0.0, size, size]))
 
 
 @SETTINGS

@@ -143,11 +143,11 @@ def build_targets(
     matched = match_anchors(
         anchors, gt_boxes, gt_valid, iou_threshold, force_best, gt_ignored
     )  # (B, A)
-    if max_boxes == 0:
+    if max_boxes == 0:  # no slot: every anchor is background
         return AssignedTargets(
             class_targets=torch.full_like(matched, num_classes),
             box_targets=anchors.new_zeros(batch, num_anchors, 4),
-            positive=matched >= 0,
+            positive=torch.zeros_like(matched, dtype=torch.bool),
             ignored=torch.zeros_like(matched, dtype=torch.bool),
             matched_gt=matched,
         )

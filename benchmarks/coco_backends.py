@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from onestage.metrics import ImageDetections, ImageGroundTruth
+from onestage.detections import ImageDetections
+from onestage.metrics import ImageGroundTruth
 from onestage.metrics.coco import evaluate_coco
 
 

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from bench_common import command_line, report, seed_test_set
-from onestage.backends.openvino_backend import cpu_supports_bf16
 from onestage.engine.device import machine_description
 from onestage.engine.evaluator import EvalSet, evaluate_detector
-from onestage.engine.exporter import export_weights
 from onestage.engine.predictor import Detector
+from onestage.export.exporter import export_weights
+from onestage.runtime.openvino_backend import cpu_supports_bf16
 
 COLD_START = """
 import sys, time

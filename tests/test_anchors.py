@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from onestage.anchors import (
+from onestage.errors import OnestageError
+from onestage.priors.anchors import (
     ANCHOR_CONFIGS,
     AnchorLevel,
     anchor_counts_per_level,
@@ -13,7 +14,6 @@ from onestage.anchors import (
     cell_anchors,
     generate_anchors,
 )
-from onestage.errors import OnestageError
 
 SEED_FEATURE_SIZES = (20, 10, 5, 3, 1)
 

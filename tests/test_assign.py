@@ -6,9 +6,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onestage.anchors import AnchorLevel, cell_anchors
-from onestage.assign import build_targets, match_anchors
-from onestage.boxes import box_iou, encode_offsets
+from onestage.assign.maxiou import build_targets, match_anchors
+from onestage.boxes import box_iou
+from onestage.priors.anchors import AnchorLevel, cell_anchors
+from onestage.priors.offsets import encode_offsets
 
 
 def strips(*intervals: tuple[float, float]) -> torch.Tensor:

@@ -9,8 +9,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from onestage.anchors import AnchorLevel, cell_anchors
-from onestage.assigners import (
+from onestage.assign import (
     ATSSAssigner,
     Priors,
     PriorTargets,
@@ -18,9 +17,10 @@ from onestage.assigners import (
     assigner_names,
     build_assigner,
 )
-from onestage.assigners.common import with_a_slot
+from onestage.assign.common import with_a_slot
 from onestage.boxes import box_iou
 from onestage.errors import OnestageError
+from onestage.priors.anchors import AnchorLevel, cell_anchors
 
 
 def strips(*intervals: tuple[float, float]) -> torch.Tensor:

@@ -8,8 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from onestage.anchors import generate_anchors
-from onestage.box_coding import (
+from onestage.errors import OnestageError
+from onestage.models import build_model, parse_spec
+from onestage.postprocess import postprocess
+from onestage.priors.anchors import generate_anchors
+from onestage.priors.codings import (
     AnchorCoding,
     PointCoding,
     box_coding_for,
@@ -17,9 +20,6 @@ from onestage.box_coding import (
     coding_from_layout,
     coding_layout,
 )
-from onestage.errors import OnestageError
-from onestage.models import build_model, parse_spec
-from onestage.postprocess import postprocess
 
 BIG = 30.0  # a logit that puts all of a softmax's mass on its bin
 

@@ -13,12 +13,11 @@ from onestage.boxes import (
     box_iou,
     clip_boxes,
     cxcywh_to_xyxy,
-    decode_offsets,
     elementwise_box_iou,
     elementwise_generalized_box_iou,
-    encode_offsets,
     xyxy_to_cxcywh,
 )
+from onestage.priors.offsets import decode_offsets, encode_offsets
 
 SETTINGS = settings(deadline=None, max_examples=50)
 

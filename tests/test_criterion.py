@@ -8,16 +8,16 @@ from dataclasses import fields
 import pytest
 import torch
 
-from onestage.assign import build_targets
-from onestage.assigners import TaskAlignedAssigner, build_assigner
-from onestage.assigners.common import PriorTargets
-from onestage.box_coding import AnchorCoding, PointCoding, cell_points
-from onestage.boxes import encode_offsets
+from onestage.assign import TaskAlignedAssigner, build_assigner
+from onestage.assign.common import PriorTargets
+from onestage.assign.maxiou import build_targets
 from onestage.config import TrainConfig
-from onestage.criterion import Criterion, build_criterion, criterion_for
 from onestage.errors import OnestageError
-from onestage.losses import build_loss
-from onestage.quality_loss import QualityLoss
+from onestage.losses.anchor import build_loss
+from onestage.losses.criterion import Criterion, build_criterion, criterion_for
+from onestage.losses.quality import QualityLoss
+from onestage.priors.codings import AnchorCoding, PointCoding, cell_points
+from onestage.priors.offsets import encode_offsets
 
 
 def one_point(reg_max: int) -> PointCoding:

@@ -16,21 +16,21 @@ import torch
 from torch import nn
 
 from cli_helpers import run_in_process, run_onestage
-from onestage.backends import openvino_backend
-from onestage.backends.onnx_graph import onnx_model_bytes, read_onnx_metadata
-from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
-from onestage.backends.openvino_backend import OpenVinoForward, model_from_onnx
 from onestage.checkpoint import save_weights
 from onestage.data.icons import SEED_CLASS_NAMES
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_stream
-from onestage.engine import exporter
 from onestage.engine.evaluator import synthetic_eval_set
-from onestage.engine.exporter import ExportResult, export_weights
 from onestage.engine.predictor import Detector
-from onestage.engine.quantize import calibration_inputs
 from onestage.errors import OnestageError
+from onestage.export import exporter
+from onestage.export.exporter import ExportResult, export_weights
+from onestage.export.onnx_graph import onnx_model_bytes, read_onnx_metadata
+from onestage.export.quantize import calibration_inputs
 from onestage.models import build_model, model_names
 from onestage.postprocess import postprocess
+from onestage.runtime import openvino_backend
+from onestage.runtime.onnxruntime_backend import OnnxRuntimeForward
+from onestage.runtime.openvino_backend import OpenVinoForward, model_from_onnx
 
 PARITY_ATOL = 1e-4
 INT8_AP_TOLERANCE = 0.015  # mAP@[.5:.95] on 8 images, int8 against f32 (3x what is measured)

@@ -19,11 +19,11 @@ import pytest
 from PIL import Image
 
 from cli_helpers import run_in_process
-from onestage.backends import nncf_int8
-from onestage.backends.onnx_graph import INPUT_NAME
 from onestage.checkpoint import save_weights
 from onestage.data.formats import write_dataset
 from onestage.data.records import DetectionDataset, ImageRecord
+from onestage.export import nncf_int8
+from onestage.export.onnx_graph import INPUT_NAME
 from onestage.models import build_model
 
 CLASSES = ("cat", "dog")

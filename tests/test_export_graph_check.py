@@ -12,16 +12,16 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from onestage.backends.graph_check import check_graph
-from onestage.backends.onnx_graph import read_onnx_metadata, with_metadata
-from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
-from onestage.backends.openvino_backend import read_ir, save_ir
-from onestage.backends.seal import HASH_KEY, PLACEHOLDER, seal_bytes
 from onestage.checkpoint import save_weights
-from onestage.engine.exporter import export_weights
 from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError
+from onestage.export.exporter import export_weights
+from onestage.export.graph_check import check_graph
+from onestage.export.onnx_graph import read_onnx_metadata, with_metadata
+from onestage.export.seal import HASH_KEY, PLACEHOLDER, seal_bytes
 from onestage.models import build_model
+from onestage.runtime.onnxruntime_backend import OnnxRuntimeForward
+from onestage.runtime.openvino_backend import read_ir, save_ir
 
 Edit = Callable[[dict[str, Any]], None]
 

@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 
 from cli_helpers import run_onestage
-from onestage.backends.onnx_graph import onnx_model_bytes, read_onnx_metadata, with_metadata
-from onestage.backends.seal import HASH_KEY, PLACEHOLDER, check_seal, files_of
 from onestage.checkpoint import save_weights
-from onestage.engine.exporter import export_weights
 from onestage.engine.predictor import Detector
-from onestage.engine.runtimes import export_metadata
 from onestage.errors import OnestageError
+from onestage.export.exporter import export_weights
+from onestage.export.onnx_graph import onnx_model_bytes, read_onnx_metadata, with_metadata
+from onestage.export.seal import HASH_KEY, PLACEHOLDER, check_seal, files_of
 from onestage.models import build_model
+from onestage.runtime.choice import export_metadata
 
 CORRUPT = "does not match its content hash (the file is corrupt)"
 
@@ -165,8 +165,8 @@ def test_an_onnx_file_whose_tensors_live_elsewhere_is_refused_before_a_runtime_r
     import onnx
     import openvino
 
-    from onestage.backends import onnxruntime_backend
-    from onestage.backends.seal import seal_bytes
+    from onestage.export.seal import seal_bytes
+    from onestage.runtime import onnxruntime_backend
 
     proto = onnx.load(str(exports["onnx"]))
     metadata = {**read_onnx_metadata(exports["onnx"]), HASH_KEY: PLACEHOLDER}

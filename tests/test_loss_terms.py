@@ -12,16 +12,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from onestage.boxes import elementwise_box_iou
-from onestage.loss_terms import (
-    boxes_to_distances,
+from onestage.boxes import complete_box_iou, elementwise_box_iou
+from onestage.losses.terms import (
     ciou_loss,
-    complete_box_iou,
-    distances_to_boxes,
     distribution_focal_loss,
-    distribution_to_distance,
     quality_focal_loss,
     varifocal_loss,
+)
+from onestage.priors.distances import (
+    boxes_to_distances,
+    distances_to_boxes,
+    distribution_to_distance,
 )
 
 LN3 = math.log(3)

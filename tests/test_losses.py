@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from onestage.boxes import encode_offsets
 from onestage.errors import OnestageError
-from onestage.losses import FocalLoss, SSDLoss, build_loss, loss_names
+from onestage.losses.anchor import FocalLoss, SSDLoss, build_loss, loss_names
+from onestage.priors.offsets import encode_offsets
 
 BACKGROUND = 2
 

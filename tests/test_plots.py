@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onestage.metrics import ImageDetections, ImageGroundTruth
+from onestage.detections import ImageDetections
+from onestage.metrics import ImageGroundTruth
 from onestage.metrics.confusion import confusion_matrix
 from onestage.metrics.voc import all_point_ap, evaluate_voc
 from onestage.plots import (

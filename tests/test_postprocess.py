@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onestage import postprocess as postprocess_module
-from onestage.box_coding import AnchorCoding
-from onestage.boxes import decode_offsets
 from onestage.errors import OnestageError
 from onestage.postprocess import Detections, batched_nms, nms, postprocess
+from onestage.priors.codings import AnchorCoding
+from onestage.priors.offsets import decode_offsets
 
 GRID = 16  # grid boxes are in 1/16 units: float32 areas are exact, IoU > threshold unambiguous
 PIXELS = 640  # tiny boxes: 1-4 px (on a quarter-pixel grid) in a 640 px image, normalised

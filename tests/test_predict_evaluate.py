@@ -21,13 +21,13 @@ import yaml
 from PIL import Image
 
 from cli_helpers import run_in_process, run_onestage
-from onestage.anchors import generate_anchors
-from onestage.assign import build_targets
-from onestage.boxes import box_iou, encode_offsets
+from onestage.assign.maxiou import build_targets
+from onestage.boxes import box_iou
 from onestage.checkpoint import save_weights
 from onestage.config import make_config
 from onestage.data.synthesize import synthesize_dataset
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
+from onestage.detections import ImageDetections
 from onestage.drawing import class_colour
 from onestage.engine.evaluator import (
     EvalSet,
@@ -40,11 +40,12 @@ from onestage.engine.evaluator import (
 from onestage.engine.predictor import Detector, PredictOptions, list_images, predict_source
 from onestage.engine.trainer import Trainer
 from onestage.errors import DataError, OnestageError
-from onestage.metrics import ImageDetections
 from onestage.metrics.cartucho import read_cartucho
 from onestage.metrics.voc import evaluate_voc
 from onestage.models import SeedModel, build_model
 from onestage.models.seed import LEVEL_NAMES
+from onestage.priors.anchors import generate_anchors
+from onestage.priors.offsets import encode_offsets
 
 CLASSES = ("cat", "dog", "fish")
 ANCHORS = generate_anchors("seed-intended", SeedModel.feature_sizes_for(320))

@@ -1,18 +1,18 @@
 """OpenVINO leaves no freed alternate signal stack behind: two compiled models freed in the
 order they were made, then a signal that a Python handler takes (here SIGCHLD, as a
 DataLoader's handler takes it), killed the process with SIGSEGV before
-`onestage.backends.signal_stack`; the process now lives on."""
+`onestage.runtime.signal_stack`; the process now lives on."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from onestage.backends.signal_stack import current_signal_stack, kept_signal_stack
+from onestage.runtime.signal_stack import current_signal_stack, kept_signal_stack
 
 SCRIPT = """
 import gc, signal, subprocess
-from onestage.backends.signal_stack import current_signal_stack
+from onestage.runtime.signal_stack import current_signal_stack
 from onestage.engine.predictor import Detector
 
 before = current_signal_stack()

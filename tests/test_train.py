@@ -339,7 +339,7 @@ def test_train_on_a_voc_folder_with_letterbox_and_fine_tune_weights(tmp_path: Pa
 def test_anchors_command_writes_the_seed_anchors(tmp_path: Path):
     import numpy as np
 
-    from onestage.anchors import generate_anchors
+    from onestage.priors.anchors import generate_anchors
 
     out = tmp_path / "a.npy"
     done = run_onestage("anchors", "--model", "seed", "--out", str(out))

@@ -1,4 +1,4 @@
-"""Box geometry: format conversion, areas, IoU and GIoU, and the anchor offset code.
+"""Box geometry: format conversion, areas, clipping, IoU, GIoU and CIoU.
 
 Boxes are tensors whose last dimension holds 4 numbers: ``xyxy`` = (xmin, ymin, xmax, ymax) or
 ``cxcywh`` = (centre x, centre y, width, height). Every function here works in any unit, pixels
@@ -16,13 +16,6 @@ import math
 
 import torch
 from torch import Tensor
-
-# SSD's "variances": centre offsets are divided by 0.1 (x10), log size ratios by 0.2 (x5).
-DEFAULT_VARIANCES = (0.1, 0.2)
-
-# Largest log size ratio that decode_offsets lets through exp (as torchvision's BoxCoder does):
-# a predicted box is at most 1000 / 16 = 62.5 times its anchor in width and height.
-MAX_LOG_SIZE_RATIO = math.log(1000.0 / 16)
 
 
 def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
@@ -97,59 +90,68 @@ def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return elementwise_box_iou(boxes1[:, :, None, :], boxes2[:, None, :, :])  # (B, N, M)
 
 
-def encode_offsets(
-    gt_boxes: Tensor,
-    anchors: Tensor,
-    variances: tuple[float, float] = DEFAULT_VARIANCES,
-    eps: float = 1e-6,
-) -> Tensor:
-    """Regression targets of ground-truth boxes relative to anchors, the seed's centre form.
-
-    Both are broadcastable (..., 4) xyxy boxes in the same unit (normalised in onestage); the
-    result is (..., 4): ((c_gt - c_anchor) / wh_anchor / variances[0],
-    log(wh_gt / wh_anchor + eps) / variances[1]). With the default variances this is x10 and x5;
-    eps keeps the log finite for empty ground-truth boxes (e.g. padding).
-    """
-    gt = xyxy_to_cxcywh(gt_boxes)
-    anchor = xyxy_to_cxcywh(anchors)
-    centre = (gt[..., :2] - anchor[..., :2]) / anchor[..., 2:] / variances[0]
-    size = torch.log(gt[..., 2:] / anchor[..., 2:] + eps) / variances[1]
-    return torch.cat((centre, size), dim=-1)
-
-
-def decode_offsets(
-    offsets: Tensor,
-    anchors: Tensor,
-    variances: tuple[float, float] = DEFAULT_VARIANCES,
-    max_log_size_ratio: float = MAX_LOG_SIZE_RATIO,
-) -> Tensor:
-    """Boxes from (..., 4) offsets and broadcastable (..., 4) xyxy anchors: the inverse transform.
-
-    Returns (..., 4) xyxy boxes in the anchors' unit. The inverse ignores encode_offsets' eps
-    (its effect is below 1e-6 of the anchor size). Before exp, each log size ratio
-    (offset * variances[1]) is clamped to at most `max_log_size_ratio` (default log(1000 / 16),
-    like torchvision) so that a wild prediction cannot overflow to inf.
-    """
-    return decode_offsets_cxcywh(offsets, xyxy_to_cxcywh(anchors), variances, max_log_size_ratio)
-
-
-def decode_offsets_cxcywh(
-    offsets: Tensor,
-    anchors_cxcywh: Tensor,
-    variances: tuple[float, float] = DEFAULT_VARIANCES,
-    max_log_size_ratio: float = MAX_LOG_SIZE_RATIO,
-) -> Tensor:
-    """`decode_offsets` for anchors already in (..., 4) cxcywh form -> (..., 4) xyxy boxes in the
-    anchors' unit (for callers that decode against the same anchors many times)."""
-    anchor_centre, anchor_size = anchors_cxcywh[..., :2], anchors_cxcywh[..., 2:]
-    centre = anchor_centre + offsets[..., :2] * variances[0] * anchor_size
-    log_ratio = (offsets[..., 2:] * variances[1]).clamp(max=max_log_size_ratio)
-    half_size = torch.exp(log_ratio) * (anchor_size * 0.5)
-    return torch.cat((centre - half_size, centre + half_size), dim=-1)
-
-
 def clip_boxes(boxes: Tensor, width: float = 1.0, height: float = 1.0) -> Tensor:
     """Clamp (..., 4) xyxy boxes to the image [0, width] x [0, height] (default: normalised)."""
     if width == height:
         return boxes.clamp(0, width)
     return boxes.clamp(min=0).minimum(boxes.new_tensor([width, height, width, height]))
+
+
+# Squared lengths at or below this (lengths under 1e-12 of the box unit, normalised or pixels)
+# count as zero in CIoU's distance and aspect terms, whose gradients divide by them.
+_TINY_SQUARED = 1e-24
+
+
+def _ratio_or_zero(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """numerator / denominator, and 0 where the denominator is at most `_TINY_SQUARED`.
+
+    Dividing by 1 there keeps the gradient finite (it is 1 / denominator, and beyond).
+    """
+    small = denominator <= _TINY_SQUARED
+    return torch.where(small, 0.0, numerator / torch.where(small, 1.0, denominator))
+
+
+def _aspect_angle(widths: Tensor, heights: Tensor) -> Tensor:
+    """atan(w / h) of non-negative (...,) widths and heights -> (...,) in [0, pi / 2].
+
+    Computed as atan2(w, h), so a flat box (h = 0) gets pi / 2. A point (w^2 + h^2 at most
+    `_TINY_SQUARED`) gets 0, as YOLO's atan(w / (h + eps)) gives, with gradient 0: atan2's
+    gradient divides by w^2 + h^2.
+    """
+    point = widths.square() + heights.square() <= _TINY_SQUARED
+    return torch.atan2(torch.where(point, 0.0, widths), torch.where(point, 1.0, heights))
+
+
+def complete_box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Complete IoU of matching pairs: broadcastable (..., 4) xyxy boxes -> (...,) float32.
+
+    CIoU = IoU - rho^2 / c^2 - alpha * v (Zheng et al. 2020, Distance-IoU Loss), with
+    rho the distance between the box centres, c the diagonal of the smallest box enclosing
+    both, v = 4 / pi^2 * (atan(w_b / h_b) - atan(w_a / h_a))^2 and
+    alpha = v / (1 - IoU + v). Symmetric in a and b; any unit (normalised or pixels, the same
+    for both). As in the authors' code and the YOLO implementations, alpha is a constant for the
+    gradient (detached), and v keeps its exact gradient (the paper's replacement of
+    1 / (w^2 + h^2) by 1 is not applied). In [-1.5, 1] for valid boxes (x0 <= x1, y0 <= y1).
+
+    Degenerate cases, all finite with finite gradients: IoU of an empty box is 0 (`boxes`);
+    widths and heights are clamped at 0; a flat box has aspect angle pi / 2, a point 0; boxes
+    whose enclosing diagonal is under 1e-12 (coincident points) have no distance penalty, and
+    alpha = 0 where 1 - IoU + v is (nearly) 0, i.e. identical boxes.
+    """
+    a, b = a.float(), b.float()
+    iou = elementwise_box_iou(a, b)  # (...,)
+    ax0, ay0, ax1, ay1 = a.unbind(-1)
+    bx0, by0, bx1, by1 = b.unbind(-1)
+    # rho^2: twice the centres are x0 + x1 and y0 + y1, hence the / 2.
+    centre_distance_sq = ((bx0 + bx1 - ax0 - ax1) / 2).square() + (
+        (by0 + by1 - ay0 - ay1) / 2
+    ).square()  # (...,)
+    diagonal_sq = (torch.maximum(ax1, bx1) - torch.minimum(ax0, bx0)).square() + (
+        torch.maximum(ay1, by1) - torch.minimum(ay0, by0)
+    ).square()  # (...,) c^2
+    distance_penalty = _ratio_or_zero(centre_distance_sq, diagonal_sq)
+    angle_a = _aspect_angle((ax1 - ax0).clamp(min=0), (ay1 - ay0).clamp(min=0))
+    angle_b = _aspect_angle((bx1 - bx0).clamp(min=0), (by1 - by0).clamp(min=0))
+    v = (4 / math.pi**2) * (angle_b - angle_a).square()  # (...,) in [0, 1]
+    alpha = _ratio_or_zero(v, 1 - iou + v).detach()
+    return iou - distance_penalty - alpha * v

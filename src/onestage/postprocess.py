@@ -1,6 +1,6 @@
 """From model output to detections: decode, score, keep candidates, batched per-class NMS.
 
-The model output `pred` (B, A, values) is read by the head's box coding (`onestage.box_coding`:
+The model output `pred` (B, A, values) is read by the head's box coding (`onestage.priors.codings`:
 SSD offsets against anchors, or anchor-free distances from cell points), which gives each
 prior's box and class probabilities. Detections come back as normalised xyxy boxes.
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from onestage.box_coding import BoxCoding
 from onestage.boxes import clip_boxes
 from onestage.errors import OnestageError
+from onestage.priors.codings import BoxCoding
 
 CANDIDATE_RULES = ("all", "argmax")
 

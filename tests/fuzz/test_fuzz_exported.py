@@ -20,11 +20,11 @@ from fuzzing import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onestage.backends.onnx_graph import metadata_from_map, read_onnx_metadata, with_metadata
-from onestage.backends.seal import HASH_KEY, PLACEHOLDER, seal_bytes
-from onestage.engine.exporter import export_weights
 from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError
+from onestage.export.exporter import export_weights
+from onestage.export.onnx_graph import metadata_from_map, read_onnx_metadata, with_metadata
+from onestage.export.seal import HASH_KEY, PLACEHOLDER, seal_bytes
 
 READER = "exported"
 JSON_VALUE = document_values()

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onestage.metrics import ImageDetections, ImageGroundTruth
+from onestage.detections import ImageDetections
+from onestage.metrics import ImageGroundTruth
 from onestage.metrics.cartucho import export_cartucho, read_cartucho
 from onestage.metrics.voc import evaluate_voc
 

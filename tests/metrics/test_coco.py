@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from onestage.metrics import ImageDetections, ImageGroundTruth
+from onestage.detections import ImageDetections
+from onestage.metrics import ImageGroundTruth
 from onestage.metrics.coco import coco_detections, coco_ground_truth, evaluate_coco
 
 SIZE = (300, 300)  # (width, height) of every test image

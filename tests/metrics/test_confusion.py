@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from onestage.metrics import ImageDetections, ImageGroundTruth
+from onestage.detections import ImageDetections
+from onestage.metrics import ImageGroundTruth
 from onestage.metrics.confusion import confusion_matrix, greedy_matches, normalize_columns
 
 BG = 2  # background index with two classes

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from onestage.metrics import ImageDetections, ImageGroundTruth, as_evaluation_inputs
+from onestage.detections import ImageDetections
+from onestage.metrics import ImageGroundTruth, as_evaluation_inputs
 
 
 def test_ground_truth_converts_to_float_boxes_int_ids_and_bool_flags():

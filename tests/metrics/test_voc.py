@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from onestage.metrics import ImageDetections, ImageGroundTruth
+from onestage.detections import ImageDetections
+from onestage.metrics import ImageGroundTruth
 from onestage.metrics.voc import ClassCounts, all_point_ap, evaluate_voc, pairwise_iou
 
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from onestage.data.formats import read_dataset
-from onestage.metrics import ImageDetections
+from onestage.detections import ImageDetections
 from onestage.metrics.voc import evaluate_voc, pairwise_iou
 
 CLASSES = ("cat", "dog")

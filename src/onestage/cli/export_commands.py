@@ -40,7 +40,7 @@ def export_command(
     trust_plugin: TrustPluginOption = None,
 ) -> None:
     """Export weights to ONNX or OpenVINO: one file that predicts on its own (metadata inside)."""
-    from onestage.engine.exporter import export_weights
+    from onestage.export.exporter import export_weights
 
     load_user_plugins(plugin, trust_plugin)
     with console.status(f"exporting to {fmt} ({precision})"):

@@ -89,9 +89,9 @@ def anchors_command(
 
     import numpy as np
 
-    from onestage.box_coding import PointCoding, box_coding_for
     from onestage.fileio import atomic_write_bytes
     from onestage.models import build_model
+    from onestage.priors.codings import PointCoding, box_coding_for
 
     load_user_plugins(plugin)
     network = build_model(model, num_classes=1, input_size=imgsz)

@@ -6,9 +6,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from onestage.assign import IGNORED_CLASS_ID, PAD_CLASS_ID
 from onestage.data.images import load_image_rgb
-from onestage.data.records import ImageRecord
+from onestage.data.records import IGNORED_CLASS_ID, PAD_CLASS_ID, ImageRecord
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
 from onestage.data.transforms import fit_image
 

@@ -16,6 +16,10 @@ BOX_TOLERANCE_PX = 1e-3
 # Unless reading strictly, a box overshooting an image edge by at most this fraction of the image
 # side (width for x, height for y) is clipped into the image, as Ultralytics does.
 CLIP_TOLERANCE = 0.02
+# Class ids below 0 in a training batch's ground truth: PAD_CLASS_ID marks the padding slots,
+# IGNORED_CLASS_ID an object training ignores (VOC difficult, COCO crowd).
+PAD_CLASS_ID = -1
+IGNORED_CLASS_ID = -2
 
 
 @dataclass(frozen=True)

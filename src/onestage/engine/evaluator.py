@@ -19,11 +19,12 @@ from onestage.data.images import load_image_rgb, save_image
 from onestage.data.records import DetectionDataset
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_stream
 from onestage.data.transforms import fit_image
+from onestage.detections import ImageDetections
 from onestage.drawing import draw_boxes, image_grid
 from onestage.engine.predictor import Detector, PredictOptions
 from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_text
-from onestage.metrics import ImageDetections, ImageGroundTruth
+from onestage.metrics import ImageGroundTruth
 from onestage.metrics.cartucho import export_cartucho
 from onestage.metrics.coco import CocoResult, evaluate_coco
 from onestage.metrics.confusion import confusion_matrix

@@ -13,25 +13,25 @@ import numpy as np
 import torch
 from PIL import Image
 
-from onestage.backends import EXPORTED_SUFFIXES
-from onestage.box_coding import box_coding_for, coding_from_layout
 from onestage.checkpoint import load_fitting, load_weights
 from onestage.data.images import load_image_rgb
 from onestage.data.transforms import FitTransform, fit_image
+from onestage.detections import ImageDetections
 from onestage.engine.device import resolve_device, torch_threads
-from onestage.engine.runtimes import (
+from onestage.errors import OnestageError
+from onestage.models import load_plugins
+from onestage.models.fuse import fused_for_inference
+from onestage.models.recorded import check_metadata, model_from_metadata
+from onestage.postprocess import PredictOptions, postprocess
+from onestage.priors.codings import box_coding_for, coding_from_layout
+from onestage.runtime import EXPORTED_SUFFIXES
+from onestage.runtime.choice import (
     Runtime,
     check_backend,
     default_backend,
     exported_runtime,
     model_runtime,
 )
-from onestage.errors import OnestageError
-from onestage.metrics import ImageDetections
-from onestage.models import load_plugins
-from onestage.models.fuse import fused_for_inference
-from onestage.models.recorded import check_metadata, model_from_metadata
-from onestage.postprocess import PredictOptions, postprocess
 
 # Shipped weights live in the package, addressed by name (e.g. --weights seed_animals).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"

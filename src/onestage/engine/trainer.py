@@ -12,7 +12,6 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from onestage.box_coding import box_coding_for
 from onestage.checkpoint import (
     load_fitting,
     load_model_weights,
@@ -23,7 +22,6 @@ from onestage.checkpoint import (
     weights_epoch,
 )
 from onestage.config import TrainConfig, load_yaml, save_config
-from onestage.criterion import criterion_for
 from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections
 from onestage.data.images import save_image
 from onestage.data.records import DetectionDataset
@@ -54,10 +52,12 @@ from onestage.engine.schedule import (
 )
 from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_text, remove_temp_files, unique_run_dir
+from onestage.losses.criterion import criterion_for
 from onestage.models import build_model
 from onestage.models.plugins import check_recorded_plugins, plugin_records
 from onestage.models.spec import Spec
 from onestage.plots import plot_results
+from onestage.priors.codings import box_coding_for
 
 VAL_COLUMNS = ("val/mAP50", "val/mAP50-95")
 

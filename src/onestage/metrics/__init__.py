@@ -11,8 +11,9 @@ image. Any object with the attributes below works (duck typing; numpy arrays or 
 Boxes must be in pixels of the original image: scale normalised boxes (as model post-processing
 returns them) by (width, height, width, height) first.
 
-`ImageGroundTruth` and `ImageDetections` are the concrete, validated forms the metrics convert
-their inputs to. An image's id is its list position; names are only needed for exports.
+`ImageGroundTruth` and `onestage.detections.ImageDetections` are the concrete, validated forms
+the metrics convert their inputs to. An image's id is its list position; names are only needed
+for exports.
 """
 
 from __future__ import annotations
@@ -22,17 +23,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from onestage.detections import DetectionsLike, ImageDetections
+
 
 class GroundTruthLike(Protocol):
     boxes_xyxy: Any  # (G, 4) absolute pixel xyxy
     class_ids: Any  # (G,) int
     difficult: Any  # (G,) bool
-
-
-class DetectionsLike(Protocol):
-    boxes_xyxy: Any  # (D, 4) absolute pixel xyxy
-    scores: Any  # (D,)
-    class_ids: Any  # (D,) int
 
 
 @dataclass(frozen=True)
@@ -64,37 +61,6 @@ class ImageGroundTruth:
         return cls(ground_truth.boxes_xyxy, ground_truth.class_ids, ground_truth.difficult)
 
 
-@dataclass(frozen=True)
-class ImageDetections:
-    """The scored detections of one image."""
-
-    boxes_xyxy: np.ndarray  # (D, 4) float64, absolute pixel xyxy
-    scores: np.ndarray  # (D,) float64
-    class_ids: np.ndarray  # (D,) int64
-
-    def __post_init__(self) -> None:
-        boxes = np.asarray(self.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-        scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
-        ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
-        if not len(boxes) == len(scores) == len(ids):
-            raise ValueError(
-                f"detections: {len(boxes)} boxes, {len(scores)} scores and "
-                f"{len(ids)} class ids differ in length"
-            )
-        if not np.isfinite(scores).all():
-            raise ValueError("detections: scores must be finite (they are sorted)")
-        object.__setattr__(self, "boxes_xyxy", boxes)
-        object.__setattr__(self, "scores", scores)
-        object.__setattr__(self, "class_ids", ids)
-
-    @classmethod
-    def of(cls, detections: DetectionsLike) -> ImageDetections:
-        """Convert any object with `boxes_xyxy`, `scores` and `class_ids` attributes."""
-        if isinstance(detections, cls):
-            return detections
-        return cls(detections.boxes_xyxy, detections.scores, detections.class_ids)
-
-
 def as_evaluation_inputs(
     ground_truths: list[GroundTruthLike],
     detections: list[DetectionsLike],
@@ -116,9 +82,7 @@ def as_evaluation_inputs(
 
 
 __all__ = [
-    "DetectionsLike",
     "GroundTruthLike",
-    "ImageDetections",
     "ImageGroundTruth",
     "as_evaluation_inputs",
 ]

@@ -17,15 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from onestage.detections import DetectionsLike, ImageDetections
 from onestage.fileio import atomic_write_text
 from onestage.limits import read_text_within
-from onestage.metrics import (
-    DetectionsLike,
-    GroundTruthLike,
-    ImageDetections,
-    ImageGroundTruth,
-    as_evaluation_inputs,
-)
+from onestage.metrics import GroundTruthLike, ImageGroundTruth, as_evaluation_inputs
 
 GROUND_TRUTH_DIR = "ground-truth"
 DETECTION_DIR = "detection-results"

@@ -21,13 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from onestage.metrics import (
-    DetectionsLike,
-    GroundTruthLike,
-    ImageDetections,
-    ImageGroundTruth,
-    as_evaluation_inputs,
-)
+from onestage.detections import DetectionsLike, ImageDetections
+from onestage.metrics import GroundTruthLike, ImageGroundTruth, as_evaluation_inputs
 
 Backend = Literal["auto", "faster", "pycocotools"]
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from onestage.metrics import DetectionsLike, GroundTruthLike, as_evaluation_inputs
+from onestage.detections import DetectionsLike
+from onestage.metrics import GroundTruthLike, as_evaluation_inputs
 from onestage.metrics.voc import pairwise_iou
 
 

@@ -35,13 +35,8 @@ from typing import Literal
 
 import numpy as np
 
-from onestage.metrics import (
-    DetectionsLike,
-    GroundTruthLike,
-    ImageDetections,
-    ImageGroundTruth,
-    as_evaluation_inputs,
-)
+from onestage.detections import DetectionsLike, ImageDetections
+from onestage.metrics import GroundTruthLike, ImageGroundTruth, as_evaluation_inputs
 
 IouConvention = Literal["continuous", "cartucho"]
 IOU_CONVENTIONS: tuple[IouConvention, ...] = ("continuous", "cartucho")

@@ -5,15 +5,16 @@ pyramid level, largest first, and lays its output out per prior: (B, A, C_out), 
 level, cell by cell (row-major), then anchor within the cell. It tells the rest of onestage how
 to read that output through four attributes:
 
-- `box_coding`: "anchors" (SSD offsets against anchors, `boxes.decode_offsets`: 4 values, then
-  num_classes + 1 class logits with background LAST) or "points" (anchor-free: distances from
-  each cell's centre to the box sides, then num_classes sigmoid logits, no background);
+- `box_coding`: "anchors" (SSD offsets against anchors, `priors.offsets.decode_offsets`: 4
+  values, then num_classes + 1 class logits with background LAST) or "points" (anchor-free:
+  distances from each cell's centre to the box sides, then num_classes sigmoid logits, no
+  background);
 - `anchors_per_cell`: anchors per cell ("points": 1);
 - `reg_max`: "points" only: each distance is a distribution over the bins 0..reg_max (DFL,
   4 x (reg_max + 1) values), or, with 0, one value per side read through softplus;
 - `feature_sizes_of(input_shapes)`: the (height, width) of each level from its inputs' shapes.
 
-`onestage.box_coding` turns these into priors and decoders; the trainer, the predictor, the
+`onestage.priors.codings` turns these into priors and decoders; the trainer, the predictor, the
 evaluator and export all go through it. A head of one's own keeps the same attributes.
 """
 

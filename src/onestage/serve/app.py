@@ -29,10 +29,10 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from onestage.detections import ImageDetections
 from onestage.drawing import draw_boxes
 from onestage.engine.predictor import Detector
 from onestage.errors import first_line
-from onestage.metrics import ImageDetections
 from onestage.postprocess import PredictOptions
 from onestage.serve.admission import QueueLimit
 from onestage.serve.hosts import HostCheck

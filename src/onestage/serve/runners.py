@@ -27,9 +27,9 @@ from typing import Protocol
 import anyio
 import numpy as np
 
+from onestage.detections import ImageDetections
 from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError, first_line
-from onestage.metrics import ImageDetections
 from onestage.postprocess import PredictOptions
 
 CONCURRENCY_MODES = ("batch", "threads")

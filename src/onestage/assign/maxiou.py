@@ -35,15 +35,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from onestage.boxes import DEFAULT_VARIANCES, batched_box_iou, encode_offsets
+from onestage.boxes import batched_box_iou
+from onestage.data.records import IGNORED_CLASS_ID
+from onestage.priors.offsets import DEFAULT_VARIANCES, encode_offsets
 
 # matched_gt value of an anchor that takes no ground-truth box (background).
 BACKGROUND = -1
-
-# Ground-truth class ids below 0: PAD_CLASS_ID marks the padding slots of a batch,
-# IGNORED_CLASS_ID an object to ignore in training (VOC difficult, COCO crowd).
-PAD_CLASS_ID = -1
-IGNORED_CLASS_ID = -2
 
 # IoU given to padding slots and to removed rows and columns: below every real IoU (>= 0).
 _REMOVED = -1.0

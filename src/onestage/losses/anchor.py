@@ -1,6 +1,6 @@
 """Losses of anchor-based heads by name: `build_loss("ssd", neg_pos_ratio=3.0)(pred, ...targets)`.
 
-(Anchor-free heads take `quality_loss.QualityLoss`; `criterion` picks the one a head needs.)
+(Anchor-free heads take `losses.quality.QualityLoss`; `criterion` picks the one a head needs.)
 Every loss here takes the model output and the assigner's per-anchor targets:
 
 - `pred` (B, A, 4 + K): 4 box offsets, then K = num_classes + 1 class logits, background LAST;
@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from onestage.boxes import DEFAULT_VARIANCES, decode_offsets, elementwise_generalized_box_iou
+from onestage.boxes import elementwise_generalized_box_iou
 from onestage.errors import OnestageError
+from onestage.priors.offsets import DEFAULT_VARIANCES, decode_offsets
 from onestage.registry import Registry
 
 BOX_LOSSES = ("smooth_l1", "giou")

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from onestage.backends import nncf_int8
-from onestage.backends.onnx_graph import INPUT_NAME
 from onestage.engine.evaluator import EvalSet
 from onestage.engine.predictor import Detector
+from onestage.export import nncf_int8
+from onestage.export.onnx_graph import INPUT_NAME
 
 DEFAULT_CALIBRATION_IMAGES = 200
 
@@ -46,7 +46,7 @@ def write_openvino_int8(
     """Write the serialised ONNX graph `model_bytes` as OpenVINO IR at `path` (.xml + .bin),
     quantised to int8 (calibrated on `inputs`), `metadata` in its runtime info; staged beside
     `path` and renamed once complete."""
-    from onestage.backends.openvino_backend import staged_ir
+    from onestage.runtime.openvino_backend import staged_ir
 
     with staged_ir(path) as staged:
         nncf_int8.quantize_openvino(model_bytes, inputs, json.dumps(metadata), staged)

@@ -26,16 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from onestage.assigners.common import PriorTargets
-from onestage.box_coding import PointCoding
+from onestage.assign.common import PriorTargets
 from onestage.boxes import elementwise_generalized_box_iou
 from onestage.errors import OnestageError
-from onestage.loss_terms import (
+from onestage.losses.terms import (
     ciou_loss,
     distribution_focal_loss,
     quality_focal_loss,
     varifocal_loss,
 )
+from onestage.priors.codings import PointCoding
 from onestage.registry import Registry
 
 CLASS_TERMS = ("bce", "vfl", "qfl")

@@ -2,17 +2,17 @@
 
 `build_criterion(coding, num_classes, loss=..., assigner=...)` returns a `Criterion`;
 `criterion(pred, gt_boxes_xyxy, gt_class_ids)` gives the named loss parts (a dict of scalar
-tensors, "loss" the one to minimise). Ground truth is in the batch layout of `onestage.assign`:
-gt_boxes_xyxy (B, M, 4) normalised xyxy, gt_class_ids (B, M) int64, -1 for padding slots, -2
-for ignored objects.
+tensors, "loss" the one to minimise). Ground truth is in the batch layout of
+`onestage.assign.maxiou`: gt_boxes_xyxy (B, M, 4) normalised xyxy, gt_class_ids (B, M) int64, -1
+for padding slots, -2 for ignored objects.
 
 Assigners: "maxiou" (the seed's rule, `assign.build_targets`, at `iou_threshold`; anchor heads
-only), "atss" and "tal" (`onestage.assigners`; TAL reads the detached predictions). The default
+only), "atss" and "tal" (`onestage.assign`; TAL reads the detached predictions). The default
 is the head's own: "maxiou" for anchors, "tal" for points (YOLOv8's settings: topk 10,
 alpha 0.5, beta 6).
 
 Losses: anchor heads take a `losses.LOSSES` loss (seed, ssd, focal) on offsets encoded against
-the anchors; anchor-free heads take "quality" (`quality_loss.QualityLoss`).
+the anchors; anchor-free heads take "quality" (`losses.quality.QualityLoss`).
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from typing import Any
 
 from torch import Tensor
 
-from onestage.assign import build_targets
-from onestage.assigners import Assigner, Priors, build_assigner
-from onestage.box_coding import BoxCoding, PointCoding
-from onestage.boxes import encode_offsets
+from onestage.assign import Assigner, Priors, build_assigner
+from onestage.assign.maxiou import build_targets
 from onestage.config import TrainConfig
 from onestage.errors import OnestageError
-from onestage.losses import LOSSES, DetectionLoss, build_loss, loss_names
-from onestage.quality_loss import POINT_LOSSES, QualityLoss
+from onestage.losses.anchor import LOSSES, DetectionLoss, build_loss, loss_names
+from onestage.losses.quality import POINT_LOSSES, QualityLoss
+from onestage.priors.codings import BoxCoding, PointCoding
+from onestage.priors.offsets import encode_offsets
 
 ASSIGNER_NAMES = ("maxiou", "atss", "tal")
-POINT_LOSS = "quality"  # the one entry of quality_loss.POINT_LOSSES
+POINT_LOSS = "quality"  # the one entry of losses.quality.POINT_LOSSES
 # The TAL settings of YOLOv8's detection loss (the assigner's own defaults are TOOD's).
 HEAD_TAL = {"topk": 10, "alpha": 0.5, "beta": 6.0}
 

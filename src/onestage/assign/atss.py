@@ -25,7 +25,7 @@ intervals: one level of 8 priors (topk 9 -> all 8 are candidates) and g = [0, 10
     -> [2, 8] is positive; [2, 20] passes the threshold but its centre is outside g.
 
 Ignored objects (class id IGNORED_CLASS_ID) take part in every step like real ones; a prior that
-ends up with one is `ignored` (neither positive nor negative), as in `onestage.assign`.
+ends up with one is `ignored` (neither positive nor negative), as in `onestage.assign.maxiou`.
 Padding slots (PAD_CLASS_ID) take no prior.
 """
 
@@ -37,7 +37,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from onestage.assigners.common import (
+from onestage.assign.common import (
     Priors,
     PriorTargets,
     centres_inside,

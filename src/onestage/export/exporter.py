@@ -1,11 +1,11 @@
 """`onestage export`: weights to an ONNX file or an OpenVINO IR that predicts on its own.
 
-The file holds the graph up to the head's raw output (`onestage.backends.onnx_graph`) and the
-export metadata (`onestage.engine.runtimes.export_metadata`); post-processing stays onestage's,
+The file holds the graph up to the head's raw output (`onestage.export.onnx_graph`) and the
+export metadata (`onestage.runtime.choice.export_metadata`); post-processing stays onestage's,
 the same for every backend. Every export is written to a temporary name first, then loaded
 back from its final name and run against torch on a few images: the largest raw-output
 difference is reported (`ExportResult.max_abs_diff`), not judged (int8 differs by design). Each
-file carries a SHA-256 of all its bytes in its metadata (`onestage.backends.seal`), checked
+file carries a SHA-256 of all its bytes in its metadata (`onestage.export.seal`), checked
 whenever it is loaded.
 """
 
@@ -17,20 +17,20 @@ from pathlib import Path
 
 import torch
 
-from onestage.backends.onnx_graph import onnx_model_bytes, with_metadata
-from onestage.backends.seal import HASH_KEY, PLACEHOLDER, seal_bytes
 from onestage.data.icons import SEED_CLASS_NAMES
 from onestage.engine.evaluator import EvalSet, dataset_eval_set, synthetic_eval_set
 from onestage.engine.predictor import WEIGHTS_DIR, Detector, resolve_weights
-from onestage.engine.quantize import (
+from onestage.errors import OnestageError
+from onestage.export.onnx_graph import onnx_model_bytes, with_metadata
+from onestage.export.quantize import (
     DEFAULT_CALIBRATION_IMAGES,
     calibration_inputs,
     quantize_onnx_int8,
     write_openvino_int8,
 )
-from onestage.engine.runtimes import export_metadata
-from onestage.errors import OnestageError
+from onestage.export.seal import HASH_KEY, PLACEHOLDER, seal_bytes
 from onestage.fileio import atomic_write_bytes
+from onestage.runtime.choice import export_metadata
 
 FORMAT_PRECISIONS = {"onnx": ("f32", "int8"), "openvino": ("f32", "bf16", "int8")}
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
@@ -80,7 +80,7 @@ def export_weights(
     began = time.perf_counter()
     path = resolve_weights(weights)
     if fmt == "openvino":
-        from onestage.backends.openvino_backend import check_precision
+        from onestage.runtime.openvino_backend import check_precision
 
         check_precision(precision, path)
     detector = Detector.load(path, device="cpu")
@@ -97,7 +97,7 @@ def export_weights(
             graph = quantize_onnx_int8(graph, inputs)
         atomic_write_bytes(out, seal_bytes(with_metadata(graph, metadata), out))
     else:
-        from onestage.backends.openvino_backend import model_from_onnx, save_ir
+        from onestage.runtime.openvino_backend import model_from_onnx, save_ir
 
         if precision == "int8":
             write_openvino_int8(graph, inputs, metadata, out)

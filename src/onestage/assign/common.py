@@ -1,6 +1,6 @@
 """The contract every assigner shares, and the steps ATSS and TAL have in common.
 
-Inputs are a `Priors` and ground truth in the batch layout of `onestage.assign`: gt_boxes
+Inputs are a `Priors` and ground truth in the batch layout of `onestage.assign.maxiou`: gt_boxes
 (B, M, 4) normalised xyxy and gt_class_ids (B, M) int64 with -1 for padding and -2 for ignored
 objects. The output is a `PriorTargets`.
 """
@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from onestage.assign import BACKGROUND, IGNORED_CLASS_ID, PAD_CLASS_ID
+from onestage.assign.maxiou import BACKGROUND
 from onestage.boxes import xyxy_to_cxcywh
+from onestage.data.records import IGNORED_CLASS_ID, PAD_CLASS_ID
 
 # IoU given to the (prior, box) pairs that are not positive before taking the highest IoU per
 # prior: below every real IoU (>= 0), so such a pair never wins.

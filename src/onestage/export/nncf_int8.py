@@ -48,7 +48,7 @@ def _quantize_onnx(model_bytes: bytes, inputs: list[np.ndarray], input_name: str
 def _quantize_openvino(
     model_bytes: bytes, inputs: list[np.ndarray], metadata_json: str, ir_path: Path
 ) -> None:
-    from onestage.backends.openvino_backend import model_from_onnx, write_ir
+    from onestage.runtime.openvino_backend import model_from_onnx, write_ir
 
     write_ir(_nncf_quantize(model_from_onnx(model_bytes), inputs), metadata_json, ir_path)
 

@@ -3,7 +3,7 @@
 An assigner decides, per image, which ground-truth box each prior (anchor, or cell of an
 anchor-free head) learns from. Every assigner is called the same way: a `Priors` (boxes (A, 4)
 normalised xyxy in head output order, and the number of priors of each pyramid level, largest
-map first), ground truth in the batch layout of `onestage.assign` (gt_boxes (B, M, 4)
+map first), ground truth in the batch layout of `onestage.assign.maxiou` (gt_boxes (B, M, 4)
 normalised xyxy; gt_class_ids (B, M) int64 in [0, num_classes), -1 for padding slots, -2 for
 ignored objects), num_classes, and the detached predictions pred_scores (B, A, C)
 probabilities and pred_boxes (B, A, 4) normalised xyxy, which only prediction-aware assigners
@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
-from onestage.assigners.atss import ATSSAssigner
-from onestage.assigners.common import Priors, PriorTargets
-from onestage.assigners.tal import TaskAlignedAssigner
+from onestage.assign.atss import ATSSAssigner
+from onestage.assign.common import Priors, PriorTargets
+from onestage.assign.tal import TaskAlignedAssigner
 from onestage.registry import Registry
 
 

@@ -5,18 +5,18 @@ that into a coding, the one object the trainer (priors, targets), the predictor 
 (decoding) and export share:
 
 - `AnchorCoding`: SSD offsets against anchors. Output (B, A, 4 + K), 4 offsets
-  (`boxes.decode_offsets`, variances 0.1 / 0.2) then K class logits: K = num_classes + 1 with
-  background LAST, scored by softmax over all K, or by sigmoid over the first num_classes
+  (`priors.offsets.decode_offsets`, variances 0.1 / 0.2) then K class logits: K = num_classes + 1
+  with background LAST, scored by softmax over all K, or by sigmoid over the first num_classes
   (focal-loss models; the background column is unused).
 - `PointCoding`: anchor-free, one prior point per feature-map cell (its centre). Output
   (B, A, 4 (reg_max + 1) + num_classes): the distances from the point to the box's left, top,
   right and bottom sides in units of the level's stride (cell size), each a distribution over
-  the bins 0..reg_max (decoded by its expectation, `loss_terms.distribution_to_distance`) or,
+  the bins 0..reg_max (decoded by its expectation, `priors.distances.distribution_to_distance`) or,
   with reg_max 0, one value read through softplus; then num_classes sigmoid logits.
 
 Boxes are normalised xyxy throughout. `split` cuts an output into its box part and its logits,
 `decode` gives boxes from the box part, `class_scores` the per-class probabilities (B, A,
-num_classes) and `priors` the `assigners.Priors` the assigners take.
+num_classes) and `priors` the `assign.Priors` the assigners take.
 """
 
 from __future__ import annotations
@@ -28,11 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from onestage.anchors import anchor_counts_per_level, generate_anchors
-from onestage.assigners.common import Priors
-from onestage.boxes import DEFAULT_VARIANCES, decode_offsets_cxcywh, xyxy_to_cxcywh
+from onestage.assign.common import Priors
+from onestage.boxes import xyxy_to_cxcywh
 from onestage.errors import OnestageError
-from onestage.loss_terms import boxes_to_distances, distances_to_boxes, distribution_to_distance
+from onestage.priors.anchors import anchor_counts_per_level, generate_anchors
+from onestage.priors.distances import (
+    boxes_to_distances,
+    distances_to_boxes,
+    distribution_to_distance,
+)
+from onestage.priors.offsets import DEFAULT_VARIANCES, decode_offsets_cxcywh
 
 SCORE_MODES = ("softmax", "sigmoid")
 

@@ -38,7 +38,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from onestage.assigners.common import (
+from onestage.assign.common import (
     Priors,
     PriorTargets,
     centres_inside,

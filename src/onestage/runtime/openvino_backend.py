@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from onestage.backends import Shape
-from onestage.backends.onnx_graph import METADATA_KEY, metadata_from_map, read_onnx_metadata
-from onestage.backends.seal import files_of, seal
-from onestage.backends.signal_stack import kept_signal_stack
 from onestage.errors import OnestageError
+from onestage.export.onnx_graph import METADATA_KEY, metadata_from_map, read_onnx_metadata
+from onestage.export.seal import files_of, seal
 from onestage.fileio import WriteError
+from onestage.runtime import Shape
+from onestage.runtime.signal_stack import kept_signal_stack
 
 PRECISIONS = ("f32", "bf16", "int8")
 RT_INFO_PATH = ["onestage", "metadata"]
@@ -136,7 +136,7 @@ class OpenVinoForward:
             "PERFORMANCE_HINT": "LATENCY",
         }
         try:
-            with kept_signal_stack():  # see onestage.backends.signal_stack
+            with kept_signal_stack():  # see onestage.runtime.signal_stack
                 self.compiled = openvino.Core().compile_model(model, "CPU", config)
                 self.request = self.compiled.create_infer_request()
         except RuntimeError as error:

@@ -2,7 +2,7 @@
 OpenVINO, from a weights file (exported in memory) or an exported file (`onestage export`).
 
 Exported files carry `export_metadata`: the weights' metadata plus what reading the graph's
-output needs without the torch model (`box_coding.coding_layout`), its size and compute, its
+output needs without the torch model (`priors.codings.coding_layout`), its size and compute, its
 precision and the post-processing defaults.
 """
 
@@ -17,13 +17,13 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from onestage.backends import BACKENDS, EXPORTED_SUFFIXES
-from onestage.backends.graph_check import check_graph
-from onestage.backends.seal import HASH_KEY, check_seal
-from onestage.box_coding import coding_layout
 from onestage.errors import OnestageError
+from onestage.export.graph_check import check_graph
+from onestage.export.seal import HASH_KEY, check_seal
 from onestage.models.summary import summarize
 from onestage.postprocess import PredictOptions
+from onestage.priors.codings import coding_layout
+from onestage.runtime import BACKENDS, EXPORTED_SUFFIXES
 
 log = logging.getLogger("onestage.runtimes")
 
@@ -77,7 +77,7 @@ def model_runtime(
     """(runtime, export metadata) for a torch model exported in memory to `backend`
     ("onnxruntime" or "openvino") at `precision` (ONNX Runtime: f32 only here; int8 files come
     from `onestage export`)."""
-    from onestage.backends.onnx_graph import onnx_model_bytes
+    from onestage.export.onnx_graph import onnx_model_bytes
 
     if backend == "onnxruntime" and precision != "f32":
         raise OnestageError(
@@ -92,10 +92,10 @@ def model_runtime(
     graph = onnx_model_bytes(model, int(metadata["input_size"]))
     exported = export_metadata(model, metadata, precision)
     if backend == "onnxruntime":
-        from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
+        from onestage.runtime.onnxruntime_backend import OnnxRuntimeForward
 
         return OnnxRuntimeForward(graph, source), exported
-    from onestage.backends.openvino_backend import OpenVinoForward, model_from_onnx
+    from onestage.runtime.openvino_backend import OpenVinoForward, model_from_onnx
 
     return OpenVinoForward(model_from_onnx(graph), precision, source), exported
 
@@ -118,15 +118,15 @@ def exported_runtime(
         )
     sealed = check_seal(path)
     if backend == "onnxruntime":
-        from onestage.backends.onnx_graph import read_onnx_metadata
-        from onestage.backends.onnxruntime_backend import OnnxRuntimeForward
+        from onestage.export.onnx_graph import read_onnx_metadata
+        from onestage.runtime.onnxruntime_backend import OnnxRuntimeForward
 
         metadata = read_onnx_metadata(path)  # before ONNX Runtime reads the file
         runtime = OnnxRuntimeForward(path, path)
         _check_unsealed(path, sealed, metadata)
         check_graph(path, metadata, *runtime.shapes())
         return runtime, metadata
-    from onestage.backends.openvino_backend import OpenVinoForward, read_ir
+    from onestage.runtime.openvino_backend import OpenVinoForward, read_ir
 
     model, metadata = read_ir(path)
     _check_unsealed(path, sealed, metadata)

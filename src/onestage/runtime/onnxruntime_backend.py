@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onestage.backends import Shape
-from onestage.backends.onnx_graph import INPUT_NAME, OUTPUT_NAME
 from onestage.errors import OnestageError, first_line
+from onestage.export.onnx_graph import INPUT_NAME, OUTPUT_NAME
+from onestage.runtime import Shape
 
 
 class OnnxRuntimeForward:

@@ -1,6 +1,6 @@
 """An exported file's metadata checked against its graph when it is loaded.
 
-Decoding reads the graph's output through the metadata alone (`box_coding.coding_from_layout`),
+Decoding reads the graph's output through the metadata alone (`priors.codings.coding_from_layout`),
 so metadata that disagrees with the graph gives wrong boxes silently (levels in another order),
 garbage boxes (another reg_max) or a runtime's traceback (another input size). `check_graph`
 compares what the metadata describes with the shapes the runtime reports, and refuses a
@@ -27,9 +27,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from onestage.backends import Shape
 from onestage.errors import OnestageError
 from onestage.models.heads import BOX_CODINGS, output_values
+from onestage.runtime import Shape
 
 
 @dataclass(frozen=True)

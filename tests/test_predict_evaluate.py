@@ -37,7 +37,8 @@ from onestage.engine.evaluator import (
     synthetic_eval_set,
     write_report,
 )
-from onestage.engine.predictor import Detector, PredictOptions, list_images, predict_source
+from onestage.engine.predict_folder import list_images, predict_source
+from onestage.engine.predictor import Detector, PredictOptions
 from onestage.engine.trainer import Trainer
 from onestage.errors import DataError, OnestageError
 from onestage.metrics.cartucho import read_cartucho

@@ -52,7 +52,8 @@ def predict_command(
 
     Without --backend, weights run on ONNX Runtime f32 when installed (the fastest accurate
     runtime measured; else OpenVINO f32, else torch; torch on a GPU or with --compile)."""
-    from onestage.engine.predictor import PredictOptions, open_detector, predict_source
+    from onestage.engine.predict_folder import predict_source
+    from onestage.engine.predictor import PredictOptions, open_detector
     from onestage.fileio import unique_run_dir
 
     if backend is None and compile_model:

@@ -20,16 +20,8 @@ from onestage.models import spec as spec_module
 from onestage.models.blocks import register_block
 from onestage.models.heads import SSDOutput
 from onestage.models.seed import SeedModel
-from onestage.models.spec import (
-    Layer,
-    Spec,
-    SpecModel,
-    build_spec_model,
-    load_spec,
-    parse_spec,
-    spec_from_dict,
-    spec_names,
-)
+from onestage.models.spec import Layer, Spec, load_spec, parse_spec, spec_from_dict, spec_names
+from onestage.models.spec_model import SpecModel, build_spec_model
 from onestage.models.summary import format_summary, summarize
 
 SEED_WEIGHTS = Path(onestage.__file__).parent / "weights" / "seed_animals.safetensors"

@@ -346,7 +346,8 @@ def property_cases(run: FuzzRun, test: Callable[[], None]) -> None:
 def tiny_weights(folder: Path) -> Path:
     """A weights file of the TINY_SPEC detector (with its spec, as training writes them)."""
     from onestage.checkpoint import save_weights
-    from onestage.models.spec import build_spec_model, parse_spec
+    from onestage.models.spec import parse_spec
+    from onestage.models.spec_model import build_spec_model
 
     model = build_spec_model(parse_spec(TINY_SPEC), num_classes=len(CLASSES)).eval()
     metadata = {

@@ -21,7 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onestage.config import config_keys, make_config, parse_override, save_config
-from onestage.models.spec import SPECS_DIR, build_spec_model, load_spec
+from onestage.models.spec import SPECS_DIR, load_spec
+from onestage.models.spec_model import build_spec_model
 
 YAML_VALUE = document_values(keys=st.text(max_size=6), text=12, width=3, leaves=8)
 

@@ -152,7 +152,7 @@ def test_a_coco_coordinate_beyond_float_range(tmp_path: Path) -> None:
 def test_mutated_spec_values_are_one_line_errors(tmp_path: Path, change: str, phrase: str) -> None:
     from fuzzing import TINY_SPEC
 
-    from onestage.models.spec import build_spec_model
+    from onestage.models.spec_model import build_spec_model
 
     path = tmp_path / "spec.yaml"
     path.write_text(TINY_SPEC.replace(change, phrase, 1))
@@ -164,7 +164,7 @@ def test_mutated_spec_values_are_one_line_errors(tmp_path: Path, change: str, ph
 def test_a_layer_too_large_to_allocate_is_refused_before_it_is(tmp_path: Path) -> None:
     from fuzzing import TINY_SPEC
 
-    from onestage.models.spec import build_spec_model
+    from onestage.models.spec_model import build_spec_model
 
     path = tmp_path / "spec.yaml"
     path.write_text(TINY_SPEC.replace("out: 8, k: 3, s: 2", "out: 8, k: 3000, s: 2", 1))

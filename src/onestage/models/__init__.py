@@ -21,15 +21,8 @@ from onestage.models.registry import (
     register_model,
 )
 from onestage.models.seed import SeedModel  # registers "seed-reference"
-from onestage.models.spec import (
-    Layer,
-    Spec,
-    SpecModel,
-    build_spec_model,
-    load_spec,
-    parse_spec,
-    spec_names,
-)
+from onestage.models.spec import Layer, Spec, load_spec, parse_spec, spec_names
+from onestage.models.spec_model import SpecModel, build_spec_model
 
 __all__ = [
     "BLOCKS",

@@ -18,7 +18,8 @@ from torch import nn
 from onestage.errors import OnestageError
 from onestage.models.plugins import check_recorded_plugins, validate_records
 from onestage.models.registry import build_built_in
-from onestage.models.spec import MAX_INPUT_SIZE, build_spec_model
+from onestage.models.spec import MAX_INPUT_SIZE
+from onestage.models.spec_model import build_spec_model
 
 
 def check_metadata(metadata: dict[str, Any], path: Path, exported: bool = False) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 from torch import nn
 
 from onestage.errors import OnestageError
-from onestage.models.spec import SPECS_DIR, build_spec_model, spec_names
+from onestage.models.spec import SPECS_DIR, spec_names
+from onestage.models.spec_model import build_spec_model
 from onestage.registry import Registry
 
 MODELS: Registry[type[nn.Module]] = Registry("model")

@@ -12,9 +12,10 @@ from onestage.assign import TaskAlignedAssigner, build_assigner
 from onestage.assign.common import PriorTargets
 from onestage.assign.maxiou import build_targets
 from onestage.config import TrainConfig
+from onestage.engine.train_settings import criterion_for
 from onestage.errors import OnestageError
 from onestage.losses.anchor import build_loss
-from onestage.losses.criterion import Criterion, build_criterion, criterion_for
+from onestage.losses.criterion import Criterion, build_criterion
 from onestage.losses.quality import QualityLoss
 from onestage.priors.codings import AnchorCoding, PointCoding, cell_points
 from onestage.priors.offsets import encode_offsets

@@ -10,15 +10,22 @@ import pytest
 from onestage.config import make_config
 from onestage.engine.schedule import (
     CosineSegment,
+    ScheduleSettings,
     describe_extension,
     extend_segments,
     initial_segments,
     learning_rate,
 )
+from onestage.engine.train_settings import schedule_for
+
+
+def recipe(name: str, **overrides: object) -> ScheduleSettings:
+    """The schedule of a recipe, with config overrides."""
+    return schedule_for(make_config(name, overrides=overrides))
 
 
 def test_fast_recipe_warm_up_and_cosine_by_hand():
-    config = make_config("fast", overrides={"epochs": 10})  # lr 2e-3, min 1e-5, 50 warm-up
+    config = recipe("fast", epochs=10)  # lr 2e-3, min 1e-5, 50 warm-up
     steps = 200  # per epoch: 2,000 steps in all
 
     def cosine(step: int) -> float:
@@ -34,15 +41,15 @@ def test_fast_recipe_warm_up_and_cosine_by_hand():
 
 
 def test_step_schedule_ignores_the_number_of_epochs():
-    short = make_config("seed", overrides={"epochs": 10})
-    long = make_config("seed", overrides={"epochs": 50})
+    short = recipe("seed", epochs=10)
+    long = recipe("seed", epochs=50)
     for step in (0, 499, 500, 999, 4_000):
         assert learning_rate(short, step, 100) == learning_rate(long, step, 100)
 
 
 def test_extending_a_finished_cosine_run_keeps_the_rate_continuous():
     # The issue's case: fast recipe, 10 epochs (2,000 steps) resumed as 20.
-    config = make_config("fast", overrides={"epochs": 20})
+    config = recipe("fast", epochs=20)
     segments = extend_segments(initial_segments(10, 200), 2000, 20, 200)
     before = learning_rate(config, 1999, 200, initial_segments(10, 200))
     after = learning_rate(config, 2000, 200, segments)
@@ -51,12 +58,12 @@ def test_extending_a_finished_cosine_run_keeps_the_rate_continuous():
     # the steps already taken keep their rates
     for step in (0, 60, 1000, 1999):
         assert learning_rate(config, step, 200, segments) == learning_rate(
-            make_config("fast", overrides={"epochs": 10}), step, 200
+            recipe("fast", epochs=10), step, 200
         )
 
 
 def test_extending_mid_run_follows_the_rest_of_the_cosine_over_the_new_length():
-    config = make_config("fast", overrides={"epochs": 20, "warmup_steps": 0})
+    config = recipe("fast", epochs=20, warmup_steps=0)
     # interrupted at step 500 of 1,000 (halfway: the rate is halfway), extended to 2,000 steps
     segments = extend_segments(initial_segments(10, 100), 500, 20, 100)
     assert segments[-1] == CosineSegment(500, 0.5, 2000)
@@ -80,9 +87,9 @@ def test_a_second_extension_keeps_the_first():
 
 
 def test_the_extension_line_says_what_happens():
-    cosine = make_config("fast", overrides={"epochs": 20})
+    cosine = recipe("fast", epochs=20)
     line = describe_extension(cosine, 10, 2000, 200, 1e-5)
     assert line.startswith("extending the run from 10 to 20 epochs (2000 more steps)")
     assert "continues from 1.000e-05 at step 2000" in line and "already reached min_lr" in line
-    step = make_config("seed", overrides={"epochs": 30})
+    step = recipe("seed", epochs=30)
     assert "step schedule goes on" in describe_extension(step, 20, 2000, 100, 4.1e-5)

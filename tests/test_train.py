@@ -267,13 +267,16 @@ def test_recipe_seed_is_the_seed_schedule():
         100,
     )
     from onestage.engine.schedule import learning_rate
+    from onestage.engine.train_settings import schedule_for
 
-    assert learning_rate(config, 0, 100) == pytest.approx(1e-4)
-    assert learning_rate(config, 499, 100) == pytest.approx(1e-4)
-    assert learning_rate(config, 500, 100) == pytest.approx(0.8e-4)
-    assert learning_rate(config, 99 * 100, 100) == pytest.approx(1e-4 * 0.8**19)
+    schedule = schedule_for(config)
+    assert learning_rate(schedule, 0, 100) == pytest.approx(1e-4)
+    assert learning_rate(schedule, 499, 100) == pytest.approx(1e-4)
+    assert learning_rate(schedule, 500, 100) == pytest.approx(0.8e-4)
+    assert learning_rate(schedule, 99 * 100, 100) == pytest.approx(1e-4 * 0.8**19)
     config.epochs = 1000
-    assert learning_rate(config, 999 * 100, 100) == pytest.approx(3e-7)
+    schedule = schedule_for(config)
+    assert learning_rate(schedule, 999 * 100, 100) == pytest.approx(3e-7)
 
 
 def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path, monkeypatch, capsys):

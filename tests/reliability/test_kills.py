@@ -31,8 +31,8 @@ from onestage.checkpoint import load_training_state, load_weights, weights_epoch
 from onestage.data.formats import read_dataset
 from onestage.data.synthesize import synthesize_dataset
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
-from onestage.engine.optim import build_optimizer
 from onestage.engine.run_folder import read_results, resume_config
+from onestage.engine.train_settings import optimizer_for
 from onestage.errors import OnestageError
 from onestage.models import build_model
 
@@ -135,7 +135,7 @@ def check_run_folder(run_dir: Path) -> None:
         if path.name == "last.state.safetensors":
             config = resume_config(run_dir, {})
             model = build_model(config.model, num_classes=NUM_CLASSES, input_size=config.imgsz)
-            load_training_state(path, build_optimizer(config, model.parameters()))
+            load_training_state(path, optimizer_for(config, model.parameters()))
         elif path.suffix == ".safetensors":
             load_weights(path)
         else:

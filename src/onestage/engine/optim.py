@@ -1,4 +1,4 @@
-"""The optimiser a training config names: Adam, AdamW or SGD (Nesterov)."""
+"""The optimiser of a training run: Adam, AdamW or SGD (Nesterov)."""
 
 from __future__ import annotations
 
@@ -6,32 +6,36 @@ from collections.abc import Iterable
 
 import torch
 
-from onestage.config import TrainConfig
 from onestage.errors import OnestageError
 
 
 def build_optimizer(
-    config: TrainConfig, parameters: Iterable[torch.nn.Parameter]
+    parameters: Iterable[torch.nn.Parameter],
+    *,
+    name: str,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
 ) -> torch.optim.Optimizer:
-    """`config.optimizer` over `parameters` with the config's lr, momentum (Adam: beta1) and
-    weight decay. Adam and AdamW run fused (one kernel over all parameters): on the CPU the
-    `seed` model's AdamW step takes 1.8 ms instead of 19 ms (BENCHMARKS.md, issue 12)."""
-    if config.optimizer in ("adam", "adamw"):
-        adam = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    """The optimiser `name` (adam, adamw or sgd) over `parameters`; `momentum` is Adam's beta1.
+    Adam and AdamW run fused (one kernel over all parameters): on the CPU the `seed` model's
+    AdamW step takes 1.8 ms instead of 19 ms (BENCHMARKS.md, issue 12)."""
+    if name in ("adam", "adamw"):
+        adam = torch.optim.Adam if name == "adam" else torch.optim.AdamW
         return adam(
             parameters,
-            lr=config.lr,
-            betas=(config.momentum, 0.999),
-            weight_decay=config.weight_decay,
+            lr=lr,
+            betas=(momentum, 0.999),
+            weight_decay=weight_decay,
             fused=True,
         )
-    if config.optimizer == "sgd":
+    if name == "sgd":
         return torch.optim.SGD(
             parameters,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
             nesterov=True,
             foreach=True,
         )
-    raise OnestageError(f"unknown optimizer {config.optimizer!r}; valid: adam, adamw, sgd")
+    raise OnestageError(f"unknown optimizer {name!r}; valid: adam, adamw, sgd")

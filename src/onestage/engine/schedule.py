@@ -14,10 +14,24 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from onestage.config import TrainConfig
 from onestage.errors import OnestageError
 
 SCHEDULERS = ("step", "cosine", "constant")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleSettings:
+    """What a schedule reads: `scheduler` (step, cosine or constant), the initial `lr`, its floor
+    `min_lr`, the run's `epochs` (the cosine's length), `warmup_steps` of linear warm-up, and
+    the step schedule's decay by `step_gamma` every `step_every` epochs."""
+
+    scheduler: str
+    lr: float
+    min_lr: float
+    epochs: int
+    warmup_steps: int
+    step_every: int
+    step_gamma: float
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ def initial_segments(epochs: int, steps_per_epoch: int) -> tuple[CosineSegment, 
 
 
 def learning_rate(
-    config: TrainConfig,
+    settings: ScheduleSettings,
     step: int,
     steps_per_epoch: int,
     segments: Sequence[CosineSegment] | None = None,
@@ -50,28 +64,28 @@ def learning_rate(
     """Learning rate for global optimiser step `step` (0-based).
 
     step: lr x gamma^(epoch // every) (the seed: x0.8 every 5 epochs); cosine: from lr down to
-    min_lr along `segments` (default: over all `config.epochs`); constant: lr. All floored at
+    min_lr along `segments` (default: over all `settings.epochs`); constant: lr. All floored at
     min_lr, after a linear warm-up.
     """
-    if config.scheduler not in SCHEDULERS:
+    if settings.scheduler not in SCHEDULERS:
         raise OnestageError(
-            f"unknown scheduler {config.scheduler!r}; valid: {', '.join(SCHEDULERS)}"
+            f"unknown scheduler {settings.scheduler!r}; valid: {', '.join(SCHEDULERS)}"
         )
     epoch = step // steps_per_epoch
-    if config.scheduler == "step":
-        rate = config.lr * config.step_gamma ** (epoch // config.step_every)
-    elif config.scheduler == "cosine":
+    if settings.scheduler == "step":
+        rate = settings.lr * settings.step_gamma ** (epoch // settings.step_every)
+    elif settings.scheduler == "cosine":
         if segments is None:
-            segments = initial_segments(config.epochs, steps_per_epoch)
+            segments = initial_segments(settings.epochs, steps_per_epoch)
         progress = _active_segment(segments, step).progress(step)
-        rate = config.min_lr + (config.lr - config.min_lr) * 0.5 * (
+        rate = settings.min_lr + (settings.lr - settings.min_lr) * 0.5 * (
             1 + math.cos(math.pi * progress)
         )
     else:
-        rate = config.lr
-    if config.warmup_steps and step < config.warmup_steps:
-        rate *= (step + 1) / config.warmup_steps
-    return max(rate, config.min_lr) if config.scheduler != "constant" else rate
+        rate = settings.lr
+    if settings.warmup_steps and step < settings.warmup_steps:
+        rate *= (step + 1) / settings.warmup_steps
+    return max(rate, settings.min_lr) if settings.scheduler != "constant" else rate
 
 
 def extend_segments(
@@ -85,22 +99,22 @@ def extend_segments(
 
 
 def describe_extension(
-    config: TrainConfig, old_epochs: int, step: int, steps_per_epoch: int, rate: float
+    settings: ScheduleSettings, old_epochs: int, step: int, steps_per_epoch: int, rate: float
 ) -> str:
-    """One line saying what extending a run from `old_epochs` to `config.epochs` does."""
-    added = (config.epochs - old_epochs) * steps_per_epoch
-    head = f"extending the run from {old_epochs} to {config.epochs} epochs ({added} more steps): "
-    if config.scheduler == "cosine":
+    """One line saying what extending a run from `old_epochs` to `settings.epochs` does."""
+    added = (settings.epochs - old_epochs) * steps_per_epoch
+    head = f"extending the run from {old_epochs} to {settings.epochs} epochs ({added} more steps): "
+    if settings.scheduler == "cosine":
         tail = (
             f"the cosine learning rate continues from {rate:.3e} at step {step} and decays to "
-            f"min_lr {config.min_lr:.1e} over the remaining steps"
+            f"min_lr {settings.min_lr:.1e} over the remaining steps"
         )
-        if rate <= config.min_lr:
+        if rate <= settings.min_lr:
             tail += " (it has already reached min_lr: fine-tune with weights=... for a new decay)"
         return head + tail
-    if config.scheduler == "step":
+    if settings.scheduler == "step":
         return head + (
-            f"the step schedule goes on (x{config.step_gamma} every {config.step_every} "
+            f"the step schedule goes on (x{settings.step_gamma} every {settings.step_every} "
             f"epochs, now {rate:.3e})"
         )
     return head + f"the learning rate stays {rate:.3e}"

@@ -37,7 +37,6 @@ from onestage.engine.evaluator import (
     prediction_grid,
     synthetic_eval_set,
 )
-from onestage.engine.optim import build_optimizer
 from onestage.engine.phases import NO_PHASES, Phases, timed_iteration
 from onestage.engine.predictor import Detector
 from onestage.engine.progress import SilentProgress, TrainProgress
@@ -50,9 +49,9 @@ from onestage.engine.schedule import (
     initial_segments,
     learning_rate,
 )
+from onestage.engine.train_settings import criterion_for, optimizer_for, schedule_for
 from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_text, remove_temp_files, unique_run_dir
-from onestage.losses.criterion import criterion_for
 from onestage.models import build_model
 from onestage.models.plugins import check_recorded_plugins, plugin_records
 from onestage.models.spec import Spec
@@ -141,7 +140,8 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.coding = box_coding_for(self.model, config.imgsz, config.anchors, config.loss)
         self.criterion = criterion_for(config, self.coding, len(self.class_names))
-        self.optimizer = build_optimizer(config, self.model.parameters())
+        self.optimizer = optimizer_for(config, self.model.parameters())
+        self.schedule = schedule_for(config)
         self.scaler = self._make_scaler()
         self.start_epoch = 0
         self.global_step = 0
@@ -324,7 +324,7 @@ class Trainer:
             rate = self._learning_rate(self.global_step)
             self.progress.message(
                 describe_extension(
-                    self.config, saved_epochs, self.global_step, self.steps_per_epoch, rate
+                    self.schedule, saved_epochs, self.global_step, self.steps_per_epoch, rate
                 )
             )
             save_config(self.config, run_dir / "config.yaml")
@@ -461,7 +461,7 @@ class Trainer:
         }
 
     def _learning_rate(self, step: int) -> float:
-        return learning_rate(self.config, step, self.steps_per_epoch, self.cosine_segments)
+        return learning_rate(self.schedule, step, self.steps_per_epoch, self.cosine_segments)
 
     def _train_step(
         self, images: torch.Tensor, boxes_xyxy: torch.Tensor, class_ids: torch.Tensor

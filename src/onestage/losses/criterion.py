@@ -24,7 +24,6 @@ from torch import Tensor
 
 from onestage.assign import Assigner, Priors, build_assigner
 from onestage.assign.maxiou import build_targets
-from onestage.config import TrainConfig
 from onestage.errors import OnestageError
 from onestage.losses.anchor import LOSSES, DetectionLoss, build_loss, loss_names
 from onestage.losses.quality import POINT_LOSSES, QualityLoss
@@ -144,17 +143,4 @@ def build_criterion(
         loss=built_loss,
         assigner=built_assigner,
         iou_threshold=iou_threshold,
-    )
-
-
-def criterion_for(config: TrainConfig, coding: BoxCoding, num_classes: int) -> Criterion:
-    """The criterion a training config asks for (loss, box_loss, cls_loss, assigner,
-    iou_threshold), for the model's coding."""
-    options = {
-        name: value
-        for name, value in (("box_loss", config.box_loss), ("cls_loss", config.cls_loss))
-        if value is not None
-    }
-    return build_criterion(
-        coding, num_classes, config.loss, config.assigner, config.iou_threshold, options
     )

@@ -1,0 +1,54 @@
+"""A TrainConfig translated into the plain values of what it configures: the optimiser
+(`engine.optim`), the learning-rate schedule (`engine.schedule`) and the criterion
+(`losses.criterion`), none of which knows TrainConfig. The trainer translates its config once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from onestage.config import TrainConfig
+from onestage.engine.optim import build_optimizer
+from onestage.engine.schedule import ScheduleSettings
+from onestage.losses.criterion import Criterion, build_criterion
+from onestage.priors.codings import BoxCoding
+
+
+def optimizer_for(
+    config: TrainConfig, parameters: Iterable[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
+    """The optimiser the config names, with its lr, momentum and weight decay."""
+    return build_optimizer(
+        parameters,
+        name=config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+
+
+def schedule_for(config: TrainConfig) -> ScheduleSettings:
+    """The config's learning-rate schedule: scheduler, lr, min_lr, epochs, warm-up, step decay."""
+    return ScheduleSettings(
+        scheduler=config.scheduler,
+        lr=config.lr,
+        min_lr=config.min_lr,
+        epochs=config.epochs,
+        warmup_steps=config.warmup_steps,
+        step_every=config.step_every,
+        step_gamma=config.step_gamma,
+    )
+
+
+def criterion_for(config: TrainConfig, coding: BoxCoding, num_classes: int) -> Criterion:
+    """The criterion the config asks for (loss, box_loss, cls_loss, assigner, iou_threshold),
+    for the model's coding."""
+    options = {
+        name: value
+        for name, value in (("box_loss", config.box_loss), ("cls_loss", config.cls_loss))
+        if value is not None
+    }
+    return build_criterion(
+        coding, num_classes, config.loss, config.assigner, config.iou_threshold, options
+    )

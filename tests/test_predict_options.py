@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +114,9 @@ def test_evaluates_conf_reaches_the_confusion_matrix(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert thresholds == [expected]
+
+
+def test_the_command_line_reads_the_defaults_without_loading_torch() -> None:
+    check = "import sys, onestage.cli; print('torch' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "False", loaded.stderr

@@ -28,7 +28,7 @@ from onestage.checkpoint import load_model_weights, save_weights
 from onestage.config import make_config, parse_override
 from onestage.engine.device import machine_description
 from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
-from onestage.engine.predictor import WEIGHTS_DIR, Detector, PredictOptions
+from onestage.engine.predictor import WEIGHTS_DIR, Detector
 from onestage.engine.trainer import train
 from onestage.models import build_model
 
@@ -117,16 +117,15 @@ def main() -> None:
 
 def batch1_latency_ms(weights: Path, eval_set, runs: int = 100) -> float:
     """Median ms of `Detector.predict` on one 320x320 image: fit, compiled bf16 forward
-    (`Detector.accelerate`), decode, NMS."""
+    (`Detector.accelerate`), decode, NMS (the predict defaults)."""
     detector = Detector.load(weights, device="cpu").accelerate()
     image = np.ascontiguousarray(eval_set.load_image(0))
-    options = PredictOptions(conf=0.25, iou=0.5)
     for _ in range(10):
-        detector.predict(image, options)
+        detector.predict(image)
     timings = []
     for _ in range(runs):
         began = time.perf_counter()
-        detector.predict(image, options)
+        detector.predict(image)
         timings.append((time.perf_counter() - began) * 1000)
     return statistics.median(timings)
 

@@ -29,6 +29,7 @@ from onestage.export.quantize import calibration_inputs
 from onestage.models import build_model, model_names
 from onestage.postprocess import postprocess
 from onestage.runtime import openvino_backend
+from onestage.runtime.choice import export_metadata
 from onestage.runtime.onnxruntime_backend import OnnxRuntimeForward
 from onestage.runtime.openvino_backend import OpenVinoForward, model_from_onnx
 
@@ -156,6 +157,26 @@ def test_the_reported_parity_is_the_exported_files_own_difference_from_torch(tmp
     unfaithful = export_weights(weights, "onnx", out=tmp_path / "unfaithful.onnx")
     assert unfaithful.max_abs_diff == pytest.approx(own_difference(unfaithful), rel=1e-3)
     assert unfaithful.max_abs_diff > 0.1
+
+
+def test_exports_leave_out_postprocess_defaults_and_files_that_carry_them_still_load(
+    tmp_path, monkeypatch
+):
+    """Files exported before this change carried `"postprocess": asdict(PredictOptions())`, which
+    nothing reads: new ones leave it out, and an old one loads and runs as a new one."""
+    weights = _trained_like_weights(tmp_path, input_size=128)
+    new = Detector.load(export_weights(weights, "onnx", out=tmp_path / "new.onnx").path)
+    assert "postprocess" not in new.metadata
+    former = {"conf": 0.25, "iou": 0.5, "max_det": 100, "pre_nms_topk": 400, "candidates": "all"}
+
+    def as_before(*arguments) -> dict:
+        return {**export_metadata(*arguments), "postprocess": former}
+
+    monkeypatch.setattr(exporter, "export_metadata", as_before)
+    old = Detector.load(export_weights(weights, "onnx", out=tmp_path / "old.onnx").path)
+    assert old.metadata["postprocess"] == former
+    images = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(old.raw_outputs(images), new.raw_outputs(images), atol=0, rtol=0)
 
 
 def test_a_runtime_detector_runs_its_torch_steps_on_one_thread_and_restores_the_count(tmp_path):

@@ -21,20 +21,11 @@ from torch import Tensor
 
 from onestage.boxes import clip_boxes
 from onestage.errors import OnestageError
+from onestage.predict_options import CANDIDATE_RULES, PREDICTION, PredictOptions
 from onestage.priors.codings import BoxCoding
 
-CANDIDATE_RULES = ("all", "argmax")
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """Post-processing settings (defaults: Ultralytics' predict; evaluation uses conf 0.001)."""
-
-    conf: float = 0.25
-    iou: float = 0.5
-    max_det: int = 100
-    pre_nms_topk: int = 400
-    candidates: str = "all"  # "argmax" = the seed's one-class-per-anchor rule
+# PredictOptions lives in `onestage.predict_options` (no torch); re-exported for the predictor.
+__all__ = ["Detections", "PredictOptions", "batched_nms", "nms", "postprocess"]
 
 
 @dataclass(frozen=True)
@@ -192,13 +183,14 @@ def postprocess(
     pred: Tensor,
     coding: BoxCoding,
     *,
-    candidates: str = "all",
-    conf_threshold: float = 0.25,
-    iou_threshold: float = 0.5,
-    pre_nms_topk: int = 400,
-    max_det: int = 100,
+    candidates: str = PREDICTION.candidates,
+    conf_threshold: float = PREDICTION.conf,
+    iou_threshold: float = PREDICTION.iou,
+    pre_nms_topk: int = PREDICTION.pre_nms_topk,
+    max_det: int = PREDICTION.max_det,
 ) -> list[Detections]:
-    """Model output (B, A, values) read by its `coding` -> one Detections per image.
+    """Model output (B, A, values) read by its `coding` -> one Detections per image; the
+    defaults are `PREDICTION`'s (`onestage.predict_options`).
 
     candidates: "all" = every (prior, class) pair scoring > conf_threshold (multi-label, for
     mAP with a low threshold such as 0.001); "argmax" = each prior's best class only (for a

@@ -23,18 +23,21 @@ from onestage.cli.options import (
     WeightsOption,
     load_user_plugins,
 )
+from onestage.predict_options import EVALUATION, PREDICTION
 
 
 @app.command("predict")
 def predict_command(
     source: Annotated[str, typer.Argument(help="An image, a folder or a glob pattern.")],
     weights: WeightsOption = "animals",
-    conf: Annotated[float, typer.Option("--conf", help="Score threshold.")] = 0.25,
-    iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.5,
-    max_det: Annotated[int, typer.Option("--max-det", help="Detections per image.")] = 100,
+    conf: Annotated[float, typer.Option("--conf", help="Score threshold.")] = PREDICTION.conf,
+    iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = PREDICTION.iou,
+    max_det: Annotated[
+        int, typer.Option("--max-det", help="Detections per image.")
+    ] = PREDICTION.max_det,
     candidates: Annotated[
         str, typer.Option("--candidates", help="all (multi-label) or argmax (the seed's rule).")
-    ] = "all",
+    ] = PREDICTION.candidates,
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default runs/predict/expN).")
     ] = None,
@@ -90,14 +93,19 @@ def evaluate_command(
     icons: IconsOption = None,
     backgrounds: BackgroundsOption = None,
     seed: SeedOption = 0,
-    conf: Annotated[float, typer.Option("--conf", help="Score threshold.")] = 0.001,
-    iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.5,
+    conf: Annotated[
+        float,
+        typer.Option(
+            "--conf", help="Score threshold (confusion matrix, grid: at least predict's)."
+        ),
+    ] = EVALUATION.conf,
+    iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = EVALUATION.iou,
     max_det: Annotated[
         int, typer.Option("--max-det", help="Detections per image (also COCO maxDets).")
-    ] = 100,
+    ] = EVALUATION.max_det,
     candidates: Annotated[
         str, typer.Option("--candidates", help="all (multi-label) or argmax (the seed's rule).")
-    ] = "all",
+    ] = EVALUATION.candidates,
     iou_convention: Annotated[
         str, typer.Option("--iou-convention", help="continuous (geometric) or cartucho (+1 px).")
     ] = "continuous",

@@ -21,7 +21,7 @@ from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_s
 from onestage.data.transforms import fit_image
 from onestage.detections import ImageDetections
 from onestage.drawing import draw_boxes, image_grid
-from onestage.engine.predictor import Detector, PredictOptions
+from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_text
 from onestage.metrics import ImageGroundTruth
@@ -29,9 +29,7 @@ from onestage.metrics.cartucho import export_cartucho
 from onestage.metrics.coco import CocoResult, evaluate_coco
 from onestage.metrics.confusion import confusion_matrix
 from onestage.metrics.voc import IOU_CONVENTIONS, IouConvention, VocResult, evaluate_voc
-
-# Evaluation keeps nearly every candidate, as COCO and VOC scoring expect.
-EVAL_OPTIONS = PredictOptions(conf=0.001, iou=0.5, max_det=100)
+from onestage.predict_options import EVALUATION, PREDICTION, PredictOptions
 
 
 @dataclass
@@ -153,6 +151,7 @@ class EvaluationResult:
     confusion: np.ndarray  # (C + 1, C + 1): rows predicted, columns true, last = background
     eval_set: EvalSet
     detections: list[ImageDetections]
+    options: PredictOptions  # the post-processing the detections came from
     seconds: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
@@ -205,11 +204,12 @@ COCO_NAMES = (
 def evaluate_detector(
     detector: Detector,
     eval_set: EvalSet,
-    options: PredictOptions = EVAL_OPTIONS,
+    options: PredictOptions = EVALUATION,
     batch_size: int = 32,
     iou_convention: IouConvention = "continuous",
 ) -> EvaluationResult:
-    """Detect on every image of `eval_set` and score VOC AP@0.5, COCO metrics and confusion."""
+    """Detect on every image of `eval_set` and score VOC AP@0.5, COCO metrics and confusion
+    (the latter from `shown_conf(options)`)."""
     detections: list[ImageDetections] = []
     seconds = {"load_and_fit": 0.0, "forward": 0.0, "postprocess": 0.0, "metrics": 0.0}
     for start in range(0, len(eval_set), batch_size):
@@ -244,17 +244,22 @@ def evaluate_detector(
         max_dets=options.max_det,
         image_ids=eval_set.image_ids,
     )
-    confusion = confusion_matrix(eval_set.ground_truths, detections, len(class_names))
+    confusion = confusion_matrix(
+        eval_set.ground_truths, detections, len(class_names), conf_threshold=shown_conf(options)
+    )
     seconds["metrics"] = time.perf_counter() - began
-    return EvaluationResult(voc, coco, confusion, eval_set, detections, seconds)
+    return EvaluationResult(voc, coco, confusion, eval_set, detections, options, seconds)
+
+
+def shown_conf(options: PredictOptions) -> float:
+    """The score from which an evaluation shows detections (confusion matrix, prediction grid):
+    its own threshold, but at least prediction's, as the low scores kept for AP would bury both
+    under false alarms."""
+    return max(options.conf, PREDICTION.conf)
 
 
 def write_report(
-    result: EvaluationResult,
-    out_dir: Path,
-    cartucho_dir: Path | None = None,
-    grid_images: int = 16,
-    grid_conf: float = 0.25,
+    result: EvaluationResult, out_dir: Path, cartucho_dir: Path | None = None, grid_images: int = 16
 ) -> list[Path]:
     """Write metrics.json, per_class.csv, predictions.json (COCO results), plots and a grid."""
     from onestage import plots
@@ -280,7 +285,7 @@ def write_report(
         out_dir / "pr_per_class.png",
     )
     plots.plot_confusion_matrix(result.confusion, class_names, out_dir / "confusion_matrix.png")
-    grid = prediction_grid(result, grid_images, grid_conf)
+    grid = prediction_grid(result, grid_images)
     save_image(grid, out_dir / "predictions_grid.png")
     if cartucho_dir is not None:
         export_cartucho(
@@ -289,8 +294,10 @@ def write_report(
     return sorted(out_dir.iterdir())
 
 
-def prediction_grid(result: EvaluationResult, count: int = 16, conf: float = 0.25) -> np.ndarray:
-    """(H, W, 3) grid of the first `count` test images with detections scoring >= conf."""
+def prediction_grid(result: EvaluationResult, count: int = 16) -> np.ndarray:
+    """(H, W, 3) grid of the first `count` test images with their detections scoring at least
+    `shown_conf(result.options)`."""
+    conf = shown_conf(result.options)
     tiles = []
     for index in range(min(count, len(result.eval_set))):
         found = result.detections[index]
@@ -377,7 +384,7 @@ def evaluate(
     split: str | None = None,
     synthetic: int | None = None,
     synthetic_options: dict[str, Any] | None = None,
-    options: PredictOptions = EVAL_OPTIONS,
+    options: PredictOptions = EVALUATION,
     batch_size: int = 32,
     iou_convention: IouConvention = "continuous",
     device: str = "auto",

@@ -28,13 +28,14 @@ import numpy as np
 from onestage.detections import DetectionsLike
 from onestage.metrics import GroundTruthLike, as_evaluation_inputs
 from onestage.metrics.voc import pairwise_iou
+from onestage.predict_options import PREDICTION
 
 
 def confusion_matrix(
     ground_truths: list[GroundTruthLike],
     detections: list[DetectionsLike],
     num_classes: int,
-    conf_threshold: float = 0.25,
+    conf_threshold: float = PREDICTION.conf,
     iou_threshold: float = 0.45,
 ) -> np.ndarray:
     """(C + 1, C + 1) int64 counts, [predicted, true], last index background (module docstring).

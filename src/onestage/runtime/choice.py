@@ -2,15 +2,16 @@
 OpenVINO, from a weights file (exported in memory) or an exported file (`onestage export`).
 
 Exported files carry `export_metadata`: the weights' metadata plus what reading the graph's
-output needs without the torch model (`priors.codings.coding_layout`), its size and compute, its
-precision and the post-processing defaults.
+output needs without the torch model (`priors.codings.coding_layout`), its size and compute and
+its precision. Post-processing defaults are not among them: they are onestage's own
+(`onestage.predict_options`), the same for every backend. Files exported before carry them under
+"postprocess"; nothing reads that key, so they load as any other.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +22,6 @@ from onestage.errors import OnestageError
 from onestage.export.graph_check import check_graph
 from onestage.export.seal import HASH_KEY, check_seal
 from onestage.models.summary import summarize
-from onestage.postprocess import PredictOptions
 from onestage.priors.codings import coding_layout
 from onestage.runtime import BACKENDS, EXPORTED_SUFFIXES
 
@@ -47,7 +47,6 @@ def export_metadata(model: nn.Module, metadata: dict[str, Any], precision: str) 
         "parameters": summary.total_params,
         "gflops": summary.gflops,
         "precision": precision,
-        "postprocess": asdict(PredictOptions()),
     }
 
 

@@ -33,7 +33,7 @@ from onestage.detections import ImageDetections
 from onestage.drawing import draw_boxes
 from onestage.engine.predictor import Detector
 from onestage.errors import first_line
-from onestage.postprocess import PredictOptions
+from onestage.predict_options import PREDICTION, PredictOptions
 from onestage.serve.admission import QueueLimit
 from onestage.serve.hosts import HostCheck
 from onestage.serve.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUEUE, DEFAULT_READ_TIMEOUT_S
@@ -156,9 +156,15 @@ def create_app(
     @app.post("/predict", openapi_extra=PREDICT_BODY)
     async def predict(
         request: Request,
-        conf: Annotated[float, Query(ge=0.0, le=1.0, description="Score threshold.")] = 0.25,
-        iou: Annotated[float, Query(gt=0.0, le=1.0, description="NMS IoU threshold.")] = 0.5,
-        max_det: Annotated[int, Query(ge=1, le=1000, description="Detections kept.")] = 100,
+        conf: Annotated[
+            float, Query(ge=0.0, le=1.0, description="Score threshold.")
+        ] = PREDICTION.conf,
+        iou: Annotated[
+            float, Query(gt=0.0, le=1.0, description="NMS IoU threshold.")
+        ] = PREDICTION.iou,
+        max_det: Annotated[
+            int, Query(ge=1, le=1000, description="Detections kept.")
+        ] = PREDICTION.max_det,
         draw: Annotated[bool, Query(description="Answer the annotated image (PNG).")] = False,
     ) -> Any:
         """Detect objects in an image sent as a multipart file (field `file`) or as the raw

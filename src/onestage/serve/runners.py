@@ -30,7 +30,7 @@ import numpy as np
 from onestage.detections import ImageDetections
 from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError, first_line
-from onestage.postprocess import PredictOptions
+from onestage.predict_options import PredictOptions
 
 CONCURRENCY_MODES = ("batch", "threads")
 Timings = dict[str, float]  # "forward" and "postprocess" seconds

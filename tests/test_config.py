@@ -1,9 +1,12 @@
-"""Training configuration: precedence (defaults < recipe < YAML file < overrides), type
-checks and coercion, and one-line errors that name their source."""
+"""Training configuration: precedence (defaults < recipe < YAML file < overrides), recipes
+that hold only what differs from the defaults, type, name and range checks with coercion, and
+one-line errors that name their source."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import subprocess
+import sys
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,20 @@ from onestage.config import (
     parse_override,
     save_config,
 )
+from onestage.engine.schedule import SCHEDULERS
 from onestage.errors import OnestageError
+from onestage.priors.anchor_configs import ANCHOR_CONFIGS
+from onestage.train_choices import (
+    AMP_MODES,
+    ANCHOR_LOSSES,
+    ASSIGNER_NAMES,
+    BOX_LOSSES,
+    BOX_TERMS,
+    CLASS_TERMS,
+    DEVICES,
+    OPTIMIZERS,
+    POINT_LOSS,
+)
 
 
 def error_of(action) -> str:
@@ -55,6 +71,138 @@ def test_every_recipe_builds_and_architectures_pick_theirs() -> None:
     assert make_config("csp-t").loss == "quality" and make_config("nano").loss == "ssd"
 
 
+def test_recipes_hold_only_what_differs_from_the_defaults() -> None:
+    defaults = asdict(TrainConfig())
+    for name, values in RECIPES.items():
+        repeats = {key: value for key, value in values.items() if value == defaults[key]}
+        assert repeats == {}, f"recipe {name} repeats defaults"
+        assert asdict(make_config(name)) == {**defaults, **values}
+
+
+def test_the_config_module_loads_no_torch() -> None:
+    check = "import sys, onestage.config; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def test_valid_names_come_from_their_homes_and_the_help_lists_them() -> None:
+    from onestage.assign import assigner_names
+    from onestage.losses.anchor import loss_names
+    from onestage.losses.quality import POINT_LOSSES
+
+    assert loss_names() == sorted(ANCHOR_LOSSES) and POINT_LOSSES.names() == [POINT_LOSS]
+    assert sorted(ASSIGNER_NAMES) == sorted([*assigner_names(), "maxiou"])
+    for knob in fields(TrainConfig):
+        valid = knob.metadata["valid"]
+        if isinstance(valid, tuple):
+            assert all(name in knob.metadata["help"] for name in valid), knob.name
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "valid"),
+    [
+        ("optimizer", "adamm", ", ".join(OPTIMIZERS)),
+        ("scheduler", "stepp", ", ".join(SCHEDULERS)),
+        ("anchors", "ssd", ", ".join(ANCHOR_CONFIGS)),
+        ("loss", "sead", ", ".join((*ANCHOR_LOSSES, POINT_LOSS)) + " or null"),
+        ("box_loss", "iou", ", ".join(dict.fromkeys((*BOX_LOSSES, *BOX_TERMS))) + " or null"),
+        ("cls_loss", "focal", ", ".join(CLASS_TERMS) + " or null"),
+        ("assigner", "simota", ", ".join(ASSIGNER_NAMES) + " or null"),
+        ("amp", "fp32", ", ".join(AMP_MODES)),
+        ("device", "gpu", ", ".join(DEVICES)),
+    ],
+)
+def test_an_unknown_name_is_one_line_naming_the_key_and_the_valid_names(
+    key: str, value: str, valid: str
+) -> None:
+    assert error_of(lambda: make_config("fast", overrides={key: value})) == (
+        f"override: config key {key!r}: unknown value {value!r}; valid: {valid}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "valid"),
+    [
+        ("epochs", 0, ">= 1"),
+        ("steps", 0, ">= 1 or null"),
+        ("batch", 0, ">= 1"),
+        ("imgsz", -320, ">= 1"),
+        ("step_every", 0, ">= 1"),
+        ("train_images", 0, ">= 1 or null"),
+        ("val_images", 0, ">= 1"),
+        ("warmup_steps", -1, ">= 0"),
+        ("workers", -1, ">= 0"),
+        ("threads", -2, ">= 0 or null"),
+        ("patience", -1, ">= 0"),
+        ("val_every", -1, ">= 0"),
+        ("seed", -1, ">= 0"),
+        ("synthetic_seed", -1, ">= 0"),
+    ],
+)
+def test_an_int_out_of_range_is_one_line_naming_the_key_and_the_range(
+    key: str, value: int, valid: str
+) -> None:
+    assert error_of(lambda: make_config("fast", overrides={key: value})) == (
+        f"override: config key {key!r}: {value} is out of range; valid: {valid}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "valid"),
+    [
+        ("lr", 0.0, "> 0"),
+        ("lr", -1e-3, "> 0"),
+        ("weight_decay", -0.05, ">= 0"),
+        ("min_lr", -1.0, ">= 0"),
+        ("momentum", 1.0, "[0, 1)"),
+        ("step_gamma", 0.0, "(0, 1]"),
+        ("step_gamma", 1.5, "(0, 1]"),
+        ("grad_clip", -1.0, ">= 0 or null"),
+        ("iou_threshold", 1.1, "[0, 1]"),
+        ("hflip", 1.5, "[0, 1]"),
+        ("hflip", -0.5, "[0, 1]"),
+        ("ema", 1.0, "[0, 1)"),
+        ("ema_tau", 0.0, "> 0"),
+        ("bn_momentum", 2.0, "[0, 1] or null"),
+    ],
+)
+def test_a_float_out_of_range_is_one_line_naming_the_key_and_the_range(
+    key: str, value: float, valid: str
+) -> None:
+    assert error_of(lambda: make_config("fast", overrides={key: value})) == (
+        f"override: config key {key!r}: {value!r} is out of range; valid: {valid}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "text"), [("lr", "1e400"), ("weight_decay", ".inf"), ("hflip", ".nan")]
+)
+def test_a_float_that_is_not_finite_is_out_of_range(key: str, text: str) -> None:
+    value = float(text.replace(".", ""))  # YAML's .inf and .nan
+    message = error_of(lambda: make_config(overrides=dict([parse_override(f"{key}={text}")])))
+    assert message.startswith(f"override: config key {key!r}: {value!r} is out of range; valid:")
+
+
+def test_the_ends_of_each_range_and_null_are_accepted() -> None:
+    ends = {"steps": None, "batch": 1, "workers": 0, "lr": 1e-12, "hflip": 1.0, "ema": 0.0}
+    ends |= {"momentum": 0.0, "step_gamma": 1.0, "iou_threshold": 0.0, "loss": None}
+    config = asdict(make_config(overrides=ends))
+    assert {key: config[key] for key in ends} == ends
+
+
+def test_a_bad_value_in_a_config_file_names_the_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("scheduler: stepp\n")
+    assert error_of(lambda: make_config("fast", config_file)) == (
+        f"{config_file}: config key 'scheduler': unknown value 'stepp'; "
+        f"valid: {', '.join(SCHEDULERS)}"
+    )
+    config_file.write_text("batch: 0\n")
+    assert error_of(lambda: make_config(yaml_path=config_file)) == (
+        f"{config_file}: config key 'batch': 0 is out of range; valid: >= 1"
+    )
+
+
 def test_unknown_recipes_and_keys_are_one_line_naming_their_source(tmp_path: Path) -> None:
     assert error_of(lambda: make_config("sead")) == (
         f"unknown recipe 'sead'; valid: {', '.join(RECIPES)}"
@@ -85,6 +233,9 @@ def test_values_are_checked_and_coerced_to_the_field_type() -> None:
     assert coerce_value("name", 7) == "7" and coerce_value("name", 2.5) == "2.5"
     assert coerce_value("weights", None) is None and coerce_value("grad_clip", None) is None
     assert coerce_value("grad_clip", 2) == 2.0
+    assert error_of(lambda: coerce_value("hflip", 2)) == (
+        "config key 'hflip': 2.0 is out of range; valid: [0, 1]"
+    )
     assert error_of(lambda: coerce_value("epochs", None)) == "config key 'epochs' cannot be empty"
     assert error_of(lambda: coerce_value("epochs", True)) == (
         "config key 'epochs' expects int, got True"

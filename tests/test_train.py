@@ -318,6 +318,18 @@ def test_cli_train_writes_run_folder_and_rejects_bad_keys(tmp_path: Path, monkey
     assert "Traceback" not in bad.stderr
 
 
+def test_cli_train_refuses_a_bad_value_before_writing_anything(tmp_path, monkeypatch, capsys):
+    project = tmp_path / "runs"
+    for mistake, line in (
+        ("scheduler=stepp", "override: config key 'scheduler': unknown value 'stepp'; valid: "),
+        ("batch=0", "override: config key 'batch': 0 is out of range; valid: >= 1"),
+    ):
+        bad = run_in_process(monkeypatch, capsys, "train", mistake, f"project={project}")
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+        assert bad.stderr.startswith(f"error: {line}"), bad.stderr
+        assert not project.exists()  # no run folder, no config.yaml
+
+
 def test_train_on_a_voc_folder_with_letterbox_and_fine_tune_weights(tmp_path: Path):
     from onestage.data.synthesize import synthesize_dataset
     from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator

@@ -1,11 +1,14 @@
 """Training configuration: every knob in one typed place, recipes by name, YAML and overrides.
 
-Precedence, lowest first: field defaults < recipe < YAML file < command-line overrides.
+Precedence, lowest first: field defaults < recipe < YAML file < command-line overrides. Every
+value is checked against its knob's type and valid names or range as it is read, so a mistake
+is one line before a run writes anything. Importing this module loads no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,13 +17,62 @@ from typing import Any
 
 import yaml
 
+from onestage.engine.schedule import SCHEDULERS
 from onestage.errors import OnestageError, first_line
 from onestage.limits import read_text_within
 from onestage.parsing import MalformedText, parse_yaml
+from onestage.priors.anchor_configs import ANCHOR_CONFIGS
+from onestage.train_choices import (
+    AMP_MODES,
+    ANCHOR_LOSSES,
+    ASSIGNER_NAMES,
+    BOX_LOSSES,
+    BOX_TERMS,
+    CLASS_TERMS,
+    DEVICES,
+    OPTIMIZERS,
+    POINT_LOSS,
+)
 
 
-def _knob(default: Any, meaning: str) -> Any:
-    return field(default=default, metadata={"help": meaning})
+@dataclass(frozen=True)
+class Range:
+    """The numbers a knob takes: from `low` up to `high` (None: no bound), each end excluded
+    when open; never NaN or infinite."""
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if value < self.low or (self.low_open and value == self.low):
+            return False
+        if self.high is None:
+            return True
+        return value < self.high or (not self.high_open and value == self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return (
+            f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+            f"{')' if self.high_open else ']'}"
+        )
+
+
+POSITIVE = Range(0, low_open=True)
+AT_LEAST_0 = Range(0)
+AT_LEAST_1 = Range(1)
+PROBABILITY = Range(0, 1)
+DECAY = Range(0, 1, high_open=True)  # momenta and EMA decays
+Valid = Range | tuple[str, ...] | None  # a knob's valid values: a range, names, or anything
+
+
+def _knob(default: Any, meaning: str, valid: Valid = None) -> Any:
+    return field(default=default, metadata={"help": meaning, "valid": valid})
 
 
 @dataclass
@@ -29,63 +81,85 @@ class TrainConfig:
 
     # model and data
     model: str = _knob("seed", "architecture name from the model registry")
-    anchors: str = _knob("seed", "anchor config: seed | seed-intended")
+    anchors: str = _knob("seed", "anchor config: seed | seed-intended", tuple(ANCHOR_CONFIGS))
     weights: str | None = _knob(None, "initial weights (.safetensors) to fine-tune from")
-    bn_momentum: float | None = _knob(None, "BatchNorm running-average momentum; none = model's")
+    bn_momentum: float | None = _knob(
+        None, "BatchNorm running-average momentum; none = model's", PROBABILITY
+    )
     data: str | None = _knob(None, "dataset folder (yolo/voc/coco); none = synthetic animals")
-    imgsz: int = _knob(320, "model input side in pixels")
+    imgsz: int = _knob(320, "model input side in pixels", AT_LEAST_1)
     letterbox: bool = _knob(False, "keep aspect ratio with padding when resizing dataset images")
     strict_labels: bool = _knob(False, "refuse boxes slightly outside the image (default: clip)")
     synthetic_objects: str = _knob("4", "synthetic objects per image: N or MIN-MAX")
-    synthetic_seed: int = _knob(0, "seed of the synthetic training stream")
+    synthetic_seed: int = _knob(0, "seed of the synthetic training stream", AT_LEAST_0)
     synthetic_icons: str | None = _knob(None, "folder of RGBA PNG icons; none = OpenMoji")
     synthetic_backgrounds: str | None = _knob(None, "folder of photos; none = procedural")
     synthetic_mix: bool = _knob(
         False, "each image: the icon folder or OpenMoji, the photos or procedural (needs both)"
     )
-    train_images: int | None = _knob(None, "fixed synthetic training set size; none = fresh")
+    train_images: int | None = _knob(
+        None, "fixed synthetic training set size; none = fresh", AT_LEAST_1
+    )
     # schedule
-    epochs: int = _knob(100, "number of epochs")
-    steps: int | None = _knob(100, "optimiser steps per epoch; none = one pass over the data")
-    batch: int = _knob(32, "images per optimiser step, over all processes")
-    optimizer: str = _knob("adam", "adam | adamw | sgd")
-    lr: float = _knob(1e-4, "initial learning rate")
-    weight_decay: float = _knob(0.0, "weight decay")
-    momentum: float = _knob(0.9, "SGD momentum (adam: beta1)")
-    scheduler: str = _knob("step", "step | cosine | constant")
-    step_every: int = _knob(5, "step scheduler: epochs between decays")
-    step_gamma: float = _knob(0.8, "step scheduler: decay factor")
-    min_lr: float = _knob(3e-7, "learning-rate floor")
-    warmup_steps: int = _knob(0, "linear warm-up steps")
-    grad_clip: float | None = _knob(None, "clip gradient norm to this value")
+    epochs: int = _knob(100, "number of epochs", AT_LEAST_1)
+    steps: int | None = _knob(
+        100, "optimiser steps per epoch; none = one pass over the data", AT_LEAST_1
+    )
+    batch: int = _knob(32, "images per optimiser step, over all processes", AT_LEAST_1)
+    optimizer: str = _knob("adam", "adam | adamw | sgd", OPTIMIZERS)
+    lr: float = _knob(1e-4, "initial learning rate", POSITIVE)
+    weight_decay: float = _knob(0.0, "weight decay", AT_LEAST_0)
+    momentum: float = _knob(0.9, "SGD momentum (adam: beta1)", DECAY)
+    scheduler: str = _knob("step", "step | cosine | constant", SCHEDULERS)
+    step_every: int = _knob(5, "step scheduler: epochs between decays", AT_LEAST_1)
+    step_gamma: float = _knob(0.8, "step scheduler: decay factor", Range(0, 1, low_open=True))
+    min_lr: float = _knob(3e-7, "learning-rate floor", AT_LEAST_0)
+    warmup_steps: int = _knob(0, "linear warm-up steps", AT_LEAST_0)
+    grad_clip: float | None = _knob(
+        None, "clip gradient norm to this value; none or 0 = off", AT_LEAST_0
+    )
     # objective
     loss: str | None = _knob(
-        None, "seed | ssd | focal (anchor heads), quality (anchor-free); none = the head's own"
+        None,
+        "seed | ssd | focal (anchor heads), quality (anchor-free); none = the head's own",
+        (*ANCHOR_LOSSES, POINT_LOSS),
     )
     box_loss: str | None = _knob(
-        None, "ssd, focal: smooth_l1 | giou; quality: ciou | giou; none = the loss's own"
+        None,
+        "ssd, focal: smooth_l1 | giou; quality: ciou | giou; none = the loss's own",
+        tuple(dict.fromkeys((*BOX_LOSSES, *BOX_TERMS))),
     )
-    cls_loss: str | None = _knob(None, "quality loss: bce | vfl | qfl; none = bce")
+    cls_loss: str | None = _knob(None, "quality loss: bce | vfl | qfl; none = bce", CLASS_TERMS)
     assigner: str | None = _knob(
-        None, "maxiou (anchor heads) | atss | tal; none = the head's own (maxiou, tal)"
+        None,
+        "maxiou (anchor heads) | atss | tal; none = the head's own (maxiou, tal)",
+        ASSIGNER_NAMES,
     )
-    iou_threshold: float = _knob(0.4, "maxiou assigner: anchor matching IoU threshold")
-    hflip: float = _knob(0.0, "probability of a horizontal flip")
-    ema: float = _knob(0.0, "weight EMA decay (validated and saved instead); 0 = off")
-    ema_tau: float = _knob(100.0, "EMA warm-up: decay x (1 - exp(-updates / tau))")
+    iou_threshold: float = _knob(0.4, "maxiou assigner: anchor matching IoU threshold", PROBABILITY)
+    hflip: float = _knob(0.0, "probability of a horizontal flip", PROBABILITY)
+    ema: float = _knob(0.0, "weight EMA decay (validated and saved instead); 0 = off", DECAY)
+    ema_tau: float = _knob(100.0, "EMA warm-up: decay x (1 - exp(-updates / tau))", POSITIVE)
     # engine
-    device: str = _knob("auto", "auto | cpu | cuda")
+    device: str = _knob("auto", "auto | cpu | cuda", DEVICES)
     amp: str = _knob(
-        "auto", "mixed precision: auto (bf16 where native) | none | bf16 | fp16 (CUDA only)"
+        "auto",
+        "mixed precision: auto (bf16 where native) | none | bf16 | fp16 (CUDA only)",
+        AMP_MODES,
     )
     channels_last: bool = _knob(True, "channels_last memory format")
-    workers: int = _knob(0, "data-loader worker processes")
-    threads: int | None = _knob(None, "torch intra-op threads; none = torch's default")
-    seed: int = _knob(0, "seed for initial weights and data order")
-    val_every: int = _knob(1, "validate every this many epochs; 0 = never")
-    val_images: int = _knob(200, "synthetic validation images (fixed set of its own stream)")
+    workers: int = _knob(0, "data-loader worker processes", AT_LEAST_0)
+    threads: int | None = _knob(
+        None, "torch intra-op threads; none or 0 = torch's default", AT_LEAST_0
+    )
+    seed: int = _knob(0, "seed for initial weights and data order", AT_LEAST_0)
+    val_every: int = _knob(1, "validate every this many epochs; 0 = never", AT_LEAST_0)
+    val_images: int = _knob(
+        200, "synthetic validation images (fixed set of its own stream)", AT_LEAST_1
+    )
     val_split: str = _knob("val", "dataset split to validate on (dataset folders)")
-    patience: int = _knob(0, "stop after this many validations without improvement; 0 = never")
+    patience: int = _knob(
+        0, "stop after this many validations without improvement; 0 = never", AT_LEAST_0
+    )
     project: str = _knob("runs/train", "folder of run folders")
     name: str = _knob("exp", "run folder name (made unique unless resuming)")
     exist_ok: bool = _knob(False, "reuse the run folder if it exists")
@@ -94,27 +168,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# Named recipes: values applied on top of the defaults.
+# Named recipes: the values that differ from the defaults, applied on top of them.
 RECIPES: dict[str, dict[str, Any]] = {
-    # The seed system: Adam 1e-4, x0.8 every 5 epochs (floor 3e-7), batch 32, 100 x 100 steps,
-    # softmax CE over all anchors + MSE offsets, IoU-0.4 matching with the seed's anchors.
-    "seed": {
-        "anchors": "seed",
-        "epochs": 100,
-        "steps": 100,
-        "batch": 32,
-        "optimizer": "adam",
-        "lr": 1e-4,
-        "weight_decay": 0.0,
-        "scheduler": "step",
-        "step_every": 5,
-        "step_gamma": 0.8,
-        "min_lr": 3e-7,
-        "warmup_steps": 0,
-        "loss": "seed",
-        "iou_threshold": 0.4,
-        "hflip": 0.0,
-    },
+    # The seed system. The defaults are its schedule (Adam 1e-4, x0.8 every 5 epochs, floor 3e-7,
+    # batch 32, 100 x 100 steps, IoU-0.4 matching with the seed's anchors, no flips); the recipe
+    # names its loss, softmax CE over all anchors + MSE offsets, whatever the model's head.
+    "seed": {"loss": "seed"},
     # The best built-in recipe for the seed architecture on CPU: the per-level anchor sizes the
     # seed meant to use, IoU-0.5 matching plus the forced best anchor, SSD hard negatives (3:1)
     # with smooth-L1, AdamW with warm-up and cosine decay, flips (bf16 and channels_last: defaults).
@@ -126,7 +185,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         "optimizer": "adamw",
         "lr": 2e-3,
         "weight_decay": 0.05,
-        "momentum": 0.9,
         "scheduler": "cosine",
         "warmup_steps": 50,
         "min_lr": 1e-5,
@@ -153,8 +211,11 @@ def architecture_recipe(model: str) -> str:
     return model if model in RECIPES and model != "seed" else "fast"
 
 
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
 def config_keys() -> list[str]:
-    return [f.name for f in dataclasses.fields(TrainConfig)]
+    return list(_FIELDS)
 
 
 def make_config(
@@ -214,7 +275,30 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def coerce_value(key: str, value: Any) -> Any:
-    """Check a value against the field's type (ints accepted for floats, None where optional)."""
+    """Check a value against the field's type (ints accepted for floats, None where optional)
+    and against its valid names or range; the value, as the field's type."""
+    typed = _typed(key, value)
+    _check_valid(key, typed)
+    return typed
+
+
+def _check_valid(key: str, value: Any) -> None:
+    """Refuse a value outside the knob's valid names or range (None passed the type check)."""
+    valid: Valid = _FIELDS[key].metadata["valid"]
+    if value is None or valid is None or value in valid:
+        return
+    null = " or null" if type(None) in _field_types()[key] else ""
+    if isinstance(valid, Range):
+        raise OnestageError(
+            f"config key {key!r}: {_shortened(value)} is out of range; valid: {valid}{null}"
+        )
+    raise OnestageError(
+        f"config key {key!r}: unknown value {_shortened(value)}; valid: {', '.join(valid)}{null}"
+    )
+
+
+def _typed(key: str, value: Any) -> Any:
+    """The value as the field's type (ints accepted for floats, None where optional)."""
     kinds = _field_types()[key]
     if value is None:
         if type(None) in kinds:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from onestage.errors import OnestageError
+from onestage.train_choices import AMP_MODES, DEVICES
 
 
 def resolve_device(name: str) -> torch.device:
@@ -20,8 +21,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise OnestageError("--device cuda: no CUDA device is available here")
-    if name not in ("cpu", "cuda"):
-        raise OnestageError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    if name not in DEVICES:
+        raise OnestageError(f"unknown device {name!r}; valid: {', '.join(DEVICES)}")
     return torch.device(name)
 
 
@@ -40,8 +41,8 @@ def training_precision(amp: str, device: torch.device, batch: int) -> tuple[str,
     AVX-512-bf16 alone from `BF16_WITHOUT_AMX_MIN_BATCH` images per process; fp32 otherwise.
     bf16 on a CPU without native bf16 would be emulated, slower than fp32: it falls back to
     fp32, and only then is there a line."""
-    if amp not in ("auto", "none", "bf16", "fp16"):
-        raise OnestageError(f"unknown amp {amp!r}; valid: auto, none, bf16, fp16")
+    if amp not in AMP_MODES:
+        raise OnestageError(f"unknown amp {amp!r}; valid: {', '.join(AMP_MODES)}")
     if amp == "fp16" and device.type != "cuda":
         raise OnestageError("--amp fp16 needs CUDA; use bf16 on CPU")
     if device.type == "cuda":

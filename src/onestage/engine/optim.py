@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import torch
 
 from onestage.errors import OnestageError
+from onestage.train_choices import OPTIMIZERS
 
 
 def build_optimizer(
@@ -38,4 +39,4 @@ def build_optimizer(
             nesterov=True,
             foreach=True,
         )
-    raise OnestageError(f"unknown optimizer {name!r}; valid: adam, adamw, sgd")
+    raise OnestageError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")

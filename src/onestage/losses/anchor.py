@@ -29,8 +29,7 @@ from onestage.boxes import elementwise_generalized_box_iou
 from onestage.errors import OnestageError
 from onestage.priors.offsets import DEFAULT_VARIANCES, decode_offsets
 from onestage.registry import Registry
-
-BOX_LOSSES = ("smooth_l1", "giou")
+from onestage.train_choices import BOX_LOSSES
 
 
 class DetectionLoss(Protocol):

@@ -29,9 +29,8 @@ from onestage.losses.anchor import LOSSES, DetectionLoss, build_loss, loss_names
 from onestage.losses.quality import POINT_LOSSES, QualityLoss
 from onestage.priors.codings import BoxCoding, PointCoding
 from onestage.priors.offsets import encode_offsets
+from onestage.train_choices import ASSIGNER_NAMES, POINT_LOSS
 
-ASSIGNER_NAMES = ("maxiou", "atss", "tal")
-POINT_LOSS = "quality"  # the one entry of losses.quality.POINT_LOSSES
 # The TAL settings of YOLOv8's detection loss (the assigner's own defaults are TOOD's).
 HEAD_TAL = {"topk": 10, "alpha": 0.5, "beta": 6.0}
 

@@ -37,15 +37,13 @@ from onestage.losses.terms import (
 )
 from onestage.priors.codings import PointCoding
 from onestage.registry import Registry
-
-CLASS_TERMS = ("bce", "vfl", "qfl")
-BOX_TERMS = ("ciou", "giou")
+from onestage.train_choices import BOX_TERMS, CLASS_TERMS, POINT_LOSS
 
 # The losses of anchor-free heads, by name (their call differs from `losses.LOSSES`').
 POINT_LOSSES: Registry[type] = Registry("anchor-free loss")
 
 
-@POINT_LOSSES.register("quality")
+@POINT_LOSSES.register(POINT_LOSS)
 @dataclass(frozen=True)
 class QualityLoss:
     """See the module docstring; `cls_loss` in CLASS_TERMS, `box_loss` in BOX_TERMS."""

@@ -79,3 +79,76 @@ def test_the_old_circle_is_detected_by_the_graph():
     assert "onestage.engine.predictor" in graph["onestage.engine.trainer"]
     assert "onestage.engine.trainer" not in graph["onestage.engine.predictor"]
     assert "onestage.engine.device" in graph["onestage.engine.predictor"]
+
+
+def imports_of_modules(prefixes: tuple[str, ...]) -> dict[str, set[str]]:
+    """For each module in or under one of `prefixes`, the onestage modules it imports."""
+    return {
+        name: targets
+        for name, targets in import_graph().items()
+        if any(name == prefix or name.startswith(f"{prefix}.") for prefix in prefixes)
+    }
+
+
+def offending_imports(
+    importers: tuple[str, ...], forbidden: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """The modules under `importers` that import a module under `forbidden`, with those imports."""
+    found = {
+        name: sorted(t for t in targets if any(t == f or t.startswith(f"{f}.") for f in forbidden))
+        for name, targets in imports_of_modules(importers).items()
+    }
+    return {name: targets for name, targets in found.items() if targets}
+
+
+MAX_LINES = 500
+
+
+def test_no_source_file_is_over_500_lines():
+    """engine/trainer.py grew to 587 lines (its Trainer class alone ~466) before it was split
+    into trainer, train_process, training_data, step_loop, validation and run_checkpoint."""
+    lengths = {
+        str(path.relative_to(PACKAGE)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    offenders = {path: lines for path, lines in sorted(lengths.items()) if lines > MAX_LINES}
+    assert not offenders, f"over {MAX_LINES} lines: {offenders}"
+
+
+def test_losses_optimiser_and_schedule_never_import_the_config():
+    """The criterion (criterion_for lived in losses/criterion.py), the optimiser and the
+    learning-rate schedule once took a TrainConfig; they take plain values now, and
+    engine/train_settings.py is the one place a TrainConfig is translated into them."""
+    importers = ("onestage.losses", "onestage.engine.optim", "onestage.engine.schedule")
+    assert offending_imports(importers, ("onestage.config",)) == {}
+
+
+def test_priors_never_import_assigners_or_losses():
+    """The box codings (box_coding.py) once imported the assigners, for the Priors type, and
+    the loss terms, for the ltrb distances; Priors and the distances live in onestage.priors."""
+    forbidden = ("onestage.assign", "onestage.losses")
+    assert offending_imports(("onestage.priors",), forbidden) == {}
+
+
+def test_data_never_imports_the_assigners():
+    """data/dataset.py once took the padding and ignored class ids from onestage.assign; they
+    live in onestage.data.records, which the assigners import."""
+    assert offending_imports(("onestage.data",), ("onestage.assign",)) == {}
+
+
+def test_export_reaches_models_only_through_its_package_api():
+    """export/onnx_graph.py imported onestage.models.fuse and export/graph_check.py
+    onestage.models.heads; export takes fused_for_inference, BOX_CODINGS and output_values
+    from onestage.models, so the models package can rearrange its modules."""
+    internals = {
+        name: sorted(t for t in targets if t.startswith("onestage.models."))
+        for name, targets in imports_of_modules(("onestage.export",)).items()
+    }
+    assert {name: targets for name, targets in internals.items() if targets} == {}
+
+
+def test_prediction_and_serving_never_import_the_metrics():
+    """The predictor's result type (ImageDetections) once lived in onestage.metrics, so the
+    predictor and the server imported the metrics; it lives in onestage.detections."""
+    importers = ("onestage.engine.predictor", "onestage.engine.predict_folder", "onestage.serve")
+    assert offending_imports(importers, ("onestage.metrics",)) == {}

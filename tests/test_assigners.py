@@ -11,7 +11,6 @@ import torch
 
 from onestage.assign import (
     ATSSAssigner,
-    Priors,
     PriorTargets,
     TaskAlignedAssigner,
     assigner_names,
@@ -20,6 +19,7 @@ from onestage.assign import (
 from onestage.assign.common import with_a_slot
 from onestage.boxes import box_iou
 from onestage.errors import OnestageError
+from onestage.priors import Priors
 from onestage.priors.anchors import AnchorLevel, cell_anchors
 
 

@@ -16,7 +16,8 @@ from onestage.cli.train_commands import training_summary
 from onestage.config import make_config
 from onestage.engine.progress import InterruptAfterEpoch
 from onestage.engine.run_folder import resume_config
-from onestage.engine.trainer import Trainer, TrainingDiverged, train
+from onestage.engine.step_loop import TrainingDiverged
+from onestage.engine.trainer import Trainer, train
 from onestage.errors import OnestageError
 from onestage.models import build_model
 

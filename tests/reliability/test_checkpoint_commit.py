@@ -13,7 +13,7 @@ from reliability_helpers import TINY_SPEC, TINY_TRAIN
 from cli_helpers import run_in_process
 from onestage.checkpoint import load_weights, weights_epoch
 from onestage.config import make_config
-from onestage.engine import trainer as trainer_module
+from onestage.engine import run_checkpoint
 from onestage.engine.run_folder import read_results, resume_config
 from onestage.engine.trainer import train
 
@@ -41,7 +41,7 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def kill_at_commit(monkeypatch: pytest.MonkeyPatch, epoch: int, after: bool) -> None:
     """Stop training just before (or just after) the training state of `epoch` is written."""
-    save_training_state = trainer_module.save_training_state
+    save_training_state = run_checkpoint.save_training_state
 
     def save_then_stop(path, optimizer, counters, *args, **kwargs) -> None:
         if counters["epoch"] == epoch and not after:
@@ -50,7 +50,7 @@ def kill_at_commit(monkeypatch: pytest.MonkeyPatch, epoch: int, after: bool) -> 
         if counters["epoch"] == epoch:
             raise Killed
 
-    monkeypatch.setattr(trainer_module, "save_training_state", save_then_stop)
+    monkeypatch.setattr(run_checkpoint, "save_training_state", save_then_stop)
 
 
 def resume(run_dir: Path) -> None:

@@ -38,7 +38,6 @@ import torch
 from torch import Tensor
 
 from onestage.assign.common import (
-    Priors,
     PriorTargets,
     centres_inside,
     gt_slots,
@@ -48,6 +47,7 @@ from onestage.assign.common import (
 )
 from onestage.boxes import batched_box_iou, xyxy_to_cxcywh
 from onestage.errors import OnestageError
+from onestage.priors import Priors
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The contract every assigner shares, and the steps ATSS and TAL have in common.
 
-Inputs are a `Priors` and ground truth in the batch layout of `onestage.assign.maxiou`: gt_boxes
-(B, M, 4) normalised xyxy and gt_class_ids (B, M) int64 with -1 for padding and -2 for ignored
-objects. The output is a `PriorTargets`.
+Inputs are a `onestage.priors.Priors` and ground truth in the batch layout of
+`onestage.assign.maxiou`: gt_boxes (B, M, 4) normalised xyxy and gt_class_ids (B, M) int64 with
+-1 for padding and -2 for ignored objects. The output is a `PriorTargets`.
 """
 
 from __future__ import annotations
@@ -19,30 +19,6 @@ from onestage.data.records import IGNORED_CLASS_ID, PAD_CLASS_ID
 # IoU given to the (prior, box) pairs that are not positive before taking the highest IoU per
 # prior: below every real IoU (>= 0), so such a pair never wins.
 _NOT_POSITIVE = -1.0
-
-
-@dataclass(frozen=True)
-class Priors:
-    """The priors (anchors, or cells for anchor-free heads) of a head, in its output order.
-
-    boxes: (A, 4) normalised xyxy; an anchor-free head passes each cell's box (centre +- half
-    its stride). level_sizes: the number of priors of each pyramid level, in prior order
-    (largest map first); they sum to A. Only ATSS reads the levels.
-    """
-
-    boxes: Tensor
-    level_sizes: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if (
-            not self.level_sizes
-            or min(self.level_sizes) < 1
-            or sum(self.level_sizes) != self.boxes.shape[0]
-        ):
-            raise ValueError(
-                f"level sizes {self.level_sizes} must be positive and sum to the "
-                f"{self.boxes.shape[0]} priors"
-            )
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,6 @@ import torch
 from torch import Tensor
 
 from onestage.assign.common import (
-    Priors,
     PriorTargets,
     centres_inside,
     gt_slots,
@@ -49,6 +48,7 @@ from onestage.assign.common import (
 )
 from onestage.boxes import batched_box_iou
 from onestage.errors import OnestageError
+from onestage.priors import Priors
 
 # Alignment metric given to non-candidates before ranking: below every real metric (>= 0).
 _NOT_CANDIDATE = -1.0

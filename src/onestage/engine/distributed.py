@@ -75,3 +75,14 @@ def broadcast_flag(flag: bool, context: DistContext) -> bool:
     value = torch.tensor([int(flag)], device=device)
     dist.broadcast(value, src=0)
     return bool(value.item())
+
+
+def wrap_model(
+    model: torch.nn.Module, device: torch.device, context: DistContext
+) -> torch.nn.Module:
+    """`model` in DistributedDataParallel when the job has several processes, else `model`."""
+    if not context.enabled:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )

@@ -1,4 +1,5 @@
-"""A training run's folder: finding it from a path, its saved config, its results.csv."""
+"""A training run's folder: creating it, finding it from a path, its saved config, its
+results.csv."""
 
 from __future__ import annotations
 
@@ -8,9 +9,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from onestage.config import TrainConfig, load_yaml, make_config
+import yaml
+
+from onestage.config import TrainConfig, load_yaml, make_config, save_config
 from onestage.errors import OnestageError
-from onestage.fileio import atomic_write_text
+from onestage.fileio import atomic_write_text, remove_temp_files, unique_run_dir
+
+
+def new_run_dir(config: TrainConfig, spec: dict[str, Any] | None) -> Path:
+    """Create a new run's folder (RUN/weights) under the config's project and name, with its
+    config.yaml and, for a model built from a spec (`spec`, as a dict), model.yaml."""
+    run_dir = unique_run_dir(config.project, config.name, config.exist_ok)
+    remove_run_temp_files(run_dir)  # an exist_ok folder may be a killed run's
+    (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    if spec is not None:
+        atomic_write_text(run_dir / "model.yaml", yaml.safe_dump(spec, sort_keys=False))
+    return run_dir
+
+
+def remove_run_temp_files(run_dir: Path) -> None:
+    """Delete the temporary files a process killed mid-write left in a run folder."""
+    for folder in (run_dir, run_dir / "weights", run_dir / "val"):
+        remove_temp_files(folder)
 
 
 def run_dir_of(path: Path) -> Path:

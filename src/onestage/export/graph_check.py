@@ -10,7 +10,7 @@ mismatch in one line naming the file and the field:
 - the levels ("coding.feature_sizes"): largest first, the order the head lays out its output
   (the layout records no strides, so a level's size is not checked against one);
 - the output (batch, A, values): A == the priors the levels give, h * w per level times
-  "coding.anchors_per_cell" (anchors) or once (points); values == `heads.output_values` of the
+  "coding.anchors_per_cell" (anchors) or once (points); values == `models.output_values` of the
   box coding, "coding.reg_max" (points) and the number of "class_names".
 
 A dynamic dimension (the batch, or one the runtime cannot know before it runs) is accepted.
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from onestage.errors import OnestageError
-from onestage.models.heads import BOX_CODINGS, output_values
+from onestage.models import BOX_CODINGS, output_values
 from onestage.runtime import Shape
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from onestage.errors import OnestageError, first_line
-from onestage.models.fuse import fused_for_inference
+from onestage.models import fused_for_inference
 from onestage.parsing import MalformedText, parse_json
 
 ONNX_OPSET = 17

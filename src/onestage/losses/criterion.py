@@ -22,11 +22,12 @@ from typing import Any
 
 from torch import Tensor
 
-from onestage.assign import Assigner, Priors, build_assigner
+from onestage.assign import Assigner, build_assigner
 from onestage.assign.maxiou import build_targets
 from onestage.errors import OnestageError
 from onestage.losses.anchor import LOSSES, DetectionLoss, build_loss, loss_names
 from onestage.losses.quality import POINT_LOSSES, QualityLoss
+from onestage.priors import Priors
 from onestage.priors.codings import BoxCoding, PointCoding
 from onestage.priors.offsets import encode_offsets
 from onestage.train_choices import ASSIGNER_NAMES, POINT_LOSS

@@ -10,6 +10,8 @@ follow the same order.
 from __future__ import annotations
 
 from onestage.models.blocks import BLOCKS, register_block
+from onestage.models.fuse import fused_for_inference
+from onestage.models.heads import BOX_CODINGS, output_values
 from onestage.models.plugins import Plugin, load_plugins
 from onestage.models.registry import (
     MODELS,
@@ -26,6 +28,7 @@ from onestage.models.spec_model import SpecModel, build_spec_model
 
 __all__ = [
     "BLOCKS",
+    "BOX_CODINGS",
     "MODELS",
     "Layer",
     "Plugin",
@@ -35,11 +38,13 @@ __all__ = [
     "build_built_in",
     "build_model",
     "build_spec_model",
+    "fused_for_inference",
     "is_spec_file",
     "load_plugins",
     "load_spec",
     "model_class",
     "model_names",
+    "output_values",
     "parse_spec",
     "register_block",
     "register_model",

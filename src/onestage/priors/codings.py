@@ -16,7 +16,7 @@ that into a coding, the one object the trainer (priors, targets), the predictor 
 
 Boxes are normalised xyxy throughout. `split` cuts an output into its box part and its logits,
 `decode` gives boxes from the box part, `class_scores` the per-class probabilities (B, A,
-num_classes) and `priors` the `assign.Priors` the assigners take.
+num_classes) and `priors` the `Priors` the assigners take.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from onestage.assign.common import Priors
 from onestage.boxes import xyxy_to_cxcywh
 from onestage.errors import OnestageError
+from onestage.priors import Priors
 from onestage.priors.anchors import anchor_counts_per_level, generate_anchors
 from onestage.priors.distances import (
     boxes_to_distances,

@@ -1,0 +1,105 @@
+"""What a training run learns from and is validated on: the training set (a dataset folder's
+train split, or synthetic images), the loader that feeds it, and the validation set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from onestage.config import TrainConfig
+from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections
+from onestage.data.records import DetectionDataset
+from onestage.data.synthetic import SyntheticConfig, parse_count_range
+from onestage.engine.evaluator import EvalSet, dataset_eval_set, synthetic_eval_set
+from onestage.engine.sampler import EpochSampler
+from onestage.engine.train_process import TrainProcess
+from onestage.errors import OnestageError
+
+TrainSet = SyntheticDataset | RecordDataset
+
+
+def training_set(
+    config: TrainConfig,
+) -> tuple[TrainSet, tuple[str, ...], DetectionDataset | None]:
+    """The images to train on, their class names, and the dataset folder they come from (None
+    for synthetic images)."""
+    if config.data is None:
+        fresh = config.train_images is None
+        length = (config.steps or 1) * config.batch if fresh else config.train_images
+        dataset = SyntheticDataset(synthetic_config(config), length=length, fresh=fresh)
+        return dataset, dataset.class_names, None
+    from onestage.data.formats import read_dataset
+
+    folder, _ = read_dataset(Path(config.data), strict=config.strict_labels)
+    if "train" not in folder.splits:
+        raise OnestageError(f"{config.data}: no 'train' split; found {', '.join(folder.splits)}")
+    records = folder.splits["train"]
+    return RecordDataset(records, config.imgsz, config.letterbox), folder.class_names, folder
+
+
+def synthetic_config(config: TrainConfig) -> SyntheticConfig:
+    """The synthetic images the config asks for (size, objects per image, icons, backgrounds)."""
+    return SyntheticConfig(
+        width=config.imgsz,
+        height=config.imgsz,
+        objects=parse_count_range(config.synthetic_objects),
+        seed=config.synthetic_seed,
+        icons=Path(config.synthetic_icons) if config.synthetic_icons else None,
+        backgrounds=Path(config.synthetic_backgrounds) if config.synthetic_backgrounds else None,
+        mix=config.synthetic_mix,
+    )
+
+
+def validation_set(
+    config: TrainConfig, class_names: tuple[str, ...], dataset: DetectionDataset | None
+) -> EvalSet | None:
+    """The validation images: synthetic ones of the training set's kind, or the dataset
+    folder's `val_split`; None when validation is off or the folder has no such split."""
+    if not config.val_every:
+        return None
+    if config.data is None:
+        synthetic = synthetic_config(config)
+        return synthetic_eval_set(
+            class_names,
+            config.val_images,
+            size=config.imgsz,
+            objects=synthetic.objects,
+            seed=synthetic.seed,
+            icons=synthetic.icons,
+            backgrounds=synthetic.backgrounds,
+            mix=synthetic.mix,
+            stream_name="val",
+        )
+    if config.val_split not in dataset.splits:
+        return None
+    return dataset_eval_set(Path(config.data), class_names, config.val_split, dataset=dataset)
+
+
+def epoch_loader(
+    config: TrainConfig,
+    train_set: TrainSet,
+    steps_per_epoch: int,
+    process: TrainProcess,
+) -> tuple[EpochSampler, DataLoader]:
+    """The sampler of this process's share of each epoch's `steps_per_epoch` batches (in
+    order for fresh synthetic images, which read the epoch's stream from their indices;
+    shuffled for a fixed set) and the loader that collates them."""
+    sampler = EpochSampler(
+        len(train_set),
+        steps_per_epoch * config.batch,
+        shuffle=not (isinstance(train_set, SyntheticDataset) and train_set.fresh),
+        seed=config.seed,
+        context=process.context,
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=process.per_rank_batch,
+        sampler=sampler,
+        num_workers=config.workers,
+        collate_fn=collate_detections,
+        drop_last=True,
+        persistent_workers=config.workers > 0,  # their icon caches live on
+        pin_memory=process.device.type == "cuda",
+    )
+    return sampler, loader

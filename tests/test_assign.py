@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onestage.assign.maxiou import build_targets, match_anchors
+from onestage.assign import MaxIoUAssigner, Priors, PriorTargets
+from onestage.assign.maxiou import match_anchors
 from onestage.boxes import box_iou
 from onestage.priors.anchors import AnchorLevel, cell_anchors
 from onestage.priors.offsets import encode_offsets
@@ -21,6 +22,13 @@ def match_one(anchors: torch.Tensor, boxes: torch.Tensor, **kwargs: object) -> l
     """match_anchors for a single image whose slots are all valid."""
     valid = torch.ones(1, boxes.shape[0], dtype=torch.bool)
     return match_anchors(anchors, boxes[None], valid, **kwargs)[0].tolist()
+
+
+def assign(
+    anchors: torch.Tensor, boxes: torch.Tensor, class_ids: torch.Tensor, num_classes: int
+) -> PriorTargets:
+    """MaxIoUAssigner (threshold 0.4, forced step) with every anchor on one level."""
+    return MaxIoUAssigner()(Priors(anchors, (anchors.shape[0],)), boxes, class_ids, num_classes)
 
 
 def reference_match(anchors: torch.Tensor, boxes: torch.Tensor, threshold: float) -> list[int]:
@@ -100,12 +108,26 @@ def test_padding_never_matches_and_empty_images_are_background() -> None:
 def test_no_ground_truth_slots_at_all() -> None:
     matched = match_anchors(ANCHORS_X3, torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.bool))
     assert matched.tolist() == [[-1] * 3] * 2
-    targets = build_targets(ANCHORS_X3, torch.zeros(2, 0, 4), torch.zeros(2, 0).long(), 15)
+    targets = assign(ANCHORS_X3, torch.zeros(2, 0, 4), torch.zeros(2, 0).long(), 15)
     assert targets.class_targets.tolist() == [[15] * 3] * 2
     assert targets.matched_gt.tolist() == [[-1] * 3] * 2
     for mask in (targets.positive, targets.ignored):
         assert mask.dtype == torch.bool and mask.tolist() == [[False] * 3] * 2
     assert targets.box_targets.shape == (2, 3, 4) and not targets.box_targets.any()
+
+
+def test_the_assigner_runs_the_rule_with_its_threshold_and_forced_step() -> None:
+    box, class_0 = strips((0, 10))[None], torch.tensor([[0]])
+    anchors = strips((0, 10), (0, 8), (1, 9), (0, 5), (20, 30))  # IoUs 1, 0.8, 0.8, 0.5, 0
+    priors = Priors(anchors, (5,))
+    assert MaxIoUAssigner()(priors, box, class_0, 1).matched_gt.tolist() == [[0, 0, 0, 0, -1]]
+    strict = MaxIoUAssigner(iou_threshold=0.9)(priors, box, class_0, 1)
+    assert strict.matched_gt.tolist() == [[0, -1, -1, -1, -1]]
+    wide = strips((0, 20))[None]  # IoU 0.2 with anchors 0 and 1: forced onto anchor 0 only
+    priors = Priors(ANCHORS_X3, (3,))
+    assert MaxIoUAssigner()(priors, wide, class_0, 1).matched_gt.tolist() == [[0, -1, -1]]
+    threshold_only = MaxIoUAssigner(force_best=False)(priors, wide, class_0, 1)
+    assert threshold_only.matched_gt.tolist() == [[-1, -1, -1]]
 
 
 def test_a_box_that_overlaps_no_anchor_is_not_forced() -> None:
@@ -123,7 +145,7 @@ def test_matching_runs_on_the_anchors_device() -> None:
     class_ids = torch.tensor([[0, 1]], device="meta")
     matched = match_anchors(anchors, boxes, class_ids >= 0)
     assert matched.device.type == "meta" and matched.dtype == torch.int64
-    targets = build_targets(anchors, boxes, class_ids, num_classes=2)
+    targets = assign(anchors, boxes, class_ids, num_classes=2)
     assert targets.matched_gt.device.type == "meta" and targets.positive.device.type == "meta"
 
 
@@ -156,15 +178,18 @@ def test_bfloat16_boxes_are_matched_in_float32() -> None:
         assert matched.tolist() == [[1]], dtype
 
 
-def test_targets_use_the_given_variances() -> None:
+def test_targets_are_the_matched_box_whose_offsets_use_the_given_variances() -> None:
     # box [0, 6] takes anchor [0, 4] (IoU 4 / 6). Centres 3 and 2, widths 6 and 4, heights 1:
     # with variances (1, 1) the offsets are (3 - 2) / 4 = 0.25, 0, log(6 / 4 + 1e-6),
     # log(1 + 1e-6); the default (0.1, 0.2) would give x10 and x5 of these.
     boxes = strips((0, 6))[None]
-    targets = build_targets(ANCHORS_X3, boxes, torch.tensor([[0]]), 1, variances=(1.0, 1.0))
+    targets = assign(ANCHORS_X3, boxes, torch.tensor([[0]]), 1)
     assert targets.positive.tolist() == [[True, False, False]]
+    assert torch.equal(targets.box_targets[0, 0], boxes[0, 0])
+    assert targets.target_scores.tolist() == [[[1.0], [0.0], [0.0]]]
+    offsets = encode_offsets(targets.box_targets[0, 0], ANCHORS_X3[0], (1.0, 1.0))
     expected = torch.tensor([0.25, 0.0, math.log(1.5 + 1e-6), math.log(1 + 1e-6)])
-    torch.testing.assert_close(targets.box_targets[0, 0], expected)
+    torch.testing.assert_close(offsets, expected)
 
 
 ANCHORS = cell_anchors(AnchorLevel(sizes=(0.3, 0.5), ratios=(1.0, 2.0)), 4, 4)  # (48, 4)
@@ -202,14 +227,16 @@ def test_batched_matching_equals_the_per_image_seed_rule(
 @given(batches())
 def test_targets_follow_the_matches(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
     boxes, class_ids = batch
-    targets = build_targets(ANCHORS, boxes, class_ids, num_classes=3)
+    targets = assign(ANCHORS, boxes, class_ids, num_classes=3)
     assert targets.matched_gt.tolist() == match_anchors(ANCHORS, boxes, class_ids >= 0).tolist()
     assert targets.positive.tolist() == (targets.matched_gt >= 0).tolist()
     for image, anchor in targets.positive.nonzero().tolist():
         slot = int(targets.matched_gt[image, anchor])
         assert targets.class_targets[image, anchor] == class_ids[image, slot] >= 0
+        assert torch.equal(targets.box_targets[image, anchor], boxes[image, slot])
         expected = encode_offsets(boxes[image, slot], ANCHORS[anchor])
-        torch.testing.assert_close(targets.box_targets[image, anchor], expected)
+        offsets = encode_offsets(targets.box_targets[image, anchor], ANCHORS[anchor])
+        torch.testing.assert_close(offsets, expected)
     background = ~targets.positive
     assert (targets.class_targets[background] == 3).all()
     assert not targets.box_targets[background].any()
@@ -218,10 +245,10 @@ def test_targets_follow_the_matches(batch: tuple[torch.Tensor, torch.Tensor]) ->
 def test_targets_with_the_seeds_background_index() -> None:
     boxes = torch.stack((strips((0, 6), (0, 5)), torch.zeros(2, 4)))  # image 1: no objects
     class_ids = torch.tensor([[7, 2], [-1, -1]])
-    targets = build_targets(ANCHORS_X3, boxes, class_ids, num_classes=15)
+    targets = assign(ANCHORS_X3, boxes, class_ids, num_classes=15)
     assert targets.class_targets.tolist() == [[2, 7, 15], [15, 15, 15]]
     assert targets.box_targets.dtype == torch.float32
-    half = build_targets(ANCHORS_X3.bfloat16(), boxes, class_ids, num_classes=15)
+    half = assign(ANCHORS_X3.bfloat16(), boxes, class_ids, num_classes=15)
     assert half.box_targets.dtype == torch.bfloat16
     assert half.class_targets.tolist() == targets.class_targets.tolist()
 
@@ -231,7 +258,7 @@ def test_anchors_matched_to_an_ignored_object_are_neither_positive_nor_negative(
     # a3 nothing. The ignored box is never forced, so a1 (IoU 0.45 with it) is not taken.
     anchors = strips((0.0, 0.2), (0.02, 0.2), (0.6, 0.8), (0.9, 1.0))
     boxes = strips((0.0, 0.2), (0.6, 0.8))[None]  # (1, 2, 4)
-    targets = build_targets(anchors, boxes, torch.tensor([[-2, 1]]), num_classes=3)
+    targets = assign(anchors, boxes, torch.tensor([[-2, 1]]), num_classes=3)
     assert targets.positive.tolist() == [[False, False, True, False]]
     assert targets.ignored.tolist() == [[True, True, False, False]]
     assert targets.class_targets.tolist() == [[3, 3, 1, 3]]
@@ -241,16 +268,16 @@ def test_anchors_matched_to_an_ignored_object_are_neither_positive_nor_negative(
 def test_an_ignored_object_is_matched_by_threshold_only_and_never_forced():
     anchors = strips((0.0, 0.3), (0.5, 0.7))
     boxes = strips((0.0, 0.1))[None]  # IoU 1/3 with a0: below the threshold
-    ignored = build_targets(anchors, boxes, torch.tensor([[-2]]), num_classes=3)
+    ignored = assign(anchors, boxes, torch.tensor([[-2]]), num_classes=3)
     assert not ignored.positive.any() and not ignored.ignored.any()  # plain background
-    real = build_targets(anchors, boxes, torch.tensor([[0]]), num_classes=3)
+    real = assign(anchors, boxes, torch.tensor([[0]]), num_classes=3)
     assert real.positive.tolist() == [[True, False]]  # the real box is forced onto a0
 
 
 def test_a_real_object_wins_its_forced_anchor_over_an_ignored_one():
     anchors = strips((0.0, 0.2), (0.5, 0.7))
     boxes = strips((0.0, 0.2), (0.0, 0.18))[None]  # ignored (IoU 1), real (IoU 0.9)
-    targets = build_targets(anchors, boxes, torch.tensor([[-2, 0]]), num_classes=3)
+    targets = assign(anchors, boxes, torch.tensor([[-2, 0]]), num_classes=3)
     assert targets.positive.tolist() == [[True, False]]
     assert targets.ignored.tolist() == [[False, False]]
     assert targets.matched_gt.tolist() == [[1, -1]]

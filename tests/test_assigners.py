@@ -1,16 +1,20 @@
-"""ATSS and TAL assigners: hand-worked answers on strips, and batches against per-image loops."""
+"""ATSS and TAL assigners: hand-worked answers on strips, and batches against per-image loops;
+the contract and registry of every assigner (the max-IoU rule's own tests: test_assign.py)."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from collections.abc import Callable
+from dataclasses import fields
 
 import pytest
 import torch
 
 from onestage.assign import (
+    ASSIGNERS,
     ATSSAssigner,
+    MaxIoUAssigner,
     PriorTargets,
     TaskAlignedAssigner,
     assigner_names,
@@ -569,7 +573,7 @@ def test_tal_batch_equals_per_image_loops(seed: int) -> None:
 # ------------------------------------------------------------------------- contract and registry
 
 
-@pytest.mark.parametrize("name", ["atss", "tal"])
+@pytest.mark.parametrize("name", ["atss", "maxiou", "tal"])
 def test_a_batch_without_objects_is_all_background(name: str) -> None:
     priors = one_level((0, 2), (2, 4))
     targets = build_assigner(name)(
@@ -587,10 +591,12 @@ def test_a_batch_without_objects_is_all_background(name: str) -> None:
 
 
 def test_registry_names_builds_and_rejects() -> None:
-    assert assigner_names() == ["atss", "tal"]
+    assert assigner_names() == ["atss", "maxiou", "tal"]
     assert build_assigner("atss", topk=4) == ATSSAssigner(topk=4)
+    assert build_assigner("maxiou", iou_threshold=0.5) == MaxIoUAssigner(iou_threshold=0.5)
     assert build_assigner("tal", alpha=0.5) == TaskAlignedAssigner(alpha=0.5)
-    with pytest.raises(OnestageError, match="unknown assigner 'simota'; valid names: atss, tal"):
+    match = "unknown assigner 'simota'; valid names: atss, maxiou, tal"
+    with pytest.raises(OnestageError, match=match):
         build_assigner("simota")
     with pytest.raises(OnestageError, match=r"unknown option\(s\) radius .*valid options: topk$"):
         build_assigner("atss", radius=2.5)
@@ -602,7 +608,7 @@ def test_registry_names_builds_and_rejects() -> None:
         TaskAlignedAssigner()(one_level((0, 1)), strips((0, 1))[None], torch.tensor([[0]]), 1)
 
 
-@pytest.mark.parametrize("name", ["atss", "tal"])
+@pytest.mark.parametrize("name", ["atss", "maxiou", "tal"])
 def test_assigners_run_on_the_priors_device(name: str) -> None:
     # the meta device (shapes only) stands in for a GPU: a tensor made on the CPU would not mix
     priors = Priors(strips((0, 2), (2, 4)).to("meta"), (2,))
@@ -615,6 +621,44 @@ def test_assigners_run_on_the_priors_device(name: str) -> None:
         priors.boxes[None],
     )
     assert targets.matched_gt.device.type == "meta" and targets.target_scores.shape == (1, 2, 3)
+
+
+def test_every_assigner_gives_the_same_fields_for_the_same_input() -> None:
+    # One contract (onestage.assign): the same PriorTargets fields, shapes, dtypes and devices,
+    # whichever assigner, and each field meaning the same: box and class targets are the matched
+    # box's on positive priors (box 0, background class elsewhere), target scores sit at the
+    # class of a positive prior only, and a prior that takes an ignored object is ignored.
+    boxes, class_ids, scores, predicted = random_batch(0)
+    layout = {
+        "class_targets": ((2, 40), torch.int64),
+        "box_targets": ((2, 40, 4), torch.float32),
+        "target_scores": ((2, 40, 3), torch.float32),
+        "positive": ((2, 40), torch.bool),
+        "ignored": ((2, 40), torch.bool),
+        "matched_gt": ((2, 40), torch.int64),
+    }
+    assert set(ASSIGNERS.classes) == {"maxiou", "atss", "tal"}
+    for name in ASSIGNERS.names():
+        targets = build_assigner(name)(ANCHOR_PRIORS, boxes, class_ids, 3, scores, predicted)
+        assert type(targets) is PriorTargets, name
+        got = {
+            f.name: (tuple(getattr(targets, f.name).shape), getattr(targets, f.name).dtype)
+            for f in fields(targets)
+        }
+        assert got == layout, name
+        assert targets.positive.any() and targets.ignored.any(), name
+        index = targets.matched_gt.clamp(min=0)  # (2, 40)
+        matched_ids = class_ids.gather(1, index)
+        matched_boxes = boxes.gather(1, index[..., None].expand(2, 40, 4))
+        taken = targets.matched_gt >= 0
+        assert torch.equal(targets.positive, taken & (matched_ids >= 0)), name
+        assert torch.equal(targets.ignored, taken & (matched_ids == -2)), name
+        expected_classes = torch.where(targets.positive, matched_ids, 3)
+        assert torch.equal(targets.class_targets, expected_classes), name
+        expected_boxes = torch.where(targets.positive[..., None], matched_boxes, 0.0)
+        assert torch.equal(targets.box_targets, expected_boxes), name
+        off_class = torch.nn.functional.one_hot(expected_classes, 4)[..., :3] == 0
+        assert not targets.target_scores[off_class].any(), name
 
 
 def test_a_missing_slot_is_one_padding_slot() -> None:

@@ -87,11 +87,10 @@ def test_the_config_module_loads_no_torch() -> None:
 
 def test_valid_names_come_from_their_homes_and_the_help_lists_them() -> None:
     from onestage.assign import assigner_names
-    from onestage.losses.anchor import loss_names
-    from onestage.losses.quality import POINT_LOSSES
+    from onestage.losses import losses_for
 
-    assert loss_names() == sorted(ANCHOR_LOSSES) and POINT_LOSSES.names() == [POINT_LOSS]
-    assert sorted(ASSIGNER_NAMES) == sorted([*assigner_names(), "maxiou"])
+    assert losses_for("anchors") == sorted(ANCHOR_LOSSES) and losses_for("points") == [POINT_LOSS]
+    assert sorted(ASSIGNER_NAMES) == sorted(assigner_names())
     for knob in fields(TrainConfig):
         valid = knob.metadata["valid"]
         if isinstance(valid, tuple):

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 
 import pytest
 import torch
 
-from onestage.assign import TaskAlignedAssigner, build_assigner
-from onestage.assign.common import PriorTargets
-from onestage.assign.maxiou import build_targets
+from onestage.assign import (
+    MaxIoUAssigner,
+    Priors,
+    PriorTargets,
+    TaskAlignedAssigner,
+    build_assigner,
+)
 from onestage.config import TrainConfig
 from onestage.engine.train_settings import criterion_for
 from onestage.errors import OnestageError
-from onestage.losses.anchor import build_loss
+from onestage.losses import QualityLoss, SeedLoss, build_loss
 from onestage.losses.criterion import Criterion, build_criterion
-from onestage.losses.quality import QualityLoss
 from onestage.priors.codings import AnchorCoding, PointCoding, cell_points
 from onestage.priors.offsets import encode_offsets
 
@@ -39,6 +42,17 @@ def targets(score: float, box: list[float], positive: bool = True) -> PriorTarge
     )
 
 
+def run_quality(
+    loss: QualityLoss,
+    box_part: torch.Tensor,
+    logits: torch.Tensor,
+    coding: PointCoding,
+    targets: PriorTargets,
+) -> dict[str, torch.Tensor]:
+    """The loss called as the criterion calls it, on the head output of box_part and logits."""
+    return loss(torch.cat((box_part, logits), dim=-1), targets, coding)
+
+
 def test_quality_loss_by_hand():
     # Uniform bins over 0..2: every distance decodes to 1 stride, the box (-0.5, -0.5, 1.5, 1.5).
     # Target box (0, 0, 1, 1), same centre and shape: IoU 1/4, CIoU 1/4, box term 3/4. Its
@@ -48,7 +62,9 @@ def test_quality_loss_by_hand():
     loss = QualityLoss()
     box_part = torch.zeros(1, 1, 4 * 3)
     logits = torch.zeros(1, 1, 2)
-    parts = loss(box_part, logits, one_point(reg_max=2), targets(0.8, [0.0, 0.0, 1.0, 1.0]))
+    parts = run_quality(
+        loss, box_part, logits, one_point(reg_max=2), targets(0.8, [0.0, 0.0, 1.0, 1.0])
+    )
     torch.testing.assert_close(parts["cls"], torch.tensor(2 * math.log(2)))
     torch.testing.assert_close(parts["box"], torch.tensor(0.8 * 0.75))
     torch.testing.assert_close(parts["dfl"], torch.tensor(0.8 * math.log(3)))
@@ -57,7 +73,9 @@ def test_quality_loss_by_hand():
     # Two such images: S = 1.6 > 1, so every term is the per-image value again.
     one = targets(0.8, [0.0, 0.0, 1.0, 1.0])
     two = PriorTargets(*(torch.cat([getattr(one, f.name)] * 2) for f in fields(one)))
-    double = loss(box_part.expand(2, -1, -1), logits.expand(2, -1, -1), one_point(2), two)
+    double = run_quality(
+        loss, box_part.expand(2, -1, -1), logits.expand(2, -1, -1), one_point(2), two
+    )
     torch.testing.assert_close(double["cls"], torch.tensor(4 * math.log(2) / 1.6))
     torch.testing.assert_close(double["box"], torch.tensor(0.75))
     torch.testing.assert_close(double["dfl"], torch.tensor(math.log(3)))
@@ -68,14 +86,19 @@ def test_quality_loss_terms_and_a_background_prior():
     box_part = torch.zeros(1, 1, 4)
     logits = torch.tensor([[[1.0, -1.0]]])
     # background: only the classification term, over S clamped to 1
-    parts = QualityLoss()(box_part, logits, coding, targets(0.0, [0.0] * 4, positive=False))
+    background = targets(0.0, [0.0] * 4, positive=False)
+    parts = run_quality(QualityLoss(), box_part, logits, coding, background)
     bce_zero = torch.nn.functional.softplus(torch.tensor([1.0, -1.0])).sum()  # -log(1 - p)
     torch.testing.assert_close(parts["cls"], bce_zero)
     assert parts["box"] == 0 and parts["dfl"] == 0
     # GIoU instead of CIoU: softplus(0) = log 2 each side, box +-log 2 around (0.5, 0.5) contains
     # the target (0.25, 0.25, 0.75, 0.75), so GIoU = IoU = 0.25 / (2 log 2)^2
-    giou = QualityLoss(box_loss="giou")(
-        box_part, logits, coding, targets(1.0, [0.25, 0.25, 0.75, 0.75])
+    giou = run_quality(
+        QualityLoss(box_loss="giou"),
+        box_part,
+        logits,
+        coding,
+        targets(1.0, [0.25, 0.25, 0.75, 0.75]),
     )
     torch.testing.assert_close(giou["box"], torch.tensor(1 - 0.25 / (2 * math.log(2)) ** 2))
 
@@ -89,8 +112,12 @@ def test_quality_loss_box_terms_differ_off_centre(box_loss: str) -> None:
     side_sq = (2 * math.log(2)) ** 2
     giou_loss = 1 - 0.25 / side_sq
     expected = {"giou": giou_loss, "ciou": giou_loss + 0.125 / (2 * side_sq)}[box_loss]
-    parts = QualityLoss(box_loss=box_loss)(
-        torch.zeros(1, 1, 4), torch.zeros(1, 1, 2), one_point(0), targets(1.0, [0, 0, 0.5, 0.5])
+    parts = run_quality(
+        QualityLoss(box_loss=box_loss),
+        torch.zeros(1, 1, 4),
+        torch.zeros(1, 1, 2),
+        one_point(0),
+        targets(1.0, [0, 0, 0.5, 0.5]),
     )
     torch.testing.assert_close(parts["box"], torch.tensor(expected))
 
@@ -99,8 +126,12 @@ def test_quality_loss_dfl_with_two_bins() -> None:
     # reg_max 1, bin logits 0: p = (1/2, 1/2), every side decodes to 0.5 stride: the box
     # (0, 0, 1, 1) is the target's, box term 0. Target distances 0.5 each side:
     # DFL = -(0.5 log 1/2 + 0.5 log 1/2) = log 2 per side; weight 0.8, S = 1.
-    parts = QualityLoss()(
-        torch.zeros(1, 1, 4 * 2), torch.zeros(1, 1, 2), one_point(1), targets(0.8, [0, 0, 1, 1])
+    parts = run_quality(
+        QualityLoss(),
+        torch.zeros(1, 1, 4 * 2),
+        torch.zeros(1, 1, 2),
+        one_point(1),
+        targets(0.8, [0, 0, 1, 1]),
     )
     torch.testing.assert_close(parts["box"], torch.tensor(0.0))
     torch.testing.assert_close(parts["dfl"], torch.tensor(0.8 * math.log(2)))
@@ -117,7 +148,7 @@ def test_quality_loss_dfl_counts_each_positive_by_its_own_sides() -> None:
     both = PriorTargets(
         *(torch.cat((getattr(one, f.name), getattr(background, f.name))) for f in fields(one))
     )
-    parts = QualityLoss()(box_part, torch.zeros(2, 1, 2), one_point(2), both)
+    parts = run_quality(QualityLoss(), box_part, torch.zeros(2, 1, 2), one_point(2), both)
     torch.testing.assert_close(parts["dfl"], torch.tensor(0.8 * math.log(3)))
 
 
@@ -132,8 +163,12 @@ CLASS_TERMS_AT_LOGIT_0 = {"bce": 2.0, "vfl": 0.9875, "qfl": 0.34}
 
 @pytest.mark.parametrize(("name", "times_log_2"), CLASS_TERMS_AT_LOGIT_0.items())
 def test_quality_loss_class_terms_by_hand(name: str, times_log_2: float) -> None:
-    parts = QualityLoss(cls_loss=name)(
-        torch.zeros(1, 1, 4), torch.zeros(1, 1, 2), one_point(0), targets(0.8, [0.0, 0.0, 1.0, 1.0])
+    parts = run_quality(
+        QualityLoss(cls_loss=name),
+        torch.zeros(1, 1, 4),
+        torch.zeros(1, 1, 2),
+        one_point(0),
+        targets(0.8, [0.0, 0.0, 1.0, 1.0]),
     )
     torch.testing.assert_close(parts["cls"], torch.tensor(times_log_2 * math.log(2)))
 
@@ -148,7 +183,8 @@ def test_quality_loss_leaves_ignored_priors_out():
         ignored=torch.tensor([[True]]),
         matched_gt=torch.tensor([[0]]),
     )
-    parts = QualityLoss()(torch.zeros(1, 1, 4), torch.tensor([[[5.0, 5.0]]]), coding, ignored)
+    logits = torch.tensor([[[5.0, 5.0]]])
+    parts = run_quality(QualityLoss(), torch.zeros(1, 1, 4), logits, coding, ignored)
     assert parts["loss"] == 0
 
 
@@ -176,19 +212,24 @@ def test_the_max_iou_criterion_is_the_seed_targets_into_the_loss():
     gt_boxes = torch.tensor([[[0.05, 0.0, 0.5, 0.45]]])
     gt_ids = torch.tensor([[1]])
     pred = torch.randn(1, 4, 4 + 3, generator=torch.Generator().manual_seed(0))
-    direct = build_targets(ANCHORS, gt_boxes, gt_ids, num_classes=2, iou_threshold=0.5)
-    expected = build_loss("ssd")(
-        pred, direct.class_targets, direct.box_targets, direct.positive, ANCHORS, direct.ignored
+    direct = MaxIoUAssigner(iou_threshold=0.5)(Priors(ANCHORS, (4,)), gt_boxes, gt_ids, 2)
+    encoded = encode_offsets(direct.box_targets, ANCHORS)
+    offsets = torch.where(direct.positive[..., None], encoded, 0.0)
+    expected = build_loss("ssd").terms(
+        pred, direct.class_targets, offsets, direct.positive, ANCHORS, direct.ignored
     )
     got = criterion(pred, gt_boxes, gt_ids)
     for name in ("loss", "cls", "box"):
         torch.testing.assert_close(got[name], expected[name])
 
 
-class RecordingLoss:
-    """An anchor loss that keeps the targets a criterion hands it (and returns no parts)."""
+@dataclass(frozen=True)
+class RecordingLoss(SeedLoss):
+    """The seed loss, keeping the per-anchor targets it computes its terms from."""
 
-    def __call__(
+    seen: dict[str, torch.Tensor | None] = field(default_factory=dict, compare=False)
+
+    def terms(
         self,
         pred: torch.Tensor,
         class_targets: torch.Tensor,
@@ -197,14 +238,14 @@ class RecordingLoss:
         anchors_xyxy: torch.Tensor | None = None,
         ignored: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        self.seen = {
-            "class_targets": class_targets,
-            "box_targets": box_targets,
-            "positive": positive,
-            "anchors_xyxy": anchors_xyxy,
-            "ignored": ignored,
-        }
-        return {}
+        self.seen.update(
+            class_targets=class_targets,
+            box_targets=box_targets,
+            positive=positive,
+            anchors_xyxy=anchors_xyxy,
+            ignored=ignored,
+        )
+        return super().terms(pred, class_targets, box_targets, positive, anchors_xyxy, ignored)
 
 
 # An object over anchors 0 and 1 (IoU 0.5 each) and an ignored one on anchor 2 (IoU 1).
@@ -218,7 +259,7 @@ def test_max_iou_targets_use_the_threshold_variances_and_ignored_anchors() -> No
     # it decodes with. The default threshold 0.4 takes both anchors.
     coding = AnchorCoding(ANCHORS, (4,), variances=(0.2, 0.4))
     loss = RecordingLoss()
-    criterion = Criterion(coding, num_classes=2, loss_name="seed", loss=loss, iou_threshold=0.6)
+    criterion = Criterion(coding, 2, "seed", loss, MaxIoUAssigner(iou_threshold=0.6))
     criterion(torch.zeros(1, 4, 4 + 3), GT_BOXES, GT_IDS)
     assert loss.seen["positive"].tolist() == [[True, False, False, False]]
     assert loss.seen["ignored"].tolist() == [[False, False, True, False]]
@@ -293,7 +334,7 @@ def test_criterion_for_a_default_config_gives_each_head_its_own_assigner() -> No
     assert points.loss == QualityLoss()  # bce, ciou, weights 0.5, 7.5, 1.5
     anchor_coding = AnchorCoding(ANCHORS, (4,))
     anchors = criterion_for(TrainConfig(iou_threshold=0.6), anchor_coding, num_classes=2)
-    assert anchors.assigner is None and anchors.iou_threshold == 0.6  # the seed's max-IoU rule
+    assert anchors.assigner == MaxIoUAssigner(iou_threshold=0.6)  # the seed's max-IoU rule
     assert anchors.loss_name == "seed"
     # TAL asked for by an anchor head: YOLOv8's settings too, not the assigner's (TOOD's)
     tal = criterion_for(TrainConfig(assigner="tal"), anchor_coding, num_classes=2).assigner
@@ -344,6 +385,7 @@ def test_the_anchor_free_criterion_uses_tal_by_default():
             "loss 'quality' does not fit an anchor-based head; valid: focal, seed, ssd",
         ),
         (False, None, "hungarian", "unknown assigner 'hungarian'; valid: maxiou, atss, tal"),
+        (False, "yolo", None, "unknown loss 'yolo'; valid names: focal, quality, seed, ssd"),
     ],
 )
 def test_a_criterion_that_does_not_fit_its_head_is_one_line(points, loss, assigner, message):

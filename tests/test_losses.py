@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
+from onestage.assign import PriorTargets
 from onestage.errors import OnestageError
-from onestage.losses.anchor import FocalLoss, SSDLoss, build_loss, loss_names
+from onestage.losses import LOSSES, FocalLoss, SSDLoss, build_loss, loss_names
+from onestage.priors.codings import AnchorCoding
 from onestage.priors.offsets import encode_offsets
 
 BACKGROUND = 2
@@ -26,9 +28,11 @@ def reference_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torc
 
 
 def test_registry_and_options() -> None:
-    assert loss_names() == ["focal", "seed", "ssd"]
+    assert loss_names() == ["focal", "quality", "seed", "ssd"]
+    fits = {name: LOSSES.get(name).box_coding for name in loss_names()}
+    assert fits == {"focal": "anchors", "quality": "points", "seed": "anchors", "ssd": "anchors"}
     assert build_loss("ssd", neg_pos_ratio=2.0).neg_pos_ratio == 2.0
-    with pytest.raises(OnestageError, match="valid names: focal, seed, ssd"):
+    with pytest.raises(OnestageError, match="valid names: focal, quality, seed, ssd"):
         build_loss("yolo")
     with pytest.raises(OnestageError, match="min_negatives"):
         build_loss("ssd", min_negative=4)
@@ -38,13 +42,47 @@ def test_registry_and_options() -> None:
         build_loss("focal", box_loss="l2")
 
 
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("seed", {}), ("ssd", {"box_loss": "giou", "variances": (0.2, 0.4)}), ("focal", {})],
+)
+def test_a_loss_encodes_the_matched_boxes_against_the_codings_anchors(
+    name: str, options: dict
+) -> None:
+    # The call of every loss: the assigner's matched boxes become offsets against the coding's
+    # anchors with its variances, 0 off the positives; the terms take them with the anchors and
+    # the ignored mask. Anchor 0 is positive, 1 background, 2 ignored.
+    anchors = torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.8], [0.0, 0.2, 0.6, 0.4]])
+    coding = AnchorCoding(anchors, (3,), variances=(0.2, 0.4))
+    box = torch.tensor([0.12, 0.08, 0.35, 0.3])
+    targets = PriorTargets(
+        class_targets=torch.tensor([[0, BACKGROUND, BACKGROUND]]),
+        box_targets=torch.stack((box, torch.zeros(4), torch.zeros(4)))[None],
+        target_scores=torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]]),
+        positive=torch.tensor([[True, False, False]]),
+        ignored=torch.tensor([[False, False, True]]),
+        matched_gt=torch.tensor([[0, -1, 1]]),
+    )
+    pred = torch.randn(1, 3, 4 + 3, generator=torch.Generator().manual_seed(0))
+    offsets = torch.zeros(1, 3, 4)
+    offsets[0, 0] = encode_offsets(box, anchors[0], (0.2, 0.4))
+    loss = build_loss(name, **options)
+    expected = loss.terms(
+        pred, targets.class_targets, offsets, targets.positive, anchors, targets.ignored
+    )
+    got = loss(pred, targets, coding)
+    assert got.keys() == expected.keys()
+    for part in got:
+        assert torch.equal(got[part], expected[part]), part
+
+
 def test_seed_loss_matches_a_manual_computation() -> None:
     # CE: ln 3 (uniform), ln 2 (p = 2/4), ln(5/3) (p = 3/5): mean = ln(10) / 3.
     logits = [[[0.0, 0.0, 0.0], [math.log(2), 0.0, 0.0], [0.0, 0.0, math.log(3)]]]
     offsets = [[[1.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [5.0, 5.0, 5.0, 5.0]]]
     class_targets = torch.tensor([[0, 0, BACKGROUND]])
     positive = class_targets != BACKGROUND
-    parts = build_loss("seed")(
+    parts = build_loss("seed").terms(
         make_pred(offsets, logits), class_targets, torch.zeros(1, 3, 4), positive
     )
     assert parts["cls"].item() == pytest.approx(math.log(10) / 3, rel=1e-6)
@@ -87,7 +125,9 @@ def test_ssd_loss_normalises_by_the_positives_of_the_batch() -> None:
     class_targets[1, 0] = 1
     positive = class_targets != BACKGROUND
     loss = SSDLoss(neg_pos_ratio=3.0, min_negatives=0)
-    parts = loss(torch.cat((offsets, logits), -1), class_targets, torch.zeros(2, 6, 4), positive)
+    parts = loss.terms(
+        torch.cat((offsets, logits), -1), class_targets, torch.zeros(2, 6, 4), positive
+    )
 
     cross_entropy = reference_cross_entropy(logits, class_targets)
     kept = positive.clone()
@@ -107,11 +147,11 @@ def test_empty_images_still_give_classification_loss() -> None:
     class_targets = torch.full((1, 6), BACKGROUND)
     positive = torch.zeros(1, 6, dtype=torch.bool)
     boxes = torch.zeros(1, 6, 4)
-    ssd = SSDLoss(min_negatives=4)(pred, class_targets, boxes, positive)
+    ssd = SSDLoss(min_negatives=4).terms(pred, class_targets, boxes, positive)
     # Four negatives, each -log(1/3), normalised by max(0 positives, 1).
     assert ssd["cls"].item() == pytest.approx(4 * math.log(3), rel=1e-6)
     assert ssd["box"].item() == 0.0
-    focal = build_loss("focal")(pred, class_targets, boxes, positive)
+    focal = build_loss("focal").terms(pred, class_targets, boxes, positive)
     # 6 anchors x 2 classes, logit 0: (1 - alpha) * 0.5 ** 2 * ln 2 each.
     assert focal["cls"].item() == pytest.approx(12 * 0.75 * 0.25 * math.log(2), rel=1e-6)
 
@@ -121,7 +161,9 @@ def test_focal_loss_matches_the_formula() -> None:
     class_targets = torch.tensor([[0, BACKGROUND]])
     positive = class_targets != BACKGROUND
     pred = make_pred([[[0.0] * 4, [0.0] * 4]], logits).requires_grad_(True)
-    parts = FocalLoss(alpha=0.25, gamma=2.0)(pred, class_targets, torch.zeros(1, 2, 4), positive)
+    parts = FocalLoss(alpha=0.25, gamma=2.0).terms(
+        pred, class_targets, torch.zeros(1, 2, 4), positive
+    )
     expected = (
         0.25 * 0.5**2 * math.log(2)  # target 1, p = 0.5
         + 0.75 * 0.5**2 * math.log(2)  # target 0, p = 0.5
@@ -146,13 +188,17 @@ def test_giou_box_loss_is_zero_for_perfect_predictions() -> None:
     offsets = box_targets.clone()
     offsets[0, 2:] = 3.0  # wrong, but background
     loss = build_loss("focal", box_loss="giou")
-    perfect = loss(torch.cat((offsets, logits), -1), class_targets, box_targets, positive, anchors)
+    perfect = loss.terms(
+        torch.cat((offsets, logits), -1), class_targets, box_targets, positive, anchors
+    )
     assert perfect["box"].item() == pytest.approx(0.0, abs=1e-6)
     offsets[0, 0, 0] += 1.0  # shift the first box by 0.1 anchor widths
-    shifted = loss(torch.cat((offsets, logits), -1), class_targets, box_targets, positive, anchors)
+    shifted = loss.terms(
+        torch.cat((offsets, logits), -1), class_targets, box_targets, positive, anchors
+    )
     assert shifted["box"].item() > 0.01
     with pytest.raises(ValueError, match="anchors_xyxy"):
-        loss(torch.cat((offsets, logits), -1), class_targets, box_targets, positive)
+        loss.terms(torch.cat((offsets, logits), -1), class_targets, box_targets, positive)
 
 
 @pytest.mark.parametrize(
@@ -173,7 +219,7 @@ def test_gradients_are_finite(name: str, options: dict) -> None:
     positive = class_targets != BACKGROUND
     box_targets = torch.where(positive[..., None], torch.randn(2, 6, 4), 0.0)
     pred = (10 * torch.randn(2, 6, 7)).bfloat16().requires_grad_(True)
-    parts = build_loss(name, **options)(pred, class_targets, box_targets, positive, anchors)
+    parts = build_loss(name, **options).terms(pred, class_targets, box_targets, positive, anchors)
     assert set(parts) == {"loss", "cls", "box"}
     assert parts["loss"].dtype == torch.float32
     parts["loss"].backward()
@@ -197,8 +243,8 @@ def test_ignored_anchors_count_in_no_term(name: str) -> None:
     quiet = make_pred(offsets, logits)
     quiet.data[0, 2, 4:] = torch.tensor([-30.0, -30.0, 30.0])  # confident background: ~0 loss
     quiet.requires_grad_(True)
-    ignored_parts = loss(loud, class_targets, torch.zeros(1, 4, 4), positive, ignored=ignored)
-    quiet_parts = loss(quiet, class_targets, torch.zeros(1, 4, 4), positive)
+    ignored_parts = loss.terms(loud, class_targets, torch.zeros(1, 4, 4), positive, ignored=ignored)
+    quiet_parts = loss.terms(quiet, class_targets, torch.zeros(1, 4, 4), positive)
     assert ignored_parts["cls"].item() == pytest.approx(quiet_parts["cls"].item(), abs=1e-6)
     ignored_parts["loss"].backward()
     quiet_parts["loss"].backward()
@@ -224,7 +270,9 @@ def test_focal_gradients_stay_finite_for_confident_logits(gamma: float) -> None:
     logits = [[[20.0, -20.0, 0.0], [100.0, -100.0, 0.0], [-20.0, 20.0, 0.0]]]
     pred = make_pred([[[0.0] * 4] * 3], logits).requires_grad_(True)
     class_targets = torch.tensor([[0, 0, BACKGROUND]])
-    parts = FocalLoss(gamma=gamma)(pred, class_targets, torch.zeros(1, 3, 4), class_targets < 2)
+    parts = FocalLoss(gamma=gamma).terms(
+        pred, class_targets, torch.zeros(1, 3, 4), class_targets < 2
+    )
     parts["loss"].backward()
     assert torch.isfinite(parts["loss"]) and torch.isfinite(pred.grad).all()
     # anchor 2 is background with a confident wrong logit 20: its class-1 term is by hand
@@ -239,7 +287,7 @@ def test_focal_loss_values_equal_the_direct_formula_where_it_is_finite() -> None
     class_targets = torch.randint(0, 4, (2, 50), generator=generator)
     pred = torch.cat((torch.zeros(2, 50, 4), logits), dim=-1)
     for gamma in (0.5, 2.0):
-        parts = FocalLoss(gamma=gamma)(
+        parts = FocalLoss(gamma=gamma).terms(
             pred, class_targets, torch.zeros(2, 50, 4), class_targets < 3
         )
         targets = torch.nn.functional.one_hot(class_targets, 4)[..., :3].float()
@@ -286,7 +334,7 @@ def test_out_of_range_options_are_refused_in_one_line(
 def test_focal_accepts_the_ends_of_its_ranges(options: dict, times_log_2: float) -> None:
     pred = torch.zeros(1, 1, 4 + 3)
     class_targets = torch.tensor([[0]])
-    parts = FocalLoss(**options)(pred, class_targets, torch.zeros(1, 1, 4), class_targets < 2)
+    parts = FocalLoss(**options).terms(pred, class_targets, torch.zeros(1, 1, 4), class_targets < 2)
     assert parts["cls"].item() == pytest.approx(times_log_2 * math.log(2), rel=1e-6)
 
 
@@ -318,7 +366,7 @@ def test_focal_box_term_is_smooth_l1_with_beta_over_the_positives() -> None:
     box_targets = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, -1.0]]])
     pred = torch.cat((offsets, torch.zeros(1, 2, 3)), dim=-1)
     class_targets = torch.tensor([[0, 1]])
-    parts = FocalLoss(beta=0.5)(pred, class_targets, box_targets, class_targets < 2)
+    parts = FocalLoss(beta=0.5).terms(pred, class_targets, box_targets, class_targets < 2)
     assert parts["box"].item() == pytest.approx(1.8125 / 2, rel=1e-6)
     assert parts["cls"].item() == pytest.approx(math.log(2) / 4, rel=1e-6)
     assert parts["loss"].item() == pytest.approx(1.8125 / 2 + math.log(2) / 4, rel=1e-6)
@@ -331,7 +379,7 @@ def test_seed_box_term_is_the_squared_error_against_the_targets() -> None:
     pred = make_pred(offsets, [[[0.0] * 3] * 2])
     box_targets = torch.tensor([[[0.5, 0.0, 0.0, -1.0], [0.0] * 4]])
     class_targets = torch.tensor([[0, BACKGROUND]])
-    parts = build_loss("seed")(pred, class_targets, box_targets, class_targets != BACKGROUND)
+    parts = build_loss("seed").terms(pred, class_targets, box_targets, class_targets != BACKGROUND)
     assert parts["box"].item() == pytest.approx(1.25 / 8, rel=1e-6)
 
 
@@ -345,19 +393,19 @@ def test_giou_box_term_decodes_with_the_loss_variances_in_float32() -> None:
     pred = torch.cat((offsets, torch.zeros(1, 1, 3)), dim=-1)
     class_targets = torch.tensor([[0]])
     loss = SSDLoss(box_loss="giou", variances=(0.1, 0.5))
-    parts = loss(pred, class_targets, torch.zeros(1, 1, 4), class_targets < 2, anchors)
+    parts = loss.terms(pred, class_targets, torch.zeros(1, 1, 4), class_targets < 2, anchors)
     assert parts["box"].item() == pytest.approx(0.5, rel=1e-6)
     assert parts["box"].dtype == torch.float32
     # offsets = targets (non-zero): perfect only if both sides decode with the same variances
     box_targets = offsets.clone()
-    perfect = loss(pred, class_targets, box_targets, class_targets < 2, anchors)
+    perfect = loss.terms(pred, class_targets, box_targets, class_targets < 2, anchors)
     assert perfect["box"].item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_giou_without_anchors_says_what_it_needs() -> None:
     pred = torch.zeros(1, 1, 4 + 3)
     with pytest.raises(ValueError) as raised:
-        build_loss("ssd", box_loss="giou")(
+        build_loss("ssd", box_loss="giou").terms(
             pred, torch.tensor([[0]]), torch.zeros(1, 1, 4), torch.tensor([[True]])
         )
     assert str(raised.value) == "the GIoU box loss needs anchors_xyxy to decode the offsets"

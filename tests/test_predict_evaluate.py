@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 
 from cli_helpers import run_in_process, run_onestage
-from onestage.assign.maxiou import build_targets
+from onestage.assign import MaxIoUAssigner, Priors
 from onestage.boxes import box_iou
 from onestage.checkpoint import save_weights
 from onestage.config import make_config
@@ -77,15 +77,16 @@ class OracleModel(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.zeros(1))
         boxes = [torch.tensor(np.reshape(b, (-1, 4)) / 320.0, dtype=torch.float32) for b in boxes]
         ids = [torch.tensor(np.asarray(c), dtype=torch.int64) for c in class_ids]
-        targets = build_targets(
-            anchors_xyxy,
+        targets = MaxIoUAssigner(iou_threshold=0.5)(
+            Priors(anchors_xyxy, (anchors_xyxy.shape[0],)),
             torch.nn.utils.rnn.pad_sequence(boxes, batch_first=True),
             torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=-1),
             num_classes=len(CLASSES),
-            iou_threshold=0.5,
         )
+        offsets = encode_offsets(targets.box_targets, anchors_xyxy)  # (B, A, 4)
+        offsets = offsets.masked_fill(~targets.positive[..., None], 0.0)
         logits = torch.nn.functional.one_hot(targets.class_targets, len(CLASSES) + 1) * 20.0
-        self.outputs = torch.cat([targets.box_targets, logits.float()], dim=-1)
+        self.outputs = torch.cat([offsets, logits.float()], dim=-1)
         self.calls = 0
 
     @classmethod

@@ -13,8 +13,8 @@ from __future__ import annotations
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "none", "bf16", "fp16")  # mixed precision; "none" = fp32
-# The losses of anchor heads, as `losses.anchor.LOSSES` registers them, and the one loss of
-# anchor-free heads (`losses.quality.POINT_LOSSES`).
+# The losses of anchor heads, as `losses.anchor` registers them, and the one loss of
+# anchor-free heads (`losses.quality.QualityLoss`), all in `onestage.losses.LOSSES`.
 ANCHOR_LOSSES = ("seed", "ssd", "focal")
 POINT_LOSS = "quality"
 BOX_LOSSES = ("smooth_l1", "giou")  # the box term of the ssd and focal losses

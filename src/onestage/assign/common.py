@@ -1,9 +1,8 @@
-"""The contract every assigner shares, and the steps ATSS and TAL have in common.
+"""The contract every assigner shares, and the steps the assigners have in common.
 
-Inputs are a `onestage.priors.Priors` and ground truth in the batch layout of
-`onestage.assign.maxiou`: gt_boxes (B, M, 4) normalised xyxy and gt_class_ids (B, M) int64 with
--1 for padding and -2 for ignored objects. The output is a `PriorTargets`.
-"""
+Inputs are a `onestage.priors.Priors` and ground truth in the batch layout of `onestage.assign`:
+gt_boxes (B, M, 4) normalised xyxy and gt_class_ids (B, M) int64 with -1 for padding and -2 for
+ignored objects. The output is a `PriorTargets`."""
 
 from __future__ import annotations
 
@@ -12,9 +11,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from onestage.assign.maxiou import BACKGROUND
 from onestage.boxes import xyxy_to_cxcywh
 from onestage.data.records import IGNORED_CLASS_ID, PAD_CLASS_ID
+
+# matched_gt value of a prior that takes no ground-truth box (background).
+BACKGROUND = -1
 
 # IoU given to the (prior, box) pairs that are not positive before taking the highest IoU per
 # prior: below every real IoU (>= 0), so such a pair never wins.
@@ -25,14 +26,12 @@ _NOT_POSITIVE = -1.0
 class PriorTargets:
     """Training targets of a batch, one row per prior.
 
-    The fields of `assign.AssignedTargets` plus target_scores; box_targets are boxes, not offsets.
-
     class_targets: (B, A) int64, the matched box's class, or num_classes for background and for
     ignored priors (which no loss term reads).
     box_targets: (B, A, 4) the matched box, normalised xyxy, on positive priors; 0 elsewhere.
-    Not encoded: the head or loss encodes them (offsets, distances to the sides, ...).
+    Not encoded: the loss encodes them as its head reads boxes (offsets, distances to the sides).
     target_scores: (B, A, C) float, C = num_classes, soft one-hot: a positive prior's score at
-    its class (ATSS: 1; TAL: the normalised alignment metric), 0 everywhere else.
+    its class (max-IoU and ATSS: 1; TAL: the normalised alignment metric), 0 everywhere else.
     positive: (B, A) bool, priors that took a real box.
     ignored: (B, A) bool, priors that took an ignored box: neither positive nor negative.
     matched_gt: (B, A) int64, the index into M of the box a prior took (real or ignored), or

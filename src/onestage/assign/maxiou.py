@@ -1,4 +1,5 @@
-"""Anchor matching and training targets: the seed's rule, vectorised over the batch.
+"""Max-IoU anchor matching, the seed's rule, vectorised over the batch: `match_anchors`, and
+`MaxIoUAssigner`, the rule as an assigner (registered as "maxiou" in `onestage.assign`).
 
 The seed (d2l's assign_anchor_to_bbox) matches per image in two steps:
 
@@ -24,23 +25,27 @@ with IoU 0). Padding slots never match.
 
 Ignored objects (VOC "difficult", COCO "iscrowd": the metrics neither reward nor punish
 detecting them) take part in step 1 only. An anchor that step 1 gives to an ignored object, and
-that step 2 does not force onto a real one, is neither positive nor negative: `build_targets`
+that step 2 does not force onto a real one, is neither positive nor negative: `MaxIoUAssigner`
 marks it `ignored`, and the losses leave it out of every term, hard-negative mining included.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from onestage.assign.common import (
+    BACKGROUND,
+    PriorTargets,
+    gt_slots,
+    targets_from_matches,
+    with_a_slot,
+)
 from onestage.boxes import batched_box_iou
-from onestage.data.records import IGNORED_CLASS_ID
-from onestage.priors.offsets import DEFAULT_VARIANCES, encode_offsets
-
-# matched_gt value of an anchor that takes no ground-truth box (background).
-BACKGROUND = -1
+from onestage.priors import Priors
 
 # IoU given to padding slots and to removed rows and columns: below every real IoU (>= 0).
 _REMOVED = -1.0
@@ -99,68 +104,35 @@ def match_anchors(
 
 
 @dataclass(frozen=True)
-class AssignedTargets:
-    """Training targets of a batch, one row per anchor.
+class MaxIoUAssigner:
+    """The seed's rule (see the module docstring): `iou_threshold` for step 1, `force_best`
+    False skips step 2 (threshold only)."""
 
-    class_targets: (B, A) int64, the matched box's class, or num_classes for background (and
-    for ignored anchors, which no loss term reads).
-    box_targets: (B, A, 4) encode_offsets of the matched box against the anchor, 0 elsewhere.
-    positive: (B, A) bool, anchors that took a real box.
-    ignored: (B, A) bool, anchors that took an ignored box: neither positive nor negative.
-    matched_gt: (B, A) int64, the index of the matched box, or -1 (see match_anchors).
-    """
+    uses_predictions: ClassVar[bool] = False  # whether it reads pred_scores, pred_boxes
+    iou_threshold: float = 0.4
+    force_best: bool = True
 
-    class_targets: Tensor
-    box_targets: Tensor
-    positive: Tensor
-    ignored: Tensor
-    matched_gt: Tensor
+    def __call__(
+        self,
+        priors: Priors,
+        gt_boxes: Tensor,
+        gt_class_ids: Tensor,
+        num_classes: int,
+        pred_scores: Tensor | None = None,
+        pred_boxes: Tensor | None = None,
+    ) -> PriorTargets:
+        """Match priors (anchors) to boxes; target scores are 1.
 
-
-def build_targets(
-    anchors: Tensor,
-    gt_boxes: Tensor,
-    gt_class_ids: Tensor,
-    num_classes: int,
-    iou_threshold: float = 0.4,
-    variances: tuple[float, float] = DEFAULT_VARIANCES,
-    force_best: bool = True,
-) -> AssignedTargets:
-    """Match anchors to boxes and build class and offset targets.
-
-    anchors: (A, 4) and gt_boxes: (B, M, 4) normalised xyxy; gt_class_ids: (B, M) int64 in
-    [0, num_classes), PAD_CLASS_ID (-1) for padding slots, IGNORED_CLASS_ID (-2) for objects to
-    ignore. Background anchors get class num_classes (the seed's 15 for 15 classes). Box
-    targets are in the anchors' dtype.
-    """
-    batch, max_boxes = gt_class_ids.shape
-    num_anchors = anchors.shape[0]
-    gt_ignored = gt_class_ids == IGNORED_CLASS_ID  # (B, M)
-    gt_valid = (gt_class_ids >= 0) | gt_ignored  # (B, M)
-    matched = match_anchors(
-        anchors, gt_boxes, gt_valid, iou_threshold, force_best, gt_ignored
-    )  # (B, A)
-    if max_boxes == 0:  # no slot: every anchor is background
-        return AssignedTargets(
-            class_targets=torch.full_like(matched, num_classes),
-            box_targets=anchors.new_zeros(batch, num_anchors, 4),
-            positive=torch.zeros_like(matched, dtype=torch.bool),
-            ignored=torch.zeros_like(matched, dtype=torch.bool),
-            matched_gt=matched,
-        )
-
-    index = matched.clamp(min=0)  # (B, A)
-    matched_boxes = gt_boxes.to(anchors.dtype).gather(
-        1, index[:, :, None].expand(batch, num_anchors, 4)
-    )  # (B, A, 4)
-    matched_classes = gt_class_ids.gather(1, index)  # (B, A)
-    positive = (matched >= 0) & (matched_classes >= 0)  # (B, A)
-    ignored = (matched >= 0) & (matched_classes == IGNORED_CLASS_ID)  # (B, A)
-    offsets = encode_offsets(matched_boxes, anchors, variances)  # (B, A, 4)
-    return AssignedTargets(
-        class_targets=torch.where(positive, matched_classes, num_classes),
-        box_targets=torch.where(positive[:, :, None], offsets, 0.0),
-        positive=positive,
-        ignored=ignored,
-        matched_gt=matched,
-    )
+        gt_boxes: (B, M, 4) normalised xyxy; gt_class_ids: (B, M) int64, -1 padding, -2 ignored.
+        pred_scores and pred_boxes are not read: they are accepted so that every assigner has
+        the same call. Background priors get class num_classes (the seed's 15 for 15 classes).
+        Box targets are in the priors' dtype.
+        """
+        valid, ignored = gt_slots(gt_class_ids)  # (B, M) each
+        matched = match_anchors(
+            priors.boxes, gt_boxes, valid, self.iou_threshold, self.force_best, ignored
+        )  # (B, A)
+        gt_boxes, gt_class_ids = with_a_slot(gt_boxes.to(priors.boxes.dtype), gt_class_ids)
+        dtype = torch.promote_types(priors.boxes.dtype, torch.float32)
+        scores = torch.ones_like(matched, dtype=dtype)  # (B, A)
+        return targets_from_matches(matched, gt_boxes, gt_class_ids, num_classes, scores)

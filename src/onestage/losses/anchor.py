@@ -1,11 +1,13 @@
-"""Losses of anchor-based heads by name: `build_loss("ssd", neg_pos_ratio=3.0)(pred, ...targets)`.
+"""Losses of anchor-based heads: "seed", "ssd" and "focal" in `losses.LOSSES`.
 
-(Anchor-free heads take `losses.quality.QualityLoss`; `criterion` picks the one a head needs.)
-Every loss here takes the model output and the assigner's per-anchor targets:
+Each is called like every loss (`losses.common`): `loss(pred, targets, coding)`. It encodes the
+assigner's matched boxes as SSD offsets against the coding's anchors with the coding's variances
+(`priors.offsets.encode_offsets`), 0 off the positive anchors, and computes `terms` from
+per-anchor targets:
 
 - `pred` (B, A, 4 + K): 4 box offsets, then K = num_classes + 1 class logits, background LAST;
 - `class_targets` (B, A) int64 in [0, K), background = K - 1;
-- `box_targets` (B, A, 4) encoded offsets (see `boxes.encode_offsets`), zeros on background;
+- `box_targets` (B, A, 4) encoded offsets, zeros on background;
 - `positive` (B, A) bool, the anchors matched to an object;
 - `anchors_xyxy` (A, 4) normalised xyxy anchors, needed only by losses that decode boxes (GIoU);
 - `ignored` (B, A) bool or None, anchors matched to an ignored object (VOC difficult, COCO
@@ -18,42 +20,21 @@ boolean indexing, so they run without host synchronisation and with static shape
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from onestage.assign.common import PriorTargets
 from onestage.boxes import elementwise_generalized_box_iou
 from onestage.errors import OnestageError
-from onestage.priors.offsets import DEFAULT_VARIANCES, decode_offsets
-from onestage.registry import Registry
+from onestage.losses.common import register_loss
+from onestage.priors.codings import AnchorCoding
+from onestage.priors.offsets import DEFAULT_VARIANCES, decode_offsets, encode_offsets
 from onestage.train_choices import BOX_LOSSES
-
-
-class DetectionLoss(Protocol):
-    """What the trainer calls: per-anchor predictions and targets -> named scalar parts."""
-
-    def __call__(
-        self,
-        pred: Tensor,
-        class_targets: Tensor,
-        box_targets: Tensor,
-        positive: Tensor,
-        anchors_xyxy: Tensor | None = None,
-        ignored: Tensor | None = None,
-    ) -> dict[str, Tensor]: ...
-
-
-LOSSES: Registry[type] = Registry("loss")
-register_loss = LOSSES.register
-loss_names = LOSSES.names
-
-
-def build_loss(name: str, **options: Any) -> DetectionLoss:
-    """The loss `name` configured with `options` (its dataclass fields)."""
-    return LOSSES.build(name, **options)
 
 
 def _split(pred: Tensor) -> tuple[Tensor, Tensor]:
@@ -87,7 +68,41 @@ def _per_anchor_cross_entropy(logits: Tensor, class_targets: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class _BoxTerm:
+class AnchorLoss(ABC):
+    """The call every anchor loss shares (see the module docstring); subclasses give `terms`."""
+
+    box_coding: ClassVar[str] = "anchors"
+
+    def __call__(
+        self, pred: Tensor, targets: PriorTargets, coding: AnchorCoding
+    ) -> dict[str, Tensor]:
+        """pred (B, A, 4 + K), an assigner's targets (matched boxes) -> named scalar parts."""
+        anchors = coding.priors().boxes  # (A, 4) normalised xyxy
+        offsets = encode_offsets(targets.box_targets, anchors, coding.variances)  # (B, A, 4)
+        return self.terms(
+            pred,
+            targets.class_targets,
+            offsets.masked_fill(~targets.positive[..., None], 0.0),
+            targets.positive,
+            anchors_xyxy=anchors,
+            ignored=targets.ignored,
+        )
+
+    @abstractmethod
+    def terms(
+        self,
+        pred: Tensor,
+        class_targets: Tensor,
+        box_targets: Tensor,
+        positive: Tensor,
+        anchors_xyxy: Tensor | None = None,
+        ignored: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """The loss from per-anchor targets, box_targets encoded (see the module docstring)."""
+
+
+@dataclass(frozen=True)
+class _BoxTerm(AnchorLoss):
     """Options shared by the losses that offer two box terms, and that term.
 
     "smooth_l1": smooth-L1 (`beta`) of the offsets, summed over the 4 values of each anchor.
@@ -124,7 +139,7 @@ class _BoxTerm:
 
 @register_loss("seed")
 @dataclass(frozen=True)
-class SeedLoss:
+class SeedLoss(AnchorLoss):
     """The seed's loss, exactly: no mining, no normalisation by the number of positives.
 
     cls = softmax cross-entropy averaged over all B * A anchors, background included (ignored
@@ -133,7 +148,7 @@ class SeedLoss:
     (background entries count as zero error, as in the seed's masked Keras MSE).
     """
 
-    def __call__(
+    def terms(
         self,
         pred: Tensor,
         class_targets: Tensor,
@@ -187,7 +202,7 @@ class SSDLoss(_BoxTerm):
         rank = order.argsort(dim=1)  # (B, A): each anchor's place in `order`
         return rank < num_negative[:, None]
 
-    def __call__(
+    def terms(
         self,
         pred: Tensor,
         class_targets: Tensor,
@@ -227,7 +242,7 @@ class FocalLoss(_BoxTerm):
         if not 0.0 <= self.alpha <= 1.0 or self.gamma < 0:
             raise OnestageError("focal loss needs 0 <= alpha <= 1 and gamma >= 0")
 
-    def __call__(
+    def terms(
         self,
         pred: Tensor,
         class_targets: Tensor,

@@ -2,17 +2,16 @@
 
 `build_criterion(coding, num_classes, loss=..., assigner=...)` returns a `Criterion`;
 `criterion(pred, gt_boxes_xyxy, gt_class_ids)` gives the named loss parts (a dict of scalar
-tensors, "loss" the one to minimise). Ground truth is in the batch layout of
-`onestage.assign.maxiou`: gt_boxes_xyxy (B, M, 4) normalised xyxy, gt_class_ids (B, M) int64, -1
-for padding slots, -2 for ignored objects.
+tensors, "loss" the one to minimise). Ground truth is in the batch layout of `onestage.assign`:
+gt_boxes_xyxy (B, M, 4) normalised xyxy, gt_class_ids (B, M) int64, -1 for padding slots, -2 for
+ignored objects.
 
-Assigners: "maxiou" (the seed's rule, `assign.build_targets`, at `iou_threshold`; anchor heads
-only), "atss" and "tal" (`onestage.assign`; TAL reads the detached predictions). The default
-is the head's own: "maxiou" for anchors, "tal" for points (YOLOv8's settings: topk 10,
-alpha 0.5, beta 6).
-
-Losses: anchor heads take a `losses.LOSSES` loss (seed, ssd, focal) on offsets encoded against
-the anchors; anchor-free heads take "quality" (`losses.quality.QualityLoss`).
+One path for every head: assigner -> `PriorTargets` -> loss. The assigner comes from
+`assign.ASSIGNERS`: "maxiou" (the seed's rule at `iou_threshold`; anchor heads only), "atss" or
+"tal" (TAL reads the detached predictions). The default is the head's own: "maxiou" for
+anchors, "tal" for points (YOLOv8's settings: topk 10, alpha 0.5, beta 6). The loss comes from
+`losses.LOSSES` and must fit the head's box coding: seed, ssd or focal for anchors (they encode
+the matched boxes as offsets against the anchors), quality for points.
 """
 
 from __future__ import annotations
@@ -23,14 +22,11 @@ from typing import Any
 from torch import Tensor
 
 from onestage.assign import Assigner, build_assigner
-from onestage.assign.maxiou import build_targets
 from onestage.errors import OnestageError
-from onestage.losses.anchor import LOSSES, DetectionLoss, build_loss, loss_names
-from onestage.losses.quality import POINT_LOSSES, QualityLoss
+from onestage.losses.common import LOSSES, DetectionLoss, build_loss, losses_for
 from onestage.priors import Priors
 from onestage.priors.codings import BoxCoding, PointCoding
-from onestage.priors.offsets import encode_offsets
-from onestage.train_choices import ASSIGNER_NAMES, POINT_LOSS
+from onestage.train_choices import ASSIGNER_NAMES
 
 # The TAL settings of YOLOv8's detection loss (the assigner's own defaults are TOOD's).
 HEAD_TAL = {"topk": 10, "alpha": 0.5, "beta": 6.0}
@@ -43,7 +39,7 @@ def default_assigner(coding: BoxCoding) -> str:
 
 def default_loss(coding: BoxCoding) -> str:
     """The loss a head trains with unless told otherwise (anchor heads: the seed's)."""
-    return POINT_LOSS if isinstance(coding, PointCoding) else "seed"
+    return "quality" if isinstance(coding, PointCoding) else "seed"
 
 
 @dataclass
@@ -53,9 +49,8 @@ class Criterion:
     coding: BoxCoding
     num_classes: int
     loss_name: str
-    loss: DetectionLoss | QualityLoss
-    assigner: Assigner | None = None  # None: the seed's max-IoU rule
-    iou_threshold: float = 0.4
+    loss: DetectionLoss
+    assigner: Assigner
     priors: Priors = field(init=False)  # the coding's, made once
 
     def __post_init__(self) -> None:
@@ -66,42 +61,15 @@ class Criterion:
     ) -> dict[str, Tensor]:
         """pred (B, A, values) of the model -> named scalar loss parts (float32)."""
         pred = pred.float()
-        box_part, logits = self.coding.split(pred)
-        if self.assigner is None:  # the seed's rule (anchor heads only)
-            assigned = build_targets(
-                self.priors.boxes,
-                gt_boxes_xyxy,
-                gt_class_ids,
-                self.num_classes,
-                self.iou_threshold,
-                self.coding.variances,  # the offsets the coding decodes
-            )
-            return self.loss(
-                pred,
-                assigned.class_targets,
-                assigned.box_targets,
-                assigned.positive,
-                anchors_xyxy=self.priors.boxes,
-                ignored=assigned.ignored,
-            )
         scores = boxes = None
         if self.assigner.uses_predictions:
+            box_part, logits = self.coding.split(pred)
             scores = self.coding.class_scores(logits.detach())  # (B, A, C)
             boxes = self.coding.decode(box_part.detach())  # (B, A, 4)
         targets = self.assigner(
             self.priors, gt_boxes_xyxy, gt_class_ids, self.num_classes, scores, boxes
         )
-        if isinstance(self.coding, PointCoding):
-            return self.loss(box_part, logits, self.coding, targets)
-        encoded = encode_offsets(targets.box_targets, self.priors.boxes, self.coding.variances)
-        return self.loss(
-            pred,
-            targets.class_targets,
-            encoded.masked_fill(~targets.positive[..., None], 0.0),  # (B, A, 4)
-            targets.positive,
-            anchors_xyxy=self.priors.boxes,
-            ignored=targets.ignored,
-        )
+        return self.loss(pred, targets, self.coding)
 
 
 def build_criterion(
@@ -113,7 +81,8 @@ def build_criterion(
     loss_options: dict[str, Any] | None = None,
 ) -> Criterion:
     """The criterion of a head: `loss` and `assigner` by name (None: the head's default),
-    `loss_options` the loss's dataclass fields (e.g. box_loss)."""
+    `iou_threshold` the max-IoU assigner's, `loss_options` the loss's dataclass fields (e.g.
+    box_loss)."""
     points = isinstance(coding, PointCoding)
     loss = loss or default_loss(coding)
     assigner = assigner or default_assigner(coding)
@@ -123,24 +92,20 @@ def build_criterion(
         raise OnestageError(
             "the max-IoU assigner needs anchors; an anchor-free head takes atss or tal"
         )
-    if points != (loss == POINT_LOSS):
-        valid = POINT_LOSS if points else ", ".join(loss_names())
+    box_coding = "points" if points else "anchors"
+    loss_class = LOSSES.get(loss)
+    if loss_class.box_coding != box_coding:
         kind = "an anchor-free" if points else "an anchor-based"
+        valid = ", ".join(losses_for(box_coding))
         raise OnestageError(f"loss {loss!r} does not fit {kind} head; valid: {valid}")
     options = loss_options or {}
-    if not points and "variances" in {f.name for f in fields(LOSSES.get(loss))}:
+    if "variances" in {f.name for f in fields(loss_class)}:
         options = {"variances": coding.variances, **options}  # a box term decodes as the head
-    built_loss: DetectionLoss | QualityLoss = (
-        POINT_LOSSES.build(loss, **options) if points else build_loss(loss, **options)
-    )
-    built_assigner = None
-    if assigner != "maxiou":
-        built_assigner = build_assigner(assigner, **(HEAD_TAL if assigner == "tal" else {}))
+    assigner_options = {"maxiou": {"iou_threshold": iou_threshold}, "tal": HEAD_TAL}
     return Criterion(
         coding=coding,
         num_classes=num_classes,
         loss_name=loss,
-        loss=built_loss,
-        assigner=built_assigner,
-        iou_threshold=iou_threshold,
+        loss=build_loss(loss, **options),
+        assigner=build_assigner(assigner, **assigner_options.get(assigner, {})),
     )

@@ -1,9 +1,11 @@
 """The anchor-free detector's loss: quality-aware classification, IoU boxes, DFL (YOLOv8's form).
 
-`QualityLoss` takes a `PointCoding` head's output split into its box part and logits, and an
-assigner's `PriorTargets` (TAL's soft target scores: each positive prior's score at its class is
-its normalised alignment, about the IoU it should predict). With S = the sum of all target scores
-in the batch (at least 1), the normaliser of every term:
+`QualityLoss`, "quality" in `losses.LOSSES`, is called like every loss (`losses.common`):
+`loss(pred, targets, coding)` with a `PointCoding` head's output, which the coding splits into
+its box part and logits, and an assigner's `PriorTargets` (TAL's soft target scores: each
+positive prior's score at its class is its normalised alignment, about the IoU it should
+predict). With S = the sum of all target scores in the batch (at least 1), the normaliser of
+every term:
 
 - cls = sum over every prior that is not ignored and every class of the classification term
   against the target scores ("bce": binary cross-entropy, YOLOv8's; "vfl": varifocal; "qfl":
@@ -21,6 +23,7 @@ synchronisation).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +32,7 @@ from torch import Tensor
 from onestage.assign.common import PriorTargets
 from onestage.boxes import elementwise_generalized_box_iou
 from onestage.errors import OnestageError
+from onestage.losses.common import register_loss
 from onestage.losses.terms import (
     ciou_loss,
     distribution_focal_loss,
@@ -36,18 +40,15 @@ from onestage.losses.terms import (
     varifocal_loss,
 )
 from onestage.priors.codings import PointCoding
-from onestage.registry import Registry
 from onestage.train_choices import BOX_TERMS, CLASS_TERMS, POINT_LOSS
 
-# The losses of anchor-free heads, by name (their call differs from `losses.LOSSES`').
-POINT_LOSSES: Registry[type] = Registry("anchor-free loss")
 
-
-@POINT_LOSSES.register(POINT_LOSS)
+@register_loss(POINT_LOSS)
 @dataclass(frozen=True)
 class QualityLoss:
     """See the module docstring; `cls_loss` in CLASS_TERMS, `box_loss` in BOX_TERMS."""
 
+    box_coding: ClassVar[str] = "points"
     cls_loss: str = "bce"
     box_loss: str = "ciou"
     cls_weight: float = 0.5
@@ -83,10 +84,11 @@ class QualityLoss:
         return ciou_loss(predicted_xyxy, target_xyxy)
 
     def __call__(
-        self, box_part: Tensor, logits: Tensor, coding: PointCoding, targets: PriorTargets
+        self, pred: Tensor, targets: PriorTargets, coding: PointCoding
     ) -> dict[str, Tensor]:
-        """box_part (B, A, 4 (reg_max + 1)) and logits (B, A, C) of the head's output, the
-        assigner's targets (box_targets normalised xyxy) -> loss, cls, box, dfl."""
+        """pred (B, A, 4 (reg_max + 1) + C) of the head, the assigner's targets (box_targets
+        normalised xyxy) -> loss, cls, box, dfl."""
+        box_part, logits = coding.split(pred.float())
         scores = targets.target_scores.float()  # (B, A, C)
         normaliser = scores.sum().clamp(min=1.0)
         weight = scores.sum(dim=-1)  # (B, A): the positive priors' target scores, 0 elsewhere

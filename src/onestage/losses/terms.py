@@ -32,7 +32,7 @@ def varifocal_loss(
     VFL = q * BCE(p, q) where q > 0 (positives, weighted by their target score) and
     alpha * p ** gamma * BCE(p, 0) where q = 0 (negatives, down-weighted like focal loss).
     `logits` and `target_scores` have the same shape. p ** gamma is computed as
-    exp(gamma * logsigmoid(logit)), as `losses._focal_modulator` does, so its gradient stays
+    exp(gamma * logsigmoid(logit)), as `losses.anchor._focal_modulator` does, so its gradient stays
     finite for gamma in (0, 1) and confident logits; like focal's modulator it is differentiated.
     """
     if gamma < 0:

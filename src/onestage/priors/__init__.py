@@ -10,8 +10,10 @@ mode (softmax with background last, or sigmoid).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+if TYPE_CHECKING:  # the package stays torch-free: onestage.config reads priors.anchor_configs
+    from torch import Tensor
 
 
 @dataclass(frozen=True)

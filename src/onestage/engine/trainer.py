@@ -49,7 +49,12 @@ from onestage.engine.schedule import (
     initial_segments,
     learning_rate,
 )
-from onestage.engine.train_settings import criterion_for, optimizer_for, schedule_for
+from onestage.engine.train_settings import (
+    criterion_for,
+    model_options_for,
+    optimizer_for,
+    schedule_for,
+)
 from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_text, remove_temp_files, unique_run_dir
 from onestage.models import build_model
@@ -125,12 +130,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.dataset: DetectionDataset | None = None  # a dataset folder, when training on one
         self.train_set, self.class_names = self._make_dataset()
-        model_options = {} if config.bn_momentum is None else {"bn_momentum": config.bn_momentum}
         self.model = build_model(
-            config.model,
-            num_classes=len(self.class_names),
-            input_size=config.imgsz,
-            **model_options,
+            config.model, num_classes=len(self.class_names), **model_options_for(config)
         ).to(self.device)
         if config.weights is not None:
             weights = Path(config.weights)
@@ -138,7 +139,7 @@ class Trainer:
             check_recorded_plugins(metadata.get("plugins"), weights)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.coding = box_coding_for(self.model, config.imgsz, config.anchors, config.loss)
+        self.coding = box_coding_for(self.model, config.imgsz)
         self.criterion = criterion_for(config, self.coding, len(self.class_names))
         self.optimizer = optimizer_for(config, self.model.parameters())
         self.schedule = schedule_for(config)
@@ -567,6 +568,7 @@ class Trainer:
             "input_size": self.config.imgsz,
             "letterbox": self.config.letterbox,
             "loss": self.criterion.loss_name,
+            "score_mode": self.coding.score_mode,
             "epoch": epoch,
             "metrics": metrics,
             **({"category_ids": list(category_ids)} if category_ids else {}),

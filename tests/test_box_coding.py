@@ -10,6 +10,7 @@ from torch import nn
 
 from onestage.errors import OnestageError
 from onestage.models import build_model, parse_spec
+from onestage.models.recorded import model_from_metadata
 from onestage.postprocess import postprocess
 from onestage.priors.anchors import generate_anchors
 from onestage.priors.codings import (
@@ -106,10 +107,14 @@ def test_each_model_gets_the_coding_of_its_head():
     assert isinstance(free, PointCoding) and free.reg_max == 16
     assert free.level_sizes == (1600, 400, 100) and free.points_xy.shape == (2100, 2)
     torch.testing.assert_close(free.strides[0], torch.tensor([8 / 320, 8 / 320]))
-    anchored = box_coding_for(build_model("seed", num_classes=15), 320, "seed", loss="focal")
+    anchored = box_coding_for(build_model("seed", num_classes=15, score_mode="sigmoid"), 320)
     assert isinstance(anchored, AnchorCoding) and anchored.score_mode == "sigmoid"
     assert anchored.anchors_xyxy.shape == (2140, 4)
-    assert box_coding_for(build_model("seed", num_classes=15), 320, "seed").score_mode == "softmax"
+    assert box_coding_for(build_model("seed", num_classes=15), 320).score_mode == "softmax"
+    intended = box_coding_for(build_model("seed", num_classes=15, anchors="seed-intended"), 320)
+    torch.testing.assert_close(
+        intended.anchors_xyxy, generate_anchors("seed-intended", SEED_SIZES), atol=0, rtol=0
+    )
 
 
 def test_an_anchor_config_that_does_not_fit_the_head_is_one_line():
@@ -129,9 +134,19 @@ head:
     )
     from onestage.models import SpecModel
 
-    model = SpecModel(spec, num_classes=2)
+    with pytest.raises(OnestageError) as error:
+        SpecModel(spec, num_classes=2, anchors="seed")  # width and priors disagree: no model
+    assert str(error.value) == (
+        "<spec>: anchor config 'seed' has 5 levels of [4, 4, 4, 4, 4] anchors per "
+        "cell; the head has 5 levels of 3"
+    )
+    unfitted = SpecModel(spec, num_classes=2)  # built without naming priors: it declares none
+    assert unfitted.anchor_config is None
+    with pytest.raises(OnestageError, match=r"^the model's anchor head \(3 per cell on 5 levels"):
+        box_coding_for(unfitted, 320)
+    layout = coding_layout(build_model("seed", num_classes=2), 320)
     with pytest.raises(OnestageError, match=r"anchor config 'seed' gives .* 3 per cell"):
-        box_coding_for(model, 320, "seed")
+        coding_from_layout({**layout, "anchors_per_cell": 3})  # a forged exported layout
 
 
 def test_decoding_chosen_priors_equals_decoding_all_then_choosing():
@@ -152,7 +167,7 @@ def test_coding_layout_rebuilds_the_coding_without_the_model():
     for name in ("seed", "csp-t"):
         model = build_model(name, num_classes=3)
         layout = coding_layout(model, 320)
-        rebuilt, direct = coding_from_layout(layout, "seed"), box_coding_for(model, 320, "seed")
+        rebuilt, direct = coding_from_layout(layout), box_coding_for(model, 320)
         assert type(rebuilt) is type(direct) and rebuilt.level_sizes == direct.level_sizes
         torch.testing.assert_close(rebuilt.priors().boxes, direct.priors().boxes)
 
@@ -199,6 +214,8 @@ def test_a_model_without_head_attributes_reads_as_an_anchor_head():
         "feature_sizes": [[2, 2], [1, 1]],
         "reg_max": 0,
         "anchors_per_cell": 0,
+        "anchor_config": "seed",
+        "score_mode": "softmax",
     }
 
 
@@ -223,3 +240,29 @@ def test_each_coding_is_put_on_the_models_device():
     free = box_coding_for(BareModel(((2, 2),), "meta", box_coding="points", reg_max=2), 64)
     assert free.points_xy.device.type == "meta" and free.strides.device.type == "meta"
     assert free.points_xy.shape == free.strides.shape == (4, 2)
+
+
+def test_weights_say_their_score_mode_and_older_ones_read_it_from_their_loss(tmp_path):
+    """Weights record the score mode the model was built with; those from before take sigmoid
+    from the focal loss and the head's default otherwise."""
+    base = {"model": "seed", "class_names": ["cat", "dog"], "anchors": "seed", "input_size": 320}
+    for extra, expected in (
+        ({"loss": "focal"}, "sigmoid"),
+        ({"loss": "ssd"}, "softmax"),
+        ({"loss": "focal", "score_mode": "softmax"}, "softmax"),
+        ({}, "softmax"),
+    ):
+        model = model_from_metadata({**base, **extra}, tmp_path / "w.safetensors")
+        assert (model.anchor_config, model.score_mode) == ("seed", expected), extra
+    intended = model_from_metadata({**base, "anchors": "seed-intended"}, tmp_path / "w")
+    assert intended.anchor_config == "seed-intended"
+    free = model_from_metadata({**base, "model": "csp-t", "loss": "quality"}, tmp_path / "w")
+    assert (free.anchor_config, free.score_mode) == (None, "sigmoid")
+
+
+def test_an_anchor_free_head_scores_by_sigmoid_only():
+    with pytest.raises(OnestageError) as error:
+        build_model("csp-t", num_classes=2, score_mode="softmax")
+    assert str(error.value).endswith(
+        "an anchor-free head cannot score by 'softmax'; valid: sigmoid"
+    )

@@ -299,16 +299,17 @@ def test_loss_options_reach_an_anchor_loss() -> None:
     built = build_criterion(coding, 2, loss="ssd", loss_options={"box_loss": "giou", "beta": 0.5})
     assert built.loss == build_loss("ssd", box_loss="giou", beta=0.5)
     config = TrainConfig(loss="focal", box_loss="giou")
-    from_config = criterion_for(config, coding, num_classes=2)
+    from_config = criterion_for(config, AnchorCoding(ANCHORS, (4,), "sigmoid"), num_classes=2)
     assert from_config.loss_name == "focal"
     assert from_config.loss == build_loss("focal", box_loss="giou")
 
 
 def test_a_giou_box_term_decodes_with_the_variances_of_its_head() -> None:
-    coding = AnchorCoding(ANCHORS, (4,), variances=(0.2, 0.4))
-    for loss in ("ssd", "focal"):
+    for loss, score_mode in (("ssd", "softmax"), ("focal", "sigmoid")):
+        coding = AnchorCoding(ANCHORS, (4,), score_mode, variances=(0.2, 0.4))
         built = build_criterion(coding, 2, loss=loss, loss_options={"box_loss": "giou"})
         assert built.loss.variances == (0.2, 0.4)
+    coding = AnchorCoding(ANCHORS, (4,), variances=(0.2, 0.4))
     chosen = build_criterion(coding, 2, loss="ssd", loss_options={"variances": (0.3, 0.3)})
     assert chosen.loss.variances == (0.3, 0.3)  # an explicit option wins
     assert not hasattr(build_criterion(coding, 2, loss="seed").loss, "variances")
@@ -395,3 +396,14 @@ def test_a_criterion_that_does_not_fit_its_head_is_one_line(points, loss, assign
     with pytest.raises(OnestageError) as raised:
         build_criterion(coding, num_classes=2, loss=loss, assigner=assigner)
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(("loss", "score_mode"), [("focal", "softmax"), ("seed", "sigmoid")])
+def test_a_loss_trains_only_a_head_built_for_its_score_mode(loss: str, score_mode: str) -> None:
+    with pytest.raises(OnestageError) as error:
+        build_criterion(AnchorCoding(ANCHORS, (4,), score_mode), 2, loss=loss)
+    trains = "sigmoid" if loss == "focal" else "softmax"
+    assert str(error.value) == (
+        f"loss {loss!r} trains a head that scores by {trains}, but this head was built to "
+        f"score by {score_mode}"
+    )

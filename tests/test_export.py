@@ -179,6 +179,46 @@ def test_exports_leave_out_postprocess_defaults_and_files_that_carry_them_still_
     torch.testing.assert_close(old.raw_outputs(images), new.raw_outputs(images), atol=0, rtol=0)
 
 
+def test_files_exported_before_the_layout_named_its_priors_decode_as_their_weights_say(
+    tmp_path, monkeypatch
+):
+    """An anchor model trained with the focal loss scores by sigmoid: files exported before the
+    coding layout recorded "anchor_config" and "score_mode" take them from the weights' anchors
+    and loss, and decode exactly as a new export does."""
+    model = sensitive(
+        build_model("seed", num_classes=3, input_size=320, anchors="seed-intended",
+                    score_mode="sigmoid"),
+        seed=3,
+    )  # fmt: skip
+    metadata = {"model": "seed", "class_names": ["cat", "dog", "fox"], "anchors": "seed-intended",
+                "input_size": 320, "loss": "focal"}  # fmt: skip
+    weights = tmp_path / "focal.safetensors"
+    save_weights(weights, model, metadata)
+    new = Detector.load(export_weights(weights, "onnx", out=tmp_path / "new.onnx").path)
+    assert {k: new.metadata["coding"][k] for k in ("anchor_config", "score_mode")} == {
+        "anchor_config": "seed-intended",
+        "score_mode": "sigmoid",
+    }
+
+    def as_before(*arguments) -> dict:
+        exported = export_metadata(*arguments)
+        coding = {
+            k: v for k, v in exported["coding"].items() if k not in ("anchor_config", "score_mode")
+        }
+        return {**exported, "coding": coding}
+
+    monkeypatch.setattr(exporter, "export_metadata", as_before)
+    old = Detector.load(export_weights(weights, "onnx", out=tmp_path / "old.onnx").path)
+    assert "score_mode" not in old.metadata["coding"]
+    assert old.coding.score_mode == new.coding.score_mode == "sigmoid"
+    torch.testing.assert_close(old.coding.anchors_xyxy, new.coding.anchors_xyxy, atol=0, rtol=0)
+    images = torch.rand(2, 3, 320, 320, generator=torch.Generator().manual_seed(5))
+    raw = new.raw_outputs(images)
+    torch.testing.assert_close(old.raw_outputs(images), raw, atol=0, rtol=0)
+    logits = new.coding.split(raw)[1]
+    torch.testing.assert_close(old.coding.class_scores(logits), logits[..., :-1].sigmoid())
+
+
 def test_a_runtime_detector_runs_its_torch_steps_on_one_thread_and_restores_the_count(tmp_path):
     exported = Detector.load(export_weights(_trained_like_weights(tmp_path), "onnx").path)
     runtime, threads_seen = exported._forward, []

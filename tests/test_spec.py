@@ -107,7 +107,8 @@ def test_seed_spec_gives_the_seed_outputs_for_the_shipped_weights() -> None:
 
 def test_seed_spec_feature_sizes_match_the_seed(seed_spec_model: SpecModel) -> None:
     assert seed_spec_model.feature_sizes == SeedModel.feature_sizes_for(320)
-    assert seed_spec_model.anchors_per_cell == SeedModel.anchors_per_cell
+    assert seed_spec_model.anchors_per_cell == SeedModel(num_classes=15).anchors_per_cell == 4
+    assert (seed_spec_model.anchor_config, seed_spec_model.score_mode) == ("seed", "softmax")
     assert (seed_spec_model.num_classes, seed_spec_model.input_size) == (15, 320)
     for size in (384, 512):
         assert seed_spec_model.feature_sizes_for(size) == SeedModel.feature_sizes_for(size)

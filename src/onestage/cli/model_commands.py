@@ -94,8 +94,8 @@ def anchors_command(
     from onestage.priors.codings import PointCoding, box_coding_for
 
     load_user_plugins(plugin)
-    network = build_model(model, num_classes=1, input_size=imgsz)
-    coding = box_coding_for(network, imgsz, config_name)
+    network = build_model(model, num_classes=1, input_size=imgsz, anchors=config_name)
+    coding = box_coding_for(network, imgsz)
     anchor_free = isinstance(coding, PointCoding)
     kind = "cell points" if anchor_free else "anchors"
     title = f"{kind} of {model} at {imgsz}px" + ("" if anchor_free else f" ({config_name})")

@@ -20,7 +20,7 @@ from onestage.engine.device import resolve_device, torch_threads
 from onestage.errors import OnestageError
 from onestage.models import load_plugins
 from onestage.models.fuse import fused_for_inference
-from onestage.models.recorded import check_metadata, model_from_metadata
+from onestage.models.recorded import check_metadata, exported_coding_layout, model_from_metadata
 from onestage.postprocess import PredictOptions, postprocess
 from onestage.priors.codings import box_coding_for, coding_from_layout
 from onestage.runtime import EXPORTED_SUFFIXES
@@ -80,14 +80,13 @@ class Detector:
         self.class_names: tuple[str, ...] = tuple(metadata["class_names"])
         self.input_size = int(metadata["input_size"])
         self.letterbox = bool(metadata.get("letterbox", False))
-        anchors, loss = metadata["anchors"], metadata.get("loss")
         self.model = model.eval() if model is not None else None
         if runtime is not None:
             self.backend, self.device = runtime.backend, runtime.device
-            coding = coding_from_layout(metadata["coding"], anchors, loss)
+            coding = coding_from_layout(exported_coding_layout(metadata))
         elif model is not None:
             self.backend, self.device = "torch", device or next(model.parameters()).device
-            coding = box_coding_for(model, self.input_size, anchors, loss)
+            coding = box_coding_for(model, self.input_size)
         else:
             raise ValueError("a Detector needs a model or a runtime")
         self.coding = coding.to(self.device)

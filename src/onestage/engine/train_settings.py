@@ -1,18 +1,35 @@
-"""A TrainConfig translated into the plain values of what it configures: the optimiser
-(`engine.optim`), the learning-rate schedule (`engine.schedule`) and the criterion
-(`losses.criterion`), none of which knows TrainConfig. The trainer translates its config once."""
+"""A TrainConfig translated into the plain values of what it configures: the model's build
+options (`models.build_model`), the optimiser (`engine.optim`), the learning-rate schedule
+(`engine.schedule`) and the criterion (`losses.criterion`), none of which knows TrainConfig. The
+trainer translates its config once."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
 from onestage.config import TrainConfig
 from onestage.engine.optim import build_optimizer
 from onestage.engine.schedule import ScheduleSettings
+from onestage.losses import loss_score_mode
 from onestage.losses.criterion import Criterion, build_criterion
 from onestage.priors.codings import BoxCoding
+
+
+def model_options_for(config: TrainConfig) -> dict[str, Any]:
+    """The model's build options: its input size, BatchNorm momentum (when set), and the priors
+    and score mode its head is built with: the config's anchors, and the score mode its loss
+    trains (`losses.loss_score_mode`; no loss named: the head's default)."""
+    options: dict[str, Any] = {
+        "input_size": config.imgsz,
+        "anchors": config.anchors,
+        "score_mode": loss_score_mode(config.loss) if config.loss else None,
+    }
+    if config.bn_momentum is not None:
+        options["bn_momentum"] = config.bn_momentum
+    return options
 
 
 def optimizer_for(

@@ -35,7 +35,12 @@ from onestage.engine.run_folder import new_run_dir, remove_run_temp_files, run_d
 from onestage.engine.schedule import describe_extension, extend_segments, initial_segments
 from onestage.engine.step_loop import StepLoop
 from onestage.engine.train_process import join_training
-from onestage.engine.train_settings import criterion_for, optimizer_for, schedule_for
+from onestage.engine.train_settings import (
+    criterion_for,
+    model_options_for,
+    optimizer_for,
+    schedule_for,
+)
 from onestage.engine.training_data import epoch_loader, training_set, validation_set
 from onestage.engine.validation import VAL_COLUMNS, BestEpoch, fitness, validate, validation_due
 from onestage.models import build_model
@@ -90,12 +95,8 @@ class Trainer(StepLoop):
         torch.manual_seed(config.seed)
         # dataset: the dataset folder, when training on one (None on synthetic images)
         self.train_set, self.class_names, self.dataset = training_set(config)
-        model_options = {} if config.bn_momentum is None else {"bn_momentum": config.bn_momentum}
         self.model = build_model(
-            config.model,
-            num_classes=len(self.class_names),
-            input_size=config.imgsz,
-            **model_options,
+            config.model, num_classes=len(self.class_names), **model_options_for(config)
         ).to(self.device)
         if config.weights is not None:
             weights = Path(config.weights)
@@ -103,7 +104,7 @@ class Trainer(StepLoop):
             check_recorded_plugins(metadata.get("plugins"), weights)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.coding = box_coding_for(self.model, config.imgsz, config.anchors, config.loss)
+        self.coding = box_coding_for(self.model, config.imgsz)
         self.criterion = criterion_for(config, self.coding, len(self.class_names))
         self.optimizer = optimizer_for(config, self.model.parameters())
         self.schedule = schedule_for(config)
@@ -315,6 +316,7 @@ class Trainer(StepLoop):
             "input_size": self.config.imgsz,
             "letterbox": self.config.letterbox,
             "loss": self.criterion.loss_name,
+            "score_mode": self.coding.score_mode,
             "epoch": epoch,
             "metrics": metrics,
             **({"category_ids": list(category_ids)} if category_ids else {}),

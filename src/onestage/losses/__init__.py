@@ -12,6 +12,7 @@ from onestage.losses.common import (
     DetectionLoss,
     build_loss,
     loss_names,
+    loss_score_mode,
     losses_for,
     register_loss,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "SeedLoss",
     "build_loss",
     "loss_names",
+    "loss_score_mode",
     "losses_for",
     "register_loss",
 ]

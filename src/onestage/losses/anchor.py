@@ -72,6 +72,7 @@ class AnchorLoss(ABC):
     """The call every anchor loss shares (see the module docstring); subclasses give `terms`."""
 
     box_coding: ClassVar[str] = "anchors"
+    score_mode: ClassVar[str] = "softmax"  # how the head it trains scores (background last)
 
     def __call__(
         self, pred: Tensor, targets: PriorTargets, coding: AnchorCoding
@@ -233,6 +234,8 @@ class FocalLoss(_BoxTerm):
     anchors in the batch (at least 1), like the box term: smooth-L1 on the offsets (`beta`) or
     1 - GIoU of decoded boxes ("giou").
     """
+
+    score_mode: ClassVar[str] = "sigmoid"
 
     alpha: float = 0.25
     gamma: float = 2.0

@@ -29,6 +29,7 @@ class DetectionLoss(Protocol):
     """What the criterion calls (see the module docstring)."""
 
     box_coding: ClassVar[str]  # "anchors" or "points": the heads it fits
+    score_mode: ClassVar[str]  # "softmax" or "sigmoid": how the head it trains scores
 
     def __call__(
         self, pred: Tensor, targets: PriorTargets, coding: BoxCoding
@@ -43,6 +44,11 @@ loss_names = LOSSES.names
 def losses_for(box_coding: str) -> list[str]:
     """The names of the losses that fit heads of `box_coding` ("anchors" or "points"), sorted."""
     return [name for name in LOSSES.names() if LOSSES.get(name).box_coding == box_coding]
+
+
+def loss_score_mode(name: str) -> str:
+    """How a head trained with the loss `name` scores its classes ("softmax" or "sigmoid")."""
+    return LOSSES.get(name).score_mode
 
 
 def build_loss(name: str, **options: Any) -> DetectionLoss:

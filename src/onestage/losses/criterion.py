@@ -98,6 +98,11 @@ def build_criterion(
         kind = "an anchor-free" if points else "an anchor-based"
         valid = ", ".join(losses_for(box_coding))
         raise OnestageError(f"loss {loss!r} does not fit {kind} head; valid: {valid}")
+    if loss_class.score_mode != coding.score_mode:
+        raise OnestageError(
+            f"loss {loss!r} trains a head that scores by {loss_class.score_mode}, but this head "
+            f"was built to score by {coding.score_mode}"
+        )
     options = loss_options or {}
     if "variances" in {f.name for f in fields(loss_class)}:
         options = {"variances": coding.variances, **options}  # a box term decodes as the head

@@ -49,6 +49,7 @@ class QualityLoss:
     """See the module docstring; `cls_loss` in CLASS_TERMS, `box_loss` in BOX_TERMS."""
 
     box_coding: ClassVar[str] = "points"
+    score_mode: ClassVar[str] = "sigmoid"
     cls_loss: str = "bce"
     box_loss: str = "ciou"
     cls_weight: float = 0.5

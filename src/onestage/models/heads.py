@@ -14,8 +14,13 @@ to read that output through four attributes:
   4 x (reg_max + 1) values), or, with 0, one value per side read through softplus;
 - `feature_sizes_of(input_shapes)`: the (height, width) of each level from its inputs' shapes.
 
-`onestage.priors.codings` turns these into priors and decoders; the trainer, the predictor, the
-evaluator and export all go through it. A head of one's own keeps the same attributes.
+A model declares, beside its head's attributes, the priors and the score mode it was built with
+(`head_priors`, at build time): `anchor_config`, the anchor config (`priors.anchors`) whose
+anchors per cell and levels the anchor head's width and inputs must match (None for points),
+and `score_mode`, "softmax" (background last) or "sigmoid" (anchor-free heads, and anchor heads
+trained with the focal loss). `onestage.priors.codings` turns all of it into priors and
+decoders; the trainer, the predictor, the evaluator and export all go through it. A head of
+one's own keeps the same attributes.
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ import math
 import torch
 from torch import nn
 
+from onestage.errors import OnestageError
 from onestage.models.blocks import Conv, ConvBN, check_activation, register_block
+from onestage.priors.anchors import DEFAULT_ANCHOR_CONFIG, check_anchor_head
+from onestage.priors.codings import check_score_mode, default_score_mode
 
 # The prior probability of an object the anchor-free head's class logits start from (as
 # RetinaNet's): almost every cell is background at first, so the loss starts small.
@@ -214,6 +222,29 @@ class DecoupledHead(nn.Module):
 
 HEAD_ATTRIBUTES = ("box_coding", "anchors_per_cell", "reg_max", "feature_sizes_of")
 BOX_CODINGS = ("anchors", "points")
+
+
+def head_priors(
+    head: nn.Module, levels: int, anchors: str | None = None, score_mode: str | None = None
+) -> tuple[str | None, str]:
+    """The (anchor_config, score_mode) of a model built on `head` with `levels` levels.
+
+    `score_mode` defaults to softmax for anchors and sigmoid for points; a head that cannot
+    score that way is a one-line error. An anchor head built for the anchor config `anchors`
+    must fit it (anchors per cell and levels), else a one-line error; built without naming one,
+    it takes `DEFAULT_ANCHOR_CONFIG` where that fits and declares none (None: it cannot be
+    trained or decoded) where it does not. Anchor-free heads take no anchor config."""
+    score_mode = score_mode or default_score_mode(head.box_coding)
+    check_score_mode(head.box_coding, score_mode)
+    if head.box_coding != "anchors":
+        return None, score_mode
+    try:
+        check_anchor_head(anchors or DEFAULT_ANCHOR_CONFIG, int(head.anchors_per_cell), levels)
+    except OnestageError:
+        if anchors is not None:
+            raise
+        return None, score_mode
+    return anchors or DEFAULT_ANCHOR_CONFIG, score_mode
 
 
 def is_head(module: nn.Module) -> bool:

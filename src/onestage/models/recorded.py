@@ -20,6 +20,7 @@ from onestage.models.plugins import check_recorded_plugins, validate_records
 from onestage.models.registry import build_built_in
 from onestage.models.spec import MAX_INPUT_SIZE
 from onestage.models.spec_model import build_spec_model
+from onestage.priors.codings import SCORE_MODES, default_score_mode
 
 
 def check_metadata(metadata: dict[str, Any], path: Path, exported: bool = False) -> None:
@@ -46,6 +47,7 @@ def check_metadata(metadata: dict[str, Any], path: Path, exported: bool = False)
             refuse(key, "a string")
     for key, kind, expected in (
         ("loss", str | None, "a string"),
+        ("score_mode", str, "a string"),
         ("letterbox", bool, "true or false"),
         ("spec", dict, "a mapping"),
         ("category_ids", list, "a list of integers"),
@@ -71,6 +73,8 @@ def _check_coding(metadata: dict[str, Any], path: Path, input_size: int) -> None
         if (
             type(count) is int
             and 0 <= count <= 64
+            and coding.get("score_mode", SCORE_MODES[0]) in SCORE_MODES
+            and isinstance(coding.get("anchor_config", ""), str | None)
             and isinstance(levels, list)
             and levels
             and all(
@@ -87,13 +91,37 @@ def _check_coding(metadata: dict[str, Any], path: Path, input_size: int) -> None
     )
 
 
+def recorded_score_mode(metadata: dict[str, Any]) -> str | None:
+    """The score mode the model was built with: recorded since weights record it; before, the
+    focal loss's sigmoid, else None (the head's default)."""
+    if "score_mode" in metadata:
+        return metadata["score_mode"]
+    return "sigmoid" if metadata.get("loss") == "focal" else None
+
+
+def exported_coding_layout(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The coding layout of checked exported metadata; files exported before the layout named
+    its anchor config and score mode take them from the weights' "anchors" and loss."""
+    layout = dict(metadata["coding"])
+    anchors = layout["box_coding"] == "anchors"
+    layout.setdefault("anchor_config", metadata["anchors"] if anchors else None)
+    score_mode = recorded_score_mode(metadata) or default_score_mode(layout["box_coding"])
+    layout.setdefault("score_mode", score_mode)
+    return layout
+
+
 def model_from_metadata(metadata: dict[str, Any], path: Path) -> nn.Module:
     """A fresh model of the architecture that checked metadata (`check_metadata`) of the weights
     file at `path` records: its spec, else a built-in by name. Errors are one line naming
     `path`: a block or model no loaded plugin registers, a plugin whose source differs from the
     recorded one, a spec that does not build."""
     check_recorded_plugins(metadata.get("plugins"), path)
-    options = {"num_classes": len(metadata["class_names"]), "input_size": metadata["input_size"]}
+    options = {
+        "num_classes": len(metadata["class_names"]),
+        "input_size": metadata["input_size"],
+        "anchors": metadata["anchors"],
+        "score_mode": recorded_score_mode(metadata),
+    }
     try:
         if "spec" in metadata:
             return build_spec_model(metadata["spec"], **options)

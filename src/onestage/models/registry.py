@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,29 @@ def build_built_in(name: str, num_classes: int, **options: Any) -> nn.Module:
     if name in spec_names():
         return build_spec_model(SPECS_DIR / f"{name}.yaml", num_classes, **options)
     if name in MODELS.names():
-        return model_class(name)(num_classes=num_classes, **options)
+        return _build_class(model_class(name), num_classes, options)
     close = difflib.get_close_matches(str(name), model_names(), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise OnestageError(
         f"unknown model {str(name)!r}{hint} (built-in: {', '.join(model_names())}; "
         "or give a spec file NAME.yaml)"
     )
+
+
+# The build options that say a head's priors and score mode (`heads.head_priors`).
+PRIOR_OPTIONS = ("anchors", "score_mode")
+
+
+def _build_class(cls: type[nn.Module], num_classes: int, options: dict[str, Any]) -> nn.Module:
+    """A registered class built with `options`. A class written before heads declared their
+    priors takes no `anchors` or `score_mode`: it is built without them, and the model says the
+    ones asked for (unchecked, as the class's output was before)."""
+    accepted = inspect.signature(cls).parameters
+    priors = {key: options.pop(key) for key in PRIOR_OPTIONS if key in options}
+    model = cls(
+        num_classes=num_classes, **options, **{k: v for k, v in priors.items() if k in accepted}
+    )
+    for key, attribute in zip(PRIOR_OPTIONS, ("anchor_config", "score_mode"), strict=True):
+        if not hasattr(model, attribute) and priors.get(key) is not None:
+            setattr(model, attribute, priors[key])
+    return model

@@ -14,7 +14,9 @@ from torch import nn
 
 from onestage.errors import OnestageError
 from onestage.models.blocks import keras_initialise
+from onestage.models.heads import head_priors
 from onestage.models.registry import register_model
+from onestage.priors.anchors import DEFAULT_ANCHOR_CONFIG, anchors_per_cell, resolve_anchor_config
 
 # Filters of the six conv -> max-pool -> batch-norm blocks.
 BLOCK_FILTERS = (16, 32, 64, 128, 256, 256)
@@ -42,15 +44,27 @@ class SeedModel(nn.Module):
     level by level, pixel by pixel (row-major), then anchor within the pixel (Keras' NHWC reshape).
     """
 
-    anchors_per_cell = 4
     box_coding = "anchors"  # the head contract of `onestage.models.heads`
     reg_max = 0
 
-    def __init__(self, num_classes: int, input_size: int = 320, bn_momentum: float = 0.01) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: int = 320,
+        bn_momentum: float = 0.01,
+        anchors: str | None = None,
+        score_mode: str | None = None,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.input_size = input_size
         self.feature_sizes = self.feature_sizes_for(input_size)
+        # The heads are as wide as the anchor config's first level asks; every level must agree.
+        config = anchors or DEFAULT_ANCHOR_CONFIG
+        self.anchors_per_cell = anchors_per_cell(resolve_anchor_config(config)[0])
+        self.anchor_config, self.score_mode = head_priors(
+            self, len(LEVEL_NAMES), config, score_mode
+        )
 
         in_channels = 3
         for index, filters in enumerate(BLOCK_FILTERS, start=1):

@@ -14,7 +14,7 @@ from torch import nn
 
 from onestage.errors import OnestageError, first_line
 from onestage.models.blocks import BLOCKS, keras_initialise
-from onestage.models.heads import HEAD_ATTRIBUTES, is_head, output_values
+from onestage.models.heads import HEAD_ATTRIBUTES, head_priors, is_head, output_values
 from onestage.models.spec import INITS, INPUT, Layer, Spec, as_spec, did_you_mean
 
 MAX_LAYER_PARAMETERS = 50_000_000
@@ -95,8 +95,9 @@ class SpecModel(nn.Module):
 
     Each layer is an attribute named after it. Like `SeedModel`, it exposes `num_classes`,
     `input_size`, `anchors_per_cell`, `feature_sizes` (the (h, w) of the head's levels at
-    `input_size`, in the head's order: largest first) and `feature_sizes_for(size)`, and from its
-    head `box_coding` and `reg_max`.
+    `input_size`, in the head's order: largest first) and `feature_sizes_for(size)`, from its
+    head `box_coding` and `reg_max`, and the `anchor_config` and `score_mode` it was built with
+    (`heads.head_priors`).
 
     Dry runs (at build time and in `feature_sizes_for`) run the layers, in eval mode, on meta
     tensors; where that fails (a genuine mistake, or code that meta tensors cannot run), they run
@@ -109,6 +110,8 @@ class SpecModel(nn.Module):
         num_classes: int,
         input_size: int | None = None,
         bn_momentum: float | None = None,
+        anchors: str | None = None,
+        score_mode: str | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -131,6 +134,12 @@ class SpecModel(nn.Module):
         self.box_coding = str(head.box_coding)
         self.reg_max = int(head.reg_max)
         self.feature_sizes = head.feature_sizes_of(head_inputs)
+        try:
+            self.anchor_config, self.score_mode = head_priors(
+                head, len(self.feature_sizes), anchors, score_mode
+            )
+        except OnestageError as error:
+            raise OnestageError(f"{spec.where()}: {error}") from None
         if bn_momentum is not None:
             for module in self.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -333,11 +342,14 @@ def build_spec_model(
     num_classes: int,
     input_size: int | None = None,
     bn_momentum: float | None = None,
+    anchors: str | None = None,
+    score_mode: str | None = None,
 ) -> SpecModel:
     """A fresh model from a spec (a Spec, its mapping, a YAML file or a built-in name).
 
     Its blocks must be registered (onestage's own, or from plugins the user loaded). `input_size`
     replaces the spec's; `bn_momentum`, when given, replaces every BatchNorm's momentum (as
-    `SeedModel`'s option does).
+    `SeedModel`'s option does); `anchors` and `score_mode` are the head's priors and score mode
+    (`heads.head_priors`).
     """
-    return SpecModel(as_spec(source), num_classes, input_size, bn_momentum)
+    return SpecModel(as_spec(source), num_classes, input_size, bn_momentum, anchors, score_mode)

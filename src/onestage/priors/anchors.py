@@ -20,10 +20,25 @@ from torch import Tensor
 from onestage.errors import OnestageError
 from onestage.priors.anchor_configs import ANCHOR_CONFIGS, AnchorLevel
 
+# The anchor config an anchor head is built for unless told otherwise.
+DEFAULT_ANCHOR_CONFIG = "seed"
+
 
 def anchors_per_cell(level: AnchorLevel) -> int:
     """Number of anchors in each cell of a level: len(sizes) + len(ratios) - 1."""
     return len(level.sizes) + len(level.ratios) - 1
+
+
+def check_anchor_head(config: str, per_cell: int, levels: int) -> None:
+    """A one-line error unless the named anchor config has `levels` levels of `per_cell` anchors
+    per cell each: what an anchor head of that width on that many levels needs."""
+    config_levels = resolve_anchor_config(config)
+    counts = [anchors_per_cell(level) for level in config_levels]
+    if counts != [per_cell] * levels:
+        raise OnestageError(
+            f"anchor config {config!r} has {len(counts)} levels of {counts} anchors per cell; "
+            f"the head has {levels} levels of {per_cell}"
+        )
 
 
 def resolve_anchor_config(config: str | tuple[AnchorLevel, ...]) -> tuple[AnchorLevel, ...]:

@@ -1,8 +1,9 @@
 """How a head's output becomes boxes and class scores: one object per box coding.
 
-A head says how to read its output (`onestage.models.heads`); `box_coding_for(model, ...)` turns
-that into a coding, the one object the trainer (priors, targets), the predictor and the evaluator
-(decoding) and export share:
+A head says how to read its output, and its model the anchor config and score mode it was built
+with (`onestage.models.heads`); `box_coding_for(model, ...)` turns that into a coding, the one
+object the trainer (priors, targets), the predictor and the evaluator (decoding) and export
+share:
 
 - `AnchorCoding`: SSD offsets against anchors. Output (B, A, 4 + K), 4 offsets
   (`priors.offsets.decode_offsets`, variances 0.1 / 0.2) then K class logits: K = num_classes + 1
@@ -31,7 +32,12 @@ from torch import Tensor, nn
 from onestage.boxes import xyxy_to_cxcywh
 from onestage.errors import OnestageError
 from onestage.priors import Priors
-from onestage.priors.anchors import anchor_counts_per_level, generate_anchors
+from onestage.priors.anchors import (
+    ANCHOR_CONFIGS,
+    DEFAULT_ANCHOR_CONFIG,
+    anchor_counts_per_level,
+    generate_anchors,
+)
 from onestage.priors.distances import (
     boxes_to_distances,
     distances_to_boxes,
@@ -185,29 +191,54 @@ def cell_points(feature_sizes: tuple[tuple[int, int], ...]) -> tuple[Tensor, Ten
 def coding_layout(model: nn.Module, input_size: int) -> dict[str, Any]:
     """What reading a model's output at `input_size` needs, as plain data (exported files keep
     it in their metadata, so they decode without the torch model): "box_coding" ("anchors" or
-    "points"), "feature_sizes" ([height, width] per level), "reg_max", "anchors_per_cell"."""
+    "points"), "feature_sizes" ([height, width] per level), "reg_max", "anchors_per_cell", and
+    the priors and score mode the model was built with: "anchor_config" (anchor heads; None for
+    points) and "score_mode". A registered model class written before the head contract reads
+    as an anchor head with the default anchors and score mode."""
+    box_coding = getattr(model, "box_coding", "anchors")
+    default_anchors = DEFAULT_ANCHOR_CONFIG if box_coding == "anchors" else None
     return {
-        "box_coding": getattr(model, "box_coding", "anchors"),
+        "box_coding": box_coding,
         "feature_sizes": [list(size) for size in model.feature_sizes_for(input_size)],
         "reg_max": int(getattr(model, "reg_max", 0)),
         "anchors_per_cell": int(getattr(model, "anchors_per_cell", 0)),
+        "anchor_config": getattr(model, "anchor_config", default_anchors),
+        "score_mode": getattr(model, "score_mode", default_score_mode(box_coding)),
     }
 
 
-def coding_from_layout(
-    layout: dict[str, Any], anchors: str = "seed", loss: str | None = None
-) -> AnchorCoding | PointCoding:
-    """The coding a `coding_layout` describes, on the CPU.
+def check_score_mode(box_coding: str, score_mode: str) -> None:
+    """A one-line error unless a head of `box_coding` can score by `score_mode`: anchor heads by
+    softmax (background last) or sigmoid, anchor-free heads by sigmoid only."""
+    valid = SCORE_MODES if box_coding == "anchors" else ("sigmoid",)
+    if score_mode not in valid:
+        kind = "an anchor" if box_coding == "anchors" else "an anchor-free"
+        raise OnestageError(
+            f"{kind} head cannot score by {score_mode!r}; valid: {', '.join(valid)}"
+        )
 
-    Anchor heads take the anchor config `anchors` and score by sigmoid when trained with the
-    focal `loss`; anchor-free heads ignore both.
-    """
+
+def default_score_mode(box_coding: str) -> str:
+    """The score mode of a head unless its loss needs another: softmax for anchors (the seed's),
+    sigmoid for points."""
+    return "softmax" if box_coding == "anchors" else "sigmoid"
+
+
+def coding_from_layout(layout: dict[str, Any]) -> AnchorCoding | PointCoding:
+    """The coding a `coding_layout` describes, on the CPU: an anchor head's anchors are those of
+    its "anchor_config", scored by its "score_mode"; anchor-free heads score by sigmoid."""
     feature_sizes = tuple((int(h), int(w)) for h, w in layout["feature_sizes"])
     if layout["box_coding"] == "points":
         points, strides = cell_points(feature_sizes)
         sizes = tuple(h * w for h, w in feature_sizes)
         return PointCoding(points, strides, sizes, int(layout["reg_max"]))
-    per_cell = int(layout["anchors_per_cell"])
+    anchors, per_cell = layout["anchor_config"], int(layout["anchors_per_cell"])
+    if anchors is None:
+        raise OnestageError(
+            f"the model's anchor head ({per_cell} per cell on {len(feature_sizes)} levels) was "
+            f"built for no anchor config: build it with anchors=NAME (valid: "
+            f"{', '.join(sorted(ANCHOR_CONFIGS))}) to train or decode it"
+        )
     counts = anchor_counts_per_level(anchors, feature_sizes)
     expected = tuple(h * w * per_cell for h, w in feature_sizes)
     if counts != expected:
@@ -215,14 +246,11 @@ def coding_from_layout(
             f"anchor config {anchors!r} gives {counts} anchors per level, but the model's head "
             f"has {per_cell} per cell on levels {feature_sizes} ({expected})"
         )
-    score_mode = "sigmoid" if loss == "focal" else "softmax"
-    return AnchorCoding(generate_anchors(anchors, feature_sizes), counts, score_mode)
+    return AnchorCoding(generate_anchors(anchors, feature_sizes), counts, layout["score_mode"])
 
 
-def box_coding_for(
-    model: nn.Module, input_size: int, anchors: str = "seed", loss: str | None = None
-) -> AnchorCoding | PointCoding:
-    """The coding of a model's output at `input_size`, on the model's device (see
-    `coding_from_layout`)."""
+def box_coding_for(model: nn.Module, input_size: int) -> AnchorCoding | PointCoding:
+    """The coding of a model's output at `input_size`, on the model's device: its head's layout
+    with the priors and score mode it was built with (see `coding_from_layout`)."""
     device = next(model.parameters()).device
-    return coding_from_layout(coding_layout(model, input_size), anchors, loss).to(device)
+    return coding_from_layout(coding_layout(model, input_size)).to(device)

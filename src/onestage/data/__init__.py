@@ -1,1 +1,2 @@
-"""Data: synthetic generation, dataset formats, torch datasets."""
+"""Data: dataset records (`records`, with the padding and ignore class ids), readers and writers
+(`formats`), synthetic generation, transforms, checks and torch datasets."""

@@ -1,10 +1,13 @@
 """Detector architectures by name or spec: `build_model("seed", num_classes=15)`.
 
-Every model maps images (B, 3, H, W), float in [0, 1], to (B, A, 4 + num_classes + 1): per
-anchor 4 box offsets, then num_classes + 1 class logits with background LAST. Anchors are ordered
-level by level (largest feature map first), pixel by pixel (row-major), then anchor within the
-pixel, and each model exposes `feature_sizes` and `anchors_per_cell` so the anchor generator can
-follow the same order.
+Every model maps images (B, 3, H, W), float in [0, 1], to (B, A, values), one row per prior,
+laid out as its head says (`heads`: SSD offsets and num_classes + 1 logits with background last
+for anchor heads, DFL distances and num_classes logits for anchor-free ones). Priors are ordered
+level by level (largest feature map first), cell by cell (row-major), then anchor within the
+cell. Each model exposes `feature_sizes`, its head's attributes and the `anchor_config` and
+`score_mode` it was built with (`build_model(..., anchors=, score_mode=)`), from which
+`onestage.priors.codings` makes its priors in the same order. `spec` parses specs and
+`spec_model` builds them; `recorded` rebuilds the model a weights file records.
 """
 
 from __future__ import annotations

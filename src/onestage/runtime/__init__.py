@@ -1,5 +1,6 @@
-"""Runtimes a detector's forward can run on: torch itself, or its ONNX graph in ONNX Runtime or
-OpenVINO (`onnx_graph`, `onnxruntime_backend`, `openvino_backend`).
+"""Runtimes a detector's forward can run on: torch itself, or its exported graph in ONNX Runtime
+or OpenVINO (`onnxruntime_backend`, `openvino_backend`; `choice` picks one for a weights file
+or an exported file, `onestage.export` writes the graphs).
 
 Every backend runs the same graph, from the image tensor (B, 3, S, S) float32 in [0, 1] to the
 head's raw output (B, A, values); decoding and NMS stay in `onestage.postprocess`, shared by all.

@@ -1,4 +1,4 @@
-"""ONNX Runtime as a detector's forward: an ONNX graph (see `onnx_graph`) on the CPU."""
+"""ONNX Runtime as a detector's forward: an ONNX graph (`export.onnx_graph`) on the CPU."""
 
 from __future__ import annotations
 

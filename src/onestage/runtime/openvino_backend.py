@@ -1,4 +1,4 @@
-"""OpenVINO as a detector's forward: the ONNX graph (see `onnx_graph`) or an OpenVINO IR file
+"""OpenVINO as a detector's forward: the ONNX graph (`export.onnx_graph`) or an OpenVINO IR file
 (.xml + .bin) on the CPU, in f32, bf16 (CPUs with AVX-512 bf16 or AMX) or int8.
 
 onestage's metadata travels in the IR's runtime info under RT_INFO_PATH. f32 is asked for

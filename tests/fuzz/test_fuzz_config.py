@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fuzzing import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fuzz.fuzzing import (
     CASES,
     TINY_SPEC,
     FuzzRun,
@@ -17,9 +20,6 @@ from fuzzing import (
     property_cases,
     seeded,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from onestage.config import config_keys, make_config, parse_override, save_config
 from onestage.models.spec import SPECS_DIR, load_spec
 from onestage.models.spec_model import build_spec_model

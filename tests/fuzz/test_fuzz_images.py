@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzzing import CASES, FuzzRun, mutate_bytes, property_cases, seeded
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from fuzz.fuzzing import CASES, FuzzRun, mutate_bytes, property_cases, seeded
 from onestage.data.images import decode_image_bytes, load_image_rgb, read_image_size
 
 READER = "images"

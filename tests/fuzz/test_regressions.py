@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzing import tiny_weights, with_document, write_valid_dataset
 
+from fuzz.fuzzing import tiny_weights, with_document, write_valid_dataset
 from onestage.checkpoint import METADATA_KEY, load_training_state, save_training_state
 from onestage.config import make_config, parse_override
 from onestage.data.formats import read_dataset
@@ -150,8 +150,7 @@ def test_a_coco_coordinate_beyond_float_range(tmp_path: Path) -> None:
     ],
 )
 def test_mutated_spec_values_are_one_line_errors(tmp_path: Path, change: str, phrase: str) -> None:
-    from fuzzing import TINY_SPEC
-
+    from fuzz.fuzzing import TINY_SPEC
     from onestage.models.spec_model import build_spec_model
 
     path = tmp_path / "spec.yaml"
@@ -162,8 +161,7 @@ def test_mutated_spec_values_are_one_line_errors(tmp_path: Path, change: str, ph
 
 
 def test_a_layer_too_large_to_allocate_is_refused_before_it_is(tmp_path: Path) -> None:
-    from fuzzing import TINY_SPEC
-
+    from fuzz.fuzzing import TINY_SPEC
     from onestage.models.spec_model import build_spec_model
 
     path = tmp_path / "spec.yaml"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import TINY_SPEC, TINY_TRAIN
 
 from cli_helpers import run_in_process
 from onestage.checkpoint import load_weights, weights_epoch
@@ -16,6 +15,7 @@ from onestage.config import make_config
 from onestage.engine import run_checkpoint
 from onestage.engine.run_folder import read_results, resume_config
 from onestage.engine.trainer import train
+from reliability.reliability_helpers import TINY_SPEC, TINY_TRAIN
 
 EPOCHS = 3
 

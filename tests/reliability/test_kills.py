@@ -25,7 +25,6 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from reliability_helpers import TINY_SPEC, TINY_TRAIN, report
 
 from onestage.checkpoint import load_training_state, load_weights, weights_epoch
 from onestage.data.formats import read_dataset
@@ -35,6 +34,7 @@ from onestage.engine.run_folder import read_results, resume_config
 from onestage.engine.train_settings import optimizer_for
 from onestage.errors import OnestageError
 from onestage.models import build_model
+from reliability.reliability_helpers import TINY_SPEC, TINY_TRAIN, report
 
 KILLS = int(os.environ.get("ONESTAGE_KILLS", "2"))
 DATA_KILLS = max(1, KILLS // 4)

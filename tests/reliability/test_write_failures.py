@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_helpers import TINY_SPEC, TINY_TRAIN
 
 from cli_helpers import run_in_process
 from onestage.checkpoint import weights_epoch
@@ -30,6 +29,7 @@ from onestage.data.synthesize import synthesize_dataset
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
 from onestage.engine.run_folder import read_results
 from onestage.engine.trainer import train
+from reliability.reliability_helpers import TINY_SPEC, TINY_TRAIN
 
 FULL_DISK = errno.ENOSPC
 READ_ONLY = errno.EROFS

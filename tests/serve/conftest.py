@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from serve_helpers import encode, scene
 
 from onestage.engine.predictor import Detector
+from serve.serve_helpers import encode, scene
 
 
 @pytest.fixture(scope="session")

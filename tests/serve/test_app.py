@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from serve_helpers import LIMIT, bomb_png, encode, scene
 
 from onestage.engine.predictor import Detector, PredictOptions
 from onestage.serve.app import create_app
 from onestage.serve.runners import BatchingRunner, ThreadedRunner, make_runner
+from serve.serve_helpers import LIMIT, bomb_png, encode, scene
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from PIL import EpsImagePlugin, Image, ImageFile
-from serve_helpers import LIMIT, bomb_png, encode, free_port
 
 import onestage.data.images
 import onestage.engine.predictor
@@ -27,6 +26,7 @@ from onestage.serve.app import create_app
 from onestage.serve.hosts import allowed_hosts_for
 from onestage.serve.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUEUE
 from onestage.serve.runners import ThreadedRunner
+from serve.serve_helpers import LIMIT, bomb_png, encode, free_port
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n"
 POSTSCRIPT = b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 10 10\n%%Pages: 1\n%%EndComments\nshowpage\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import encode, scene
 from onestage.engine.predictor import Detector
-from serve.serve_helpers import encode, scene
 
 
 @pytest.fixture(scope="session")

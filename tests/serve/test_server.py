@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import bomb_png, encode, free_port, scene
 from onestage.data.icons import SEED_CLASS_NAMES
-from serve.serve_helpers import bomb_png, encode, free_port, scene
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # No sandbox (CI runs as root); no background connections (this network is closed).

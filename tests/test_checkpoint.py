@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors_bytes
 
+from helpers import error_of, seeded_conv_bn
 from onestage.checkpoint import (
     METADATA_KEY,
     load_fitting,
@@ -22,18 +23,6 @@ from onestage.checkpoint import (
     save_weights,
     weights_epoch,
 )
-from onestage.errors import OnestageError
-
-
-def error_of(action) -> str:
-    with pytest.raises(OnestageError) as raised:
-        action()
-    return str(raised.value)
-
-
-def net() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
 
 
 class Counting(torch.optim.Optimizer):
@@ -60,7 +49,7 @@ class Counting(torch.optim.Optimizer):
 
 
 def stepped(optimizer_class=torch.optim.AdamW, steps: int = 2) -> tuple[torch.nn.Module, object]:
-    model = net()
+    model = seeded_conv_bn()
     optimizer = optimizer_class(model.parameters())
     for _ in range(steps):
         optimizer.zero_grad()
@@ -70,7 +59,7 @@ def stepped(optimizer_class=torch.optim.AdamW, steps: int = 2) -> tuple[torch.nn
 
 
 def test_weights_and_metadata_round_trip_and_fit_a_model(tmp_path: Path) -> None:
-    model = net()
+    model = seeded_conv_bn()
     path = tmp_path / "w.safetensors"
     save_weights(path, model, {"model": "tiny", "num_classes": 2, "epoch": 4})
     tensors, metadata = load_weights(path)
@@ -86,13 +75,13 @@ def test_weights_and_metadata_round_trip_and_fit_a_model(tmp_path: Path) -> None
 
 
 def test_half_weights_load_into_a_float_model(tmp_path: Path) -> None:
-    model = net()
+    model = seeded_conv_bn()
     path = tmp_path / "w.safetensors"
     save_weights(path, model, {"model": "tiny"}, half=True)
     tensors, _ = load_weights(path)
     assert tensors["0.weight"].dtype == torch.float16
     assert tensors["1.num_batches_tracked"].dtype == torch.int64  # integers stay as they are
-    fresh = net()
+    fresh = seeded_conv_bn()
     torch.nn.init.zeros_(fresh[0].weight)
     load_fitting(fresh, tensors, path)
     assert fresh[0].weight.dtype == torch.float32
@@ -101,33 +90,33 @@ def test_half_weights_load_into_a_float_model(tmp_path: Path) -> None:
 
 def test_weights_for_another_model_or_class_count_are_one_line(tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
-    save_weights(path, net(), {"model": "tiny", "num_classes": 2})
-    assert error_of(lambda: load_model_weights(net(), path, {"model": "other"})) == (
+    save_weights(path, seeded_conv_bn(), {"model": "tiny", "num_classes": 2})
+    assert error_of(lambda: load_model_weights(seeded_conv_bn(), path, {"model": "other"})) == (
         f"{path}: weights are for model 'tiny', not 'other'"
     )
-    assert error_of(lambda: load_model_weights(net(), path, {"num_classes": 3})) == (
+    assert error_of(lambda: load_model_weights(seeded_conv_bn(), path, {"num_classes": 3})) == (
         f"{path}: weights are for num_classes 2, not 3"
     )
-    load_model_weights(net(), path, {})  # nothing expected: nothing checked
+    load_model_weights(seeded_conv_bn(), path, {})  # nothing expected: nothing checked
 
 
 def test_weights_that_do_not_fit_name_the_first_misfit(tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
-    save_weights(path, net(), {"model": "tiny"})
+    save_weights(path, seeded_conv_bn(), {"model": "tiny"})
     tensors, _ = load_weights(path)
     other_kernel = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
     assert error_of(lambda: load_fitting(other_kernel, tensors, path)) == (
         f"{path}: weights do not fit this architecture (0 missing, 1 of another shape, 0 "
         "unknown, e.g. 0.weight)"
     )
-    deeper = torch.nn.Sequential(net(), torch.nn.Conv2d(4, 4, 1))
+    deeper = torch.nn.Sequential(seeded_conv_bn(), torch.nn.Conv2d(4, 4, 1))
     message = error_of(lambda: load_fitting(deeper, tensors, path))
     assert message == (
         f"{path}: weights do not fit this architecture (7 missing, 1 of another shape, 5 "
         "unknown, e.g. 0.0.bias)"
     )
     extra = {**tensors, "unused.weight": torch.zeros(1)}  # a tensor the model lacks
-    assert error_of(lambda: load_fitting(net(), extra, path)) == (
+    assert error_of(lambda: load_fitting(seeded_conv_bn(), extra, path)) == (
         f"{path}: weights do not fit this architecture (0 missing, 0 of another shape, 1 "
         "unknown, e.g. unused.weight)"
     )
@@ -136,7 +125,7 @@ def test_weights_that_do_not_fit_name_the_first_misfit(tmp_path: Path) -> None:
 def test_the_epoch_of_weights_needs_the_file_and_its_sidecar_to_agree(tmp_path: Path) -> None:
     path = tmp_path / "last.safetensors"
     assert weights_epoch(path) is None
-    save_weights(path, net(), {"model": "tiny", "epoch": 3})
+    save_weights(path, seeded_conv_bn(), {"model": "tiny", "epoch": 3})
     assert weights_epoch(path) == 3
     sidecar = path.with_suffix(".json")
     sidecar.write_text(json.dumps({"epoch": 2}))
@@ -159,7 +148,7 @@ def test_a_training_state_restores_the_optimiser_generators_and_weights(tmp_path
     torch.manual_seed(7)
     save_training_state(path, optimizer, {"epoch": 2, "step": 20}, raw, None, averaged)
     torch.manual_seed(99)
-    twin = Counting(net().parameters())
+    twin = Counting(seeded_conv_bn().parameters())
     counters, raw_back, averaged_back = load_training_state(path, twin)
     assert counters == {"epoch": 2, "step": 20}
     assert torch.equal(torch.rand(3), expected_draw)  # the CPU generator was put back
@@ -213,7 +202,7 @@ def test_every_state_tensor_takes_the_layout_of_its_parameter(tmp_path: Path) ->
     model, optimizer = stepped(Counting)
     path = tmp_path / "state.safetensors"
     save_training_state(path, optimizer, {"epoch": 1})
-    twin = net().to(memory_format=torch.channels_last)
+    twin = seeded_conv_bn().to(memory_format=torch.channels_last)
     twin_optimizer = Counting(twin.parameters())
     load_training_state(path, twin_optimizer)
     weight = twin[0].weight
@@ -241,7 +230,7 @@ def test_moments_take_the_layout_of_channels_last_parameters(tmp_path: Path) -> 
     model, optimizer = stepped()
     path = tmp_path / "state.safetensors"
     save_training_state(path, optimizer, {"epoch": 1})
-    twin = net().to(memory_format=torch.channels_last)
+    twin = seeded_conv_bn().to(memory_format=torch.channels_last)
     twin_optimizer = torch.optim.AdamW(twin.parameters())
     load_training_state(path, twin_optimizer)
     weight = twin[0].weight
@@ -339,7 +328,7 @@ def test_damaged_states_and_weights_name_their_file(tmp_path: Path) -> None:
         f"{odd}: onestage metadata is not valid JSON ("
     )
     weights = tmp_path / "w.safetensors"
-    save_weights(weights, net(), {"model": "tiny"})
+    save_weights(weights, seeded_conv_bn(), {"model": "tiny"})
     other_kernel = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
     assert error_of(lambda: load_model_weights(other_kernel, weights, {})).startswith(
         f"{weights}: weights do not fit this architecture ("
@@ -356,7 +345,9 @@ def test_damaged_states_and_weights_name_their_file(tmp_path: Path) -> None:
 
 def test_weights_resaved_from_an_older_file_are_of_the_current_format(tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
-    save_weights(path, net(), {"model": "tiny", "format_version": 1, "content_sha256": "x" * 64})
+    save_weights(
+        path, seeded_conv_bn(), {"model": "tiny", "format_version": 1, "content_sha256": "x" * 64}
+    )
     _, metadata = load_weights(path)  # the hash covers the document again: it loads
     assert metadata["format_version"] == 2 and metadata["content_sha256"] != "x" * 64
     assert path.with_suffix(".json").read_text() == json.dumps(metadata, indent=2) + "\n"

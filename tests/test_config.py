@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import error_of
 from onestage.config import (
     RECIPES,
     TrainConfig,
@@ -23,7 +24,6 @@ from onestage.config import (
     save_config,
 )
 from onestage.engine.schedule import SCHEDULERS
-from onestage.errors import OnestageError
 from onestage.priors.anchor_configs import ANCHOR_CONFIGS
 from onestage.train_choices import (
     AMP_MODES,
@@ -36,12 +36,6 @@ from onestage.train_choices import (
     OPTIMIZERS,
     POINT_LOSS,
 )
-
-
-def error_of(action) -> str:
-    with pytest.raises(OnestageError) as raised:
-        action()
-    return str(raised.value)
 
 
 def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:

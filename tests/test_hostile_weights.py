@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from safetensors.torch import save as save_safetensors_bytes
 
-from cli_helpers import run_in_process
+from helpers import run_in_process
 from onestage.checkpoint import HASH_KEY, METADATA_KEY, content_hash, load_weights
 from onestage.engine.predictor import WEIGHTS_DIR, Detector
 from onestage.errors import OnestageError

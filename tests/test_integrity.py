@@ -16,7 +16,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors_bytes
 
-from cli_helpers import run_in_process, run_onestage
+from helpers import run_in_process, run_onestage, seeded_conv_bn
 from onestage.checkpoint import (
     HASH_KEY,
     METADATA_KEY,
@@ -32,11 +32,6 @@ from onestage.engine.predictor import WEIGHTS_DIR
 from onestage.errors import OnestageError
 
 
-def tiny_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
-
-
 def flip_last_byte(path: Path) -> None:
     """Flip a byte of the last tensor's data (the end of a safetensors file)."""
     data = bytearray(path.read_bytes())
@@ -48,7 +43,7 @@ def test_weights_carry_a_hash_of_their_tensors_and_metadata_and_load_when_intact
     tmp_path: Path,
 ):
     path = tmp_path / "w.safetensors"
-    model = tiny_model()
+    model = seeded_conv_bn()
     save_weights(path, model, {"model": "tiny"})
     tensors, metadata = load_weights(path)
     assert metadata == {"format_version": 2, "model": "tiny", HASH_KEY: metadata[HASH_KEY]}
@@ -60,7 +55,7 @@ def test_weights_carry_a_hash_of_their_tensors_and_metadata_and_load_when_intact
 
 def test_a_flipped_byte_in_the_tensor_data_is_a_one_line_error(tmp_path: Path):
     path = tmp_path / "w.safetensors"
-    save_weights(path, tiny_model(), {"model": "tiny"})
+    save_weights(path, seeded_conv_bn(), {"model": "tiny"})
     flip_last_byte(path)
     with pytest.raises(OnestageError) as raised:
         load_weights(path)
@@ -82,7 +77,7 @@ def test_the_hash_sees_names_dtypes_and_shapes_not_only_bytes():
 
 def test_a_file_without_a_hash_loads_with_a_warning(tmp_path: Path, caplog):
     path = tmp_path / "old.safetensors"
-    tensors = dict(tiny_model().state_dict())
+    tensors = dict(seeded_conv_bn().state_dict())
     document = {"format_version": 1, "model": "tiny"}
     path.write_bytes(save_safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(document)}))
     with caplog.at_level(logging.WARNING, logger="onestage"):
@@ -95,7 +90,7 @@ def test_a_file_without_a_hash_loads_with_a_warning(tmp_path: Path, caplog):
 
 def test_a_format_1_file_checks_its_tensors_and_warns_its_metadata_is_not(tmp_path, caplog):
     path = tmp_path / "v1.safetensors"
-    tensors = dict(tiny_model().state_dict())
+    tensors = dict(seeded_conv_bn().state_dict())
     document = {"format_version": 1, "model": "tiny", HASH_KEY: content_hash(tensors)}
     path.write_bytes(save_safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(document)}))
     with caplog.at_level(logging.WARNING, logger="onestage"):
@@ -156,7 +151,7 @@ def test_the_cli_refuses_edited_class_names_in_one_line(tmp_path: Path, monkeypa
 
 
 def test_a_corrupt_training_state_is_refused(tmp_path: Path):
-    model = tiny_model()
+    model = seeded_conv_bn()
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.rand(1, 3, 5, 5)).sum().backward()
     optimizer.step()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_helpers import run_in_process
+from helpers import run_in_process
 from onestage import checkpoint
 from onestage.checkpoint import load_weights, save_weights
 from onestage.errors import DataError, OnestageError

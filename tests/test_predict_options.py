@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cli_helpers import run_in_process
+from helpers import run_in_process
 from onestage.engine import evaluator
 from onestage.engine.predictor import Detector
 from onestage.metrics.confusion import confusion_matrix

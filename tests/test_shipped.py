@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli_helpers import run_onestage
+from helpers import run_onestage
 from onestage.checkpoint import load_weights
 from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
 from onestage.engine.predictor import WEIGHTS_DIR, Detector

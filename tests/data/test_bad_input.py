@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from helpers import write_flat_png
 from onestage.data.formats import read_dataset, write_dataset
 from onestage.data.records import DetectionDataset, ImageRecord
 from onestage.errors import DataError
@@ -17,17 +18,16 @@ from onestage.errors import DataError
 CLASSES = ("cat", "dog")
 
 
-def _png(path: Path, width: int = 32, height: int = 24) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (width, height), (90, 120, 30)).save(path)
-    return path
-
-
 def _dataset(tmp_path: Path, fmt: str, num_images: int = 2) -> Path:
     """A valid dataset in `fmt`: images a.png, b.png, ... with one cat box each."""
     records = [
         ImageRecord(
-            _png(tmp_path / "src" / f"{chr(97 + i)}.png"), 32, 24, [[2, 2, 20, 20]], [0], CLASSES
+            write_flat_png(tmp_path / "src" / f"{chr(97 + i)}.png"),
+            32,
+            24,
+            [[2, 2, 20, 20]],
+            [0],
+            CLASSES,
         )
         for i in range(num_images)
     ]

@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
+from helpers import write_noise_png
 from onestage.data.check import SizeSummary, check_dataset
 from onestage.data.formats import write_dataset
 from onestage.data.records import DetectionDataset, ImageRecord
@@ -16,20 +16,16 @@ from onestage.errors import DataError
 CLASSES = ("cat", "dog", "emu")
 
 
-def _png(path: Path, width: int = 40, height: int = 40) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.effect_noise((width, height), 40).convert("RGB").save(path)
-    return path
-
-
 def _voc_dataset(tmp_path: Path) -> Path:
     """Train: a (2 cats 4x4 and 20x10), b (no objects); val: c (1 dog 10x40)."""
     src = tmp_path / "src"
     train = [
-        ImageRecord(_png(src / "a.png"), 40, 40, [[0, 0, 4, 4], [0, 0, 20, 10]], [0, 0], CLASSES),
-        ImageRecord(_png(src / "b.png"), 40, 40, [], [], CLASSES),
+        ImageRecord(
+            write_noise_png(src / "a.png"), 40, 40, [[0, 0, 4, 4], [0, 0, 20, 10]], [0, 0], CLASSES
+        ),
+        ImageRecord(write_noise_png(src / "b.png"), 40, 40, [], [], CLASSES),
     ]
-    val = [ImageRecord(_png(src / "c.png"), 40, 40, [[30, 0, 40, 40]], [1], CLASSES)]
+    val = [ImageRecord(write_noise_png(src / "c.png"), 40, 40, [[30, 0, 40, 40]], [1], CLASSES)]
     root = tmp_path / "voc"
     write_dataset(DetectionDataset(CLASSES, {"train": train, "val": val}), root, "voc")
     return root
@@ -60,7 +56,7 @@ def test_report_lists_problems_and_counts_valid_images_only(tmp_path: Path) -> N
 
 
 def test_dataset_without_boxes_has_no_size_summary(tmp_path: Path) -> None:
-    record = ImageRecord(_png(tmp_path / "src" / "a.png"), 40, 40, [], [], CLASSES)
+    record = ImageRecord(write_noise_png(tmp_path / "src" / "a.png"), 40, 40, [], [], CLASSES)
     write_dataset(DetectionDataset(CLASSES, {"train": [record]}), tmp_path / "coco", "coco")
     report = check_dataset(tmp_path / "coco")
     assert report.box_sizes == {}

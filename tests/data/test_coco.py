@@ -7,23 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from helpers import write_flat_png
 from onestage.data.formats import detect_format, image_dir, read_dataset, write_dataset
 from onestage.data.records import DetectionDataset, ImageRecord
 from onestage.errors import DataError
 
 
-def _png(path: Path, width: int = 32, height: int = 24) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (width, height), (90, 120, 30)).save(path)
-    return path
-
-
 def _coco_root(tmp_path: Path, content: dict, split: str = "train") -> Path:
     root = tmp_path / "coco"
     for image in content.get("images", []):
-        _png(root / "images" / split / image["file_name"])
+        write_flat_png(root / "images" / split / image["file_name"])
     (root / "annotations").mkdir(parents=True)
     (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(content, indent=1))
     return root
@@ -57,7 +51,7 @@ def test_category_ids_map_to_contiguous_indices_by_id(tmp_path: Path) -> None:
 
 def test_file_name_relative_to_dataset_root(tmp_path: Path) -> None:
     root = tmp_path / "coco"
-    _png(root / "pictures" / "a.png")
+    write_flat_png(root / "pictures" / "a.png")
     (root / "annotations").mkdir(parents=True)
     content = _content([])
     content["images"][0]["file_name"] = "pictures/a.png"
@@ -92,7 +86,7 @@ def test_wrong_types_are_named(tmp_path: Path) -> None:
 
 
 def test_writer_layout(tmp_path: Path) -> None:
-    image = _png(tmp_path / "src" / "a.png")
+    image = write_flat_png(tmp_path / "src" / "a.png")
     records = [
         ImageRecord(image, 32, 24, [[1, 2, 11, 7], [0, 0, 4, 4]], [1, 0], ("cat", "dog"), [0, 1])
     ]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import run_in_process
+from helpers import run_in_process
 from onestage.data.formats import read_dataset, write_dataset
 from onestage.data.images import (
     IMAGE_FORMATS,

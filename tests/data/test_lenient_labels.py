@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from helpers import write_flat_png
 from onestage.data.formats import read_dataset, write_dataset
 from onestage.data.records import DetectionDataset, ImageRecord
 from onestage.errors import DataError
@@ -23,18 +23,12 @@ FAR_RIGHT = (600.0, 216.0, 660.0, 264.0)  # 20 px past the right edge: refused
 INSIDE = (10.0, 20.0, 110.0, 220.0)
 
 
-def _png(path: Path, width: int = WIDTH, height: int = HEIGHT) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (width, height), (90, 120, 30)).save(path)
-    return path
-
-
 def _dataset(tmp_path: Path, fmt: str, boxes: list[tuple[float, ...]]) -> tuple[Path, Path, list]:
     """A dataset with image a.png holding `boxes` (xyxy pixels, written as is, unclipped).
 
     Returns the root, the annotation file and each box's location (YOLO line, else field).
     """
-    image = _png(tmp_path / "src" / "a.png")
+    image = write_flat_png(tmp_path / "src" / "a.png", WIDTH, HEIGHT)
     placeholder = ImageRecord(
         image, WIDTH, HEIGHT, [INSIDE] * len(boxes), [0] * len(boxes), CLASSES
     )
@@ -72,7 +66,7 @@ def _located(item, fmt: str):
 
 def test_issue_example_is_clipped_not_refused(tmp_path: Path) -> None:
     root = tmp_path / "yolo"
-    _png(root / "images" / "train" / "a.png", 640, 640)
+    write_flat_png(root / "images" / "train" / "a.png", 640, 640)
     (root / "labels" / "train").mkdir(parents=True)
     label = root / "labels" / "train" / "a.txt"
     label.write_text("0 0.995 0.5 0.02 0.1\n")
@@ -159,7 +153,7 @@ def test_one_warning_line_per_dataset_counts_clipped_and_dropped(
 def test_fixes_in_a_skipped_image_are_not_counted(tmp_path: Path) -> None:
     root, label, _ = _dataset(tmp_path, "yolo", [OVER_RIGHT])
     label.write_text(label.read_text() + "7 0.5 0.5 0.1 0.1\n")
-    _png(root / "images" / "train" / "b.png")
+    write_flat_png(root / "images" / "train" / "b.png", WIDTH, HEIGHT)
     dataset, problems = read_dataset(root, skip_invalid=True)
     assert [r.image_path.name for r in dataset.splits["train"]] == ["b.png"]
     assert [(p.path, p.line) for p in problems] == [(label, 2)]

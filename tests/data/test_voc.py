@@ -6,17 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from helpers import write_flat_png
 from onestage.data.formats import detect_format, image_dir, read_dataset, write_dataset
 from onestage.data.records import DetectionDataset, ImageRecord
 from onestage.errors import DataError
-
-
-def _png(path: Path, width: int = 32, height: int = 24) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (width, height), (90, 120, 30)).save(path)
-    return path
 
 
 def _xml(filename: str, objects: str, width: int = 32, height: int = 24) -> str:
@@ -40,7 +34,7 @@ def _voc_root(tmp_path: Path, annotations: dict[str, str]) -> Path:
     root = tmp_path / "voc"
     (root / "Annotations").mkdir(parents=True)
     for stem, text in annotations.items():
-        _png(root / "JPEGImages" / f"{stem}.png")
+        write_flat_png(root / "JPEGImages" / f"{stem}.png")
         (root / "Annotations" / f"{stem}.xml").write_text(text)
     return root
 
@@ -111,7 +105,7 @@ def test_doctype_is_refused(tmp_path: Path) -> None:
 
 
 def test_writer_layout_and_coordinates(tmp_path: Path) -> None:
-    image = _png(tmp_path / "src" / "a.png")
+    image = write_flat_png(tmp_path / "src" / "a.png")
     box = [0.25, 0, 16.5, 12.1234]
     record = ImageRecord(image, 32, 24, [box], [1], ("cat", "dog"), [True])
     out = tmp_path / "out"

@@ -7,25 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
+from helpers import write_flat_png
 from onestage.data.formats import detect_format, image_dir, read_dataset, write_dataset
 from onestage.data.formats.yolo import label_path
 from onestage.data.records import DetectionDataset, ImageRecord
 from onestage.errors import DataError
 
 
-def _png(path: Path, width: int = 32, height: int = 24) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (width, height), (90, 120, 30)).save(path)
-    return path
-
-
 def _yolo_root(tmp_path: Path, config: dict, labels: dict[str, str]) -> Path:
     """A YOLO dataset with 32x24 images images/train/<stem>.png and the given label texts."""
     root = tmp_path / "yolo"
     for stem, text in labels.items():
-        _png(root / "images" / "train" / f"{stem}.png")
+        write_flat_png(root / "images" / "train" / f"{stem}.png")
         if text is not None:
             (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
             (root / "labels" / "train" / f"{stem}.txt").write_text(text)
@@ -87,7 +81,7 @@ def test_missing_split_folder_is_named(tmp_path: Path) -> None:
 
 
 def test_writer_layout(tmp_path: Path) -> None:
-    image = _png(tmp_path / "src" / "a.png")
+    image = write_flat_png(tmp_path / "src" / "a.png")
     record = ImageRecord(image, 32, 24, [[0, 0, 16, 12]], [1], ("cat", "dog"), [True])
     out = tmp_path / "out"
     write_dataset(DetectionDataset(("cat", "dog"), {"val": [record]}), out, "yolo")
@@ -101,7 +95,7 @@ def test_writer_layout(tmp_path: Path) -> None:
 
 def test_writer_refuses_two_images_with_one_label_file(tmp_path: Path) -> None:
     records = [
-        ImageRecord(_png(tmp_path / folder / "a.png"), 32, 24, [], [], ("cat",))
+        ImageRecord(write_flat_png(tmp_path / folder / "a.png"), 32, 24, [], [], ("cat",))
         for folder in ("x", "y")
     ]
     with pytest.raises(DataError, match="would be written here"):

@@ -29,6 +29,7 @@ from typing import Any
 from hypothesis import strategies as st
 from PIL import Image
 
+from helpers import TINY_ANCHOR_FREE_SPEC
 from onestage.data.check import check_dataset
 from onestage.data.formats import read_dataset, write_dataset
 from onestage.data.records import DetectionDataset, ImageRecord
@@ -40,16 +41,6 @@ MAX_MB = 500.0
 POLL_SECONDS = 0.002
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 CLASSES = ("cat", "dog")
-# A detector that builds in milliseconds: two stride-2 convolutions and an anchor-free head.
-TINY_SPEC = """\
-name: fuzz-tiny
-input_size: 32
-backbone:
-  - {name: stem, block: conv_bn, out: 8, k: 3, s: 2, act: relu}
-  - {name: down, block: conv_bn, out: 8, k: 3, s: 2, act: relu}
-head:
-  - {name: detect, block: decoupled_head, from: [down], reg_max: 4, box_width: 8, class_width: 8}
-"""
 
 # Values that break parsers and arithmetic: limits, non-finite numbers, wrong types, odd text.
 SPECIAL_TOKENS = (
@@ -344,12 +335,13 @@ def property_cases(run: FuzzRun, test: Callable[[], None]) -> None:
 
 
 def tiny_weights(folder: Path) -> Path:
-    """A weights file of the TINY_SPEC detector (with its spec, as training writes them)."""
+    """A weights file of the TINY_ANCHOR_FREE_SPEC detector (with its spec, as training writes
+    them)."""
     from onestage.checkpoint import save_weights
     from onestage.models.spec import parse_spec
     from onestage.models.spec_model import build_spec_model
 
-    model = build_spec_model(parse_spec(TINY_SPEC), num_classes=len(CLASSES)).eval()
+    model = build_spec_model(parse_spec(TINY_ANCHOR_FREE_SPEC), num_classes=len(CLASSES)).eval()
     metadata = {
         "model": "fuzz-tiny",
         "spec": model.spec.to_dict(),

@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fuzzing import mutate_file_bytes, seeded, tiny_weights, write_valid_dataset
 from PIL import Image
 
-from cli_helpers import run_onestage
+from fuzz.fuzzing import mutate_file_bytes, seeded, tiny_weights, write_valid_dataset
+from helpers import run_onestage
 
 
 def assert_one_error_line(done: subprocess.CompletedProcess, name: str) -> None:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fuzzing import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fuzz.fuzzing import (
     CASES,
-    TINY_SPEC,
     FuzzRun,
     document_values,
     mutate_file_bytes,
@@ -17,9 +19,7 @@ from fuzzing import (
     property_cases,
     seeded,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
+from helpers import TINY_ANCHOR_FREE_SPEC
 from onestage.config import config_keys, make_config, parse_override, save_config
 from onestage.models.spec import SPECS_DIR, load_spec
 from onestage.models.spec_model import build_spec_model
@@ -31,7 +31,7 @@ YAML_VALUE = document_values(keys=st.text(max_size=6), text=12, width=3, leaves=
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("fuzz_config")
     save_config(make_config("fast"), folder / "train.yaml")
-    (folder / "tiny.yaml").write_text(TINY_SPEC)
+    (folder / "tiny.yaml").write_text(TINY_ANCHOR_FREE_SPEC)
     return folder
 
 

@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from fuzzing import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fuzz.fuzzing import (
     CASES,
     FuzzRun,
     document_values,
@@ -17,9 +20,6 @@ from fuzzing import (
     seeded,
     tiny_weights,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError
 from onestage.export.exporter import export_weights

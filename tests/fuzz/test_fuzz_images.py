@@ -3,19 +3,16 @@ wrong extensions, empty files and headers declaring huge images."""
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzzing import CASES, FuzzRun, mutate_bytes, property_cases, seeded
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
+from fuzz.fuzzing import CASES, FuzzRun, mutate_bytes, property_cases, seeded
+from helpers import encode, png_header
 from onestage.data.images import decode_image_bytes, load_image_rgb, read_image_size
 
 READER = "images"
@@ -25,21 +22,7 @@ SUFFIXES = (".png", ".jpg", ".bmp", ".webp", ".tif", ".gif", ".txt", "")
 
 def _encoded(image_format: str, seed: int) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 255, (12, 16, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, image_format)
-    return buffer.getvalue()
-
-
-def _png_header(width: int, height: int, mode: int, body: bytes) -> bytes:
-    """A PNG declaring width x height (colour type `mode`) with a valid IHDR and `body` as
-    its only, compressed, image data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data)
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, mode, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(body))
+    return encode(pixels, image_format)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +56,7 @@ def test_declared_sizes(tmp_path: Path) -> None:
     @settings(max_examples=CASES)
     @given(width=side, height=side, mode=st.sampled_from([0, 2, 4, 6]), body=st.binary(max_size=64))
     def check(width: int, height: int, mode: int, body: bytes) -> None:
-        data = _png_header(width, height, mode, body)
+        data = png_header(width, height, mode, body)
         path.write_bytes(data)
         failure = run.case(
             f"{width}x{height} mode {mode}", lambda: _read_all_ways(path, data), path.name

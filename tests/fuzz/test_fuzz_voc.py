@@ -6,7 +6,10 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
-from fuzzing import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fuzz.fuzzing import (
     CASES,
     FuzzRun,
     mutate_file_bytes,
@@ -16,8 +19,6 @@ from fuzzing import (
     seeded,
     write_valid_dataset,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 READER = "voc"
 FIELD = st.one_of(

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzing import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fuzz.fuzzing import (
     CASES,
     FuzzRun,
     document_values,
@@ -20,9 +23,6 @@ from fuzzing import (
     tiny_weights,
     with_document,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from onestage.checkpoint import METADATA_KEY, load_training_state, load_weights, save_training_state
 from onestage.engine.predictor import Detector
 

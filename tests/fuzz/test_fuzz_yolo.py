@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fuzzing import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fuzz.fuzzing import (
     CASES,
     FuzzRun,
     document_values,
@@ -18,8 +21,6 @@ from fuzzing import (
     seeded,
     write_valid_dataset,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 READER = "yolo"
 NUMBER = st.one_of(

@@ -7,10 +7,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import fuzzing
 import pytest
-from fuzzing import FuzzRun
 
+from fuzz import fuzzing
+from fuzz.fuzzing import FuzzRun
 from onestage.errors import OnestageError
 
 FILE = "labels/img0.txt"  # the file each case claims to read

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzzing import tiny_weights, with_document, write_valid_dataset
 
+from fuzz.fuzzing import tiny_weights, with_document, write_valid_dataset
+from helpers import TINY_ANCHOR_FREE_SPEC
 from onestage.checkpoint import METADATA_KEY, load_training_state, save_training_state
 from onestage.config import make_config, parse_override
 from onestage.data.formats import read_dataset
@@ -150,24 +151,20 @@ def test_a_coco_coordinate_beyond_float_range(tmp_path: Path) -> None:
     ],
 )
 def test_mutated_spec_values_are_one_line_errors(tmp_path: Path, change: str, phrase: str) -> None:
-    from fuzzing import TINY_SPEC
-
     from onestage.models.spec_model import build_spec_model
 
     path = tmp_path / "spec.yaml"
-    path.write_text(TINY_SPEC.replace(change, phrase, 1))
+    path.write_text(TINY_ANCHOR_FREE_SPEC.replace(change, phrase, 1))
     with pytest.raises(OnestageError) as caught:
         build_spec_model(load_spec(path), num_classes=2)
     assert str(path) in _message(caught)
 
 
 def test_a_layer_too_large_to_allocate_is_refused_before_it_is(tmp_path: Path) -> None:
-    from fuzzing import TINY_SPEC
-
     from onestage.models.spec_model import build_spec_model
 
     path = tmp_path / "spec.yaml"
-    path.write_text(TINY_SPEC.replace("out: 8, k: 3, s: 2", "out: 8, k: 3000, s: 2", 1))
+    path.write_text(TINY_ANCHOR_FREE_SPEC.replace("out: 8, k: 3, s: 2", "out: 8, k: 3000, s: 2", 1))
     with pytest.raises(OnestageError) as caught:
         build_spec_model(load_spec(path), num_classes=2)
     assert "216,000,016 parameters in one layer (at most 50,000,000" in _message(caught)

@@ -7,21 +7,12 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import det, gt
 from onestage.detections import ImageDetections
-from onestage.metrics import ImageGroundTruth
 from onestage.metrics.coco import coco_detections, coco_ground_truth, evaluate_coco
 
 SIZE = (300, 300)  # (width, height) of every test image
 BACKENDS = ["pycocotools", "faster"]  # both are dependencies (pyproject): both always run
-
-
-def gt(boxes, class_ids, difficult=None) -> ImageGroundTruth:
-    difficult = [False] * len(class_ids) if difficult is None else difficult
-    return ImageGroundTruth(boxes, class_ids, difficult)
-
-
-def det(boxes, scores, class_ids) -> ImageDetections:
-    return ImageDetections(boxes, scores, class_ids)
 
 
 def no_detections() -> ImageDetections:

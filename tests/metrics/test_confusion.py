@@ -7,22 +7,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from onestage.detections import ImageDetections
-from onestage.metrics import ImageGroundTruth
+from helpers import det, gt
 from onestage.metrics.confusion import confusion_matrix, greedy_matches, normalize_columns
 
 BG = 2  # background index with two classes
 BOX = (10, 10, 30, 30)
 FAR = (200, 200, 220, 220)  # overlaps nothing here
-
-
-def gt(boxes, class_ids, difficult=None) -> ImageGroundTruth:
-    difficult = [False] * len(class_ids) if difficult is None else difficult
-    return ImageGroundTruth(boxes, class_ids, difficult)
-
-
-def det(boxes, scores, class_ids) -> ImageDetections:
-    return ImageDetections(boxes, scores, class_ids)
 
 
 def cells(matrix: np.ndarray) -> dict[tuple[int, int], int]:

@@ -7,19 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from onestage.detections import ImageDetections
-from onestage.metrics import ImageGroundTruth
+from helpers import det, gt
 from onestage.metrics.voc import ClassCounts, all_point_ap, evaluate_voc, pairwise_iou
-
-
-def gt(boxes, class_ids, difficult=None) -> ImageGroundTruth:
-    difficult = [False] * len(class_ids) if difficult is None else difficult
-    return ImageGroundTruth(boxes, class_ids, difficult)
-
-
-def det(boxes, scores, class_ids) -> ImageDetections:
-    return ImageDetections(boxes, scores, class_ids)
-
 
 FAR = (200, 200, 209, 209)  # overlaps nothing below
 

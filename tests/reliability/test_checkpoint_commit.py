@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import TINY_SPEC, TINY_TRAIN
 
-from cli_helpers import run_in_process
+from helpers import TINY_FIVE_LEVEL_SSD_SPEC, TINY_TRAINING_OVERRIDES, run_in_process
 from onestage.checkpoint import load_weights, weights_epoch
 from onestage.config import make_config
 from onestage.engine import run_checkpoint
@@ -27,8 +26,8 @@ class Killed(BaseException):
 def tiny_run(tmp_path: Path, name: str) -> Path:
     """Train the kill tests' tiny model for EPOCHS epochs; returns the run folder."""
     spec = tmp_path / "tiny.yaml"
-    spec.write_text(TINY_SPEC, encoding="utf-8")
-    overrides = {**TINY_TRAIN, "epochs": EPOCHS, "model": str(spec)}
+    spec.write_text(TINY_FIVE_LEVEL_SSD_SPEC, encoding="utf-8")
+    overrides = {**TINY_TRAINING_OVERRIDES, "epochs": EPOCHS, "model": str(spec)}
     config = make_config("seed", overrides={**overrides, "project": str(tmp_path), "name": name})
     return train(config).run_dir
 

@@ -25,8 +25,8 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from reliability_helpers import TINY_SPEC, TINY_TRAIN, report
 
+from helpers import TINY_FIVE_LEVEL_SSD_SPEC, TINY_TRAINING_OVERRIDES, reliability_report
 from onestage.checkpoint import load_training_state, load_weights, weights_epoch
 from onestage.data.formats import read_dataset
 from onestage.data.synthesize import synthesize_dataset
@@ -68,7 +68,7 @@ def start(arguments: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def train_arguments(spec: Path, project: Path, name: str) -> list[str]:
-    options = [f"{key}={value}" for key, value in TINY_TRAIN.items()]
+    options = [f"{key}={value}" for key, value in TINY_TRAINING_OVERRIDES.items()]
     return ["train", "--model", str(spec), "--recipe", "seed", "--project", str(project),
             "--name", name, *options]  # fmt: skip
 
@@ -183,7 +183,7 @@ def restart(run_dir: Path, spec: Path, figures: TrainFigures) -> subprocess.Pope
 def test_killed_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path: Path):
     began = time.perf_counter()
     spec = tmp_path / "tiny.yaml"
-    spec.write_text(TINY_SPEC, encoding="utf-8")
+    spec.write_text(TINY_FIVE_LEVEL_SSD_SPEC, encoding="utf-8")
     reference = start(train_arguments(spec, tmp_path, "reference"), tmp_path)
     rng = random.Random(20240613)
     figures = TrainFigures()
@@ -210,9 +210,12 @@ def test_killed_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path
     for run_dir in runs:
         check_run_folder(run_dir)
         assert not temp_files(run_dir), "resume leaves no stale temporary file"
-        assert weights_epoch(run_dir / "weights" / "last.safetensors") == TINY_TRAIN["epochs"]
+        assert (
+            weights_epoch(run_dir / "weights" / "last.safetensors")
+            == TINY_TRAINING_OVERRIDES["epochs"]
+        )
         assert [row["epoch"] for row in read_results(run_dir / "results.csv")] == list(
-            range(1, TINY_TRAIN["epochs"] + 1)
+            range(1, TINY_TRAINING_OVERRIDES["epochs"] + 1)
         )
         weights = final_weights(run_dir)
         assert weights.keys() == expected.keys()
@@ -221,7 +224,7 @@ def test_killed_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path
     figures.identical_final_weights = True
     figures.runs = len(runs)
     figures.wall_s = round(time.perf_counter() - began, 1)
-    report("train", {"kills_asked": KILLS, **asdict(figures)})
+    reliability_report("train", {"kills_asked": KILLS, **asdict(figures)})
 
 
 @dataclass
@@ -276,7 +279,7 @@ def test_killed_data_synth_leaves_only_complete_files(tmp_path: Path):
     dataset, _ = read_dataset(tmp_path / "synth0_yolo", "yolo", verify_images=True)
     assert dataset.num_images == 20
     figures.wall_s = round(time.perf_counter() - began, 1)
-    report("data synth", {"kills_asked": DATA_KILLS, **asdict(figures)})
+    reliability_report("data synth", {"kills_asked": DATA_KILLS, **asdict(figures)})
 
 
 def test_killed_data_convert_leaves_only_complete_files(tmp_path: Path):
@@ -293,4 +296,4 @@ def test_killed_data_convert_leaves_only_complete_files(tmp_path: Path):
 
     figures = kill_data_commands(convert, tmp_path, rng)
     figures.wall_s = round(time.perf_counter() - began, 1)
-    report("data convert", {"kills_asked": DATA_KILLS, **asdict(figures)})
+    reliability_report("data convert", {"kills_asked": DATA_KILLS, **asdict(figures)})

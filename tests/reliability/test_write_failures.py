@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_helpers import TINY_SPEC, TINY_TRAIN
 
-from cli_helpers import run_in_process
+from helpers import TINY_FIVE_LEVEL_SSD_SPEC, TINY_TRAINING_OVERRIDES, run_in_process
 from onestage.checkpoint import weights_epoch
 from onestage.config import make_config
 from onestage.data.synthesize import synthesize_dataset
@@ -166,12 +165,14 @@ def assert_one_error_line(result: subprocess.CompletedProcess, path: Path, errno
 @pytest.fixture
 def spec(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_SPEC, encoding="utf-8")
+    path.write_text(TINY_FIVE_LEVEL_SSD_SPEC, encoding="utf-8")
     return path
 
 
 def train_arguments(spec: Path, project: Path, epochs: int) -> list[str]:
-    options = [f"{key}={value}" for key, value in {**TINY_TRAIN, "epochs": epochs}.items()]
+    options = [
+        f"{key}={value}" for key, value in {**TINY_TRAINING_OVERRIDES, "epochs": epochs}.items()
+    ]
     return ["train", "--model", str(spec), "--project", str(project), "--name", "run", *options]
 
 
@@ -225,8 +226,8 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Weights of the tiny model after one epoch."""
     folder = tmp_path_factory.mktemp("weights")
     spec = folder / "tiny.yaml"
-    spec.write_text(TINY_SPEC, encoding="utf-8")
-    overrides = {**TINY_TRAIN, "epochs": 1, "model": str(spec), "val_every": 0}
+    spec.write_text(TINY_FIVE_LEVEL_SSD_SPEC, encoding="utf-8")
+    overrides = {**TINY_TRAINING_OVERRIDES, "epochs": 1, "model": str(spec), "val_every": 0}
     config = make_config("seed", overrides={**overrides, "project": str(folder), "name": "w"})
     return train(config).run_dir / "weights" / "last.safetensors"
 

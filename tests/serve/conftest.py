@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from serve_helpers import encode, scene
 
+from helpers import encode, scene
 from onestage.engine.predictor import Detector
 
 

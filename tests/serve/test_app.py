@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from serve_helpers import LIMIT, bomb_png, encode, scene
 
+from helpers import SERVE_BODY_LIMIT, bomb_png, encode, scene
 from onestage.engine.predictor import Detector, PredictOptions
 from onestage.serve.app import create_app
 from onestage.serve.runners import BatchingRunner, ThreadedRunner, make_runner
@@ -21,7 +21,9 @@ from onestage.serve.runners import BatchingRunner, ThreadedRunner, make_runner
 
 @pytest.fixture
 def client(detector: Detector):
-    with TestClient(create_app(detector, BatchingRunner(detector), LIMIT)) as test_client:
+    with TestClient(
+        create_app(detector, BatchingRunner(detector), SERVE_BODY_LIMIT)
+    ) as test_client:
         yield test_client
 
 
@@ -84,7 +86,7 @@ def test_draw_answers_the_annotated_image(client, detector, png):
         (b"this is no image\n", 415, "not a readable image"),
         ("truncated", 400, "corrupt or truncated"),
         ("bomb", 413, "pixel limit"),
-        (b"x" * (LIMIT + 1), 413, "over the limit of 2 MB"),
+        (b"x" * (SERVE_BODY_LIMIT + 1), 413, "over the limit of 2 MB"),
     ],
 )
 def test_bad_bodies_are_json_errors_and_the_server_keeps_serving(
@@ -109,7 +111,9 @@ def test_bad_multipart_forms_and_queries(client, png):
     )
     assert broken.status_code in (400, 415) and "detail" in broken.json()
     assert client.post("/predict?conf=3", content=png).status_code == 422
-    large = client.post("/predict", content=png, headers={"content-length": str(LIMIT + 10)})
+    large = client.post(
+        "/predict", content=png, headers={"content-length": str(SERVE_BODY_LIMIT + 10)}
+    )
     assert large.status_code == 413
 
 
@@ -121,7 +125,9 @@ def test_an_unexpected_failure_is_a_generic_500_with_a_request_id(detector, png,
         def close(self) -> None:
             pass
 
-    with TestClient(create_app(detector, Broken(), LIMIT), raise_server_exceptions=False) as c:
+    with TestClient(
+        create_app(detector, Broken(), SERVE_BODY_LIMIT), raise_server_exceptions=False
+    ) as c:
         answer = c.post("/predict", content=png)
         assert answer.status_code == 500
         request_id = answer.headers["x-request-id"]
@@ -161,7 +167,9 @@ def test_concurrent_requests_get_their_own_detections(detector, mode):
     counting = CountingDetector(detector, delay=0.05)
     runner = make_runner(counting, mode, workers=2)
     answers = asyncio.run(
-        _concurrent_predictions(create_app(counting, runner, LIMIT), [encode(i) for i in images])
+        _concurrent_predictions(
+            create_app(counting, runner, SERVE_BODY_LIMIT), [encode(i) for i in images]
+        )
     )
     runner.close()
 
@@ -193,7 +201,9 @@ def test_uploads_are_decoded_on_a_few_dedicated_threads(detector, monkeypatch):
     monkeypatch.setattr(app_module, "decode_upload", recording_decode)
     runner = BatchingRunner(detector)
     bodies = [encode(scene(detector.class_names, index=index)) for index in range(12)]
-    answers = asyncio.run(_concurrent_predictions(create_app(detector, runner, LIMIT), bodies))
+    answers = asyncio.run(
+        _concurrent_predictions(create_app(detector, runner, SERVE_BODY_LIMIT), bodies)
+    )
     runner.close()
 
     assert [answer.status_code for answer in answers] == [200] * len(bodies)
@@ -204,7 +214,7 @@ def test_uploads_are_decoded_on_a_few_dedicated_threads(detector, monkeypatch):
 
 def test_inference_does_not_block_the_event_loop(detector, png):
     slow = CountingDetector(detector, delay=1.0)
-    app = create_app(slow, BatchingRunner(slow), LIMIT)
+    app = create_app(slow, BatchingRunner(slow), SERVE_BODY_LIMIT)
 
     async def scenario() -> tuple[float, float]:
         transport = httpx2.ASGITransport(app=app)

@@ -16,11 +16,10 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from PIL import EpsImagePlugin, Image, ImageFile
-from serve_helpers import LIMIT, bomb_png, encode, free_port
 
 import onestage.data.images
 import onestage.engine.predictor
-from cli_helpers import run_in_process
+from helpers import SERVE_BODY_LIMIT, bomb_png, encode, free_port, run_in_process
 from onestage.engine.predictor import Detector
 from onestage.serve.admission import QueueLimit
 from onestage.serve.app import create_app
@@ -40,7 +39,7 @@ PDF = (
 
 def app_for(detector: Detector, **limits):
     """An app on a one-thread runner (nothing to close), with `limits` passed to create_app."""
-    return create_app(detector, ThreadedRunner(detector, workers=1), LIMIT, **limits)
+    return create_app(detector, ThreadedRunner(detector, workers=1), SERVE_BODY_LIMIT, **limits)
 
 
 def test_the_serving_pixel_limit_is_4096_squared_below_the_librarys():
@@ -106,7 +105,7 @@ async def _until(condition, timeout: float = 30.0) -> None:
 
 def test_past_max_queue_a_request_gets_503_at_once_without_its_body_read(detector, png):
     held = HeldRunner(detector)
-    app = create_app(detector, held, LIMIT, max_queue=2)
+    app = create_app(detector, held, SERVE_BODY_LIMIT, max_queue=2)
     body_read = []
 
     async def streamed_body():
@@ -212,12 +211,12 @@ def test_refused_and_failed_requests_give_their_place_back(detector, png):
         def close(self) -> None:
             pass
 
-    app = create_app(detector, FailingOnce(), LIMIT, max_queue=1)
+    app = create_app(detector, FailingOnce(), SERVE_BODY_LIMIT, max_queue=1)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.post("/predict", content=png).status_code == 500
         assert client.post("/predict", content=bomb_png()).status_code == 413
         assert client.post("/predict", content=b"no image").status_code == 415
-        assert client.post("/predict", content=b"x" * (LIMIT + 1)).status_code == 413
+        assert client.post("/predict", content=b"x" * (SERVE_BODY_LIMIT + 1)).status_code == 413
         assert client.post("/predict", content=png).status_code == 200
 
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_helpers import bomb_png, encode, free_port, scene
 
+from helpers import bomb_png, encode, free_port, scene
 from onestage.data.icons import SEED_CLASS_NAMES
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -15,7 +15,7 @@ Detection") picks positives from geometry alone, per image and ground-truth box 
 4. A prior positive for several boxes takes the one with the highest IoU (ties: lowest box
    index, the first maximum).
 
-Worked example (tests/test_assigners.py), full-height strips so that IoU is the IoU of the x
+Worked example (tests/assign/test_assigners.py), full-height strips so that IoU is the IoU of the x
 intervals: one level of 8 priors (topk 9 -> all 8 are candidates) and g = [0, 10]:
 
     prior      [2, 8]   [2, 20]   six priors far away

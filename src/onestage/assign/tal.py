@@ -19,7 +19,7 @@ Per image and ground-truth box g of class c, from the detached predictions:
 Defaults: topk 13, alpha 1.0, beta 6.0, the values of the TOOD paper (and of the class default
 of YOLOv8's TaskAlignedAssigner); YOLOv8's detection loss runs topk 10, alpha 0.5.
 
-Worked example (tests/test_assigners.py), full-height strips, one box g = [0, 8] of class 1,
+Worked example (tests/assign/test_assigners.py), full-height strips, one box g = [0, 8] of class 1,
 topk 2:
 
     prior               [0, 2]     [2, 4]     [4, 6]     [6, 8]     [8, 10] (centre outside)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import run_in_process
+from helpers import run_in_process
 from onestage.checkpoint import save_weights
 from onestage.data.formats import write_dataset
 from onestage.data.records import DetectionDataset, ImageRecord

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cli_helpers import run_onestage
+from helpers import run_onestage, write_flat_png
 
 
 def test_synth_check_convert_show(tmp_path: Path):
@@ -162,8 +162,7 @@ def test_bad_input_is_one_error_line_with_exit_code_2(tmp_path: Path):
 def test_small_overshoots_are_clipped_listed_and_refused_with_strict(tmp_path: Path):
     yolo = tmp_path / "yolo"
     for stem in ("a", "b"):
-        (yolo / "images" / "train").mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (640, 640), (90, 120, 30)).save(yolo / "images" / "train" / f"{stem}.png")
+        write_flat_png(yolo / "images" / "train" / f"{stem}.png", 640, 640)
     (yolo / "labels" / "train").mkdir(parents=True)
     label = yolo / "labels" / "train" / "a.txt"
     # The example (3.2 px past the right edge), then a 1 px box just past it.

@@ -8,12 +8,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from cli_helpers import run_onestage
+from helpers import USER_BLOCK_SPEC, run_onestage, write_user_block_spec
 from onestage.config import make_config
 from onestage.engine.predictor import Detector
 from onestage.engine.trainer import Trainer, train
 from onestage.models import load_plugins, load_spec
-from user_block import SPEC, write_spec
 
 
 def test_models_lists_the_built_ins_and_prints_a_spec_to_copy(tmp_path: Path):
@@ -29,12 +28,14 @@ def test_models_lists_the_built_ins_and_prints_a_spec_to_copy(tmp_path: Path):
 
 
 def test_summary_of_a_spec_file_and_one_line_errors(tmp_path: Path):
-    spec = write_spec(tmp_path)
+    spec = write_user_block_spec(tmp_path)
     plugin = str(tmp_path / "blocks" / "mine.py")
     summary = run_onestage("summary", "--model", str(spec), "--classes", "3", "--plugin", plugin)
     assert summary.returncode == 0, summary.stderr
     assert "mine" in summary.stdout and "DoubleConv" in summary.stdout
-    broken = write_spec(tmp_path / "b", SPEC.replace("block: my_double_conv", "block: my_dubble"))
+    broken = write_user_block_spec(
+        tmp_path / "b", USER_BLOCK_SPEC.replace("block: my_double_conv", "block: my_dubble")
+    )
     failed = run_onestage("summary", "--model", str(broken), "--plugin", plugin)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert failed.stderr.strip().count("\n") == 0
@@ -45,7 +46,7 @@ def test_summary_of_a_spec_file_and_one_line_errors(tmp_path: Path):
 def test_a_run_from_a_spec_file_loads_back_from_its_weights_alone(
     tmp_path: Path, restore_blocks: None
 ):
-    spec = write_spec(tmp_path / "arch")
+    spec = write_user_block_spec(tmp_path / "arch")
     load_plugins([tmp_path / "arch" / "blocks" / "mine.py"])
     config = make_config(
         "seed",

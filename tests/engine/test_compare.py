@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import run_in_process, run_onestage
+from helpers import run_in_process, run_onestage
 from onestage.checkpoint import save_weights
 from onestage.engine import compare as compare_module
 from onestage.engine.compare import (

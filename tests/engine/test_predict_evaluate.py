@@ -20,7 +20,7 @@ import torch
 import yaml
 from PIL import Image
 
-from cli_helpers import run_in_process, run_onestage
+from helpers import run_in_process, run_onestage
 from onestage.assign import MaxIoUAssigner, Priors
 from onestage.boxes import box_iou
 from onestage.checkpoint import save_weights

@@ -11,6 +11,7 @@ from dataclasses import fields
 import pytest
 import torch
 
+from helpers import strips
 from onestage.assign import (
     ASSIGNERS,
     ATSSAssigner,
@@ -25,12 +26,6 @@ from onestage.boxes import box_iou
 from onestage.errors import OnestageError
 from onestage.priors import Priors
 from onestage.priors.anchors import AnchorLevel, cell_anchors
-
-
-def strips(*intervals: tuple[float, float]) -> torch.Tensor:
-    """Full-height boxes [x0, 0, x1, 1]: their IoU is the IoU of the x intervals, and their
-    centres all lie at y = 0.5, so distances between centres are distances along x."""
-    return torch.tensor([[x0, 0.0, x1, 1.0] for x0, x1 in intervals])
 
 
 def one_level(*intervals: tuple[float, float]) -> Priors:

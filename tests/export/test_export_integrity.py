@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import run_onestage
+from helpers import run_onestage
 from onestage.checkpoint import save_weights
 from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError

@@ -6,16 +6,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import strips
 from onestage.assign import MaxIoUAssigner, Priors, PriorTargets
 from onestage.assign.maxiou import match_anchors
 from onestage.boxes import box_iou
 from onestage.priors.anchors import AnchorLevel, cell_anchors
 from onestage.priors.offsets import encode_offsets
-
-
-def strips(*intervals: tuple[float, float]) -> torch.Tensor:
-    """Full-height boxes [x0, 0, x1, 1]: their IoU is the IoU of the x intervals."""
-    return torch.tensor([[x0, 0.0, x1, 1.0] for x0, x1 in intervals])
 
 
 def match_one(anchors: torch.Tensor, boxes: torch.Tensor, **kwargs: object) -> list[int]:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from cli_helpers import run_in_process, run_onestage
+from helpers import run_in_process, run_onestage
 from onestage.checkpoint import save_weights
 from onestage.data.icons import SEED_CLASS_NAMES
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_stream

@@ -13,22 +13,21 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cli_helpers import run_in_process, run_onestage
+from helpers import USER_BLOCK_PLUGIN, run_in_process, run_onestage, write_user_block_spec
 from onestage.config import make_config
 from onestage.engine.predictor import Detector
 from onestage.engine.trainer import train
 from onestage.errors import OnestageError
 from onestage.models import load_plugins
 from onestage.models.blocks import BLOCKS
-from user_block import PLUGIN, write_spec
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A one-step run of SPEC with the plugin, moved with its plugin to another folder after
-    training (the old folder removed), and an image to predict on."""
+    """A one-step run of USER_BLOCK_SPEC with the plugin, moved with its plugin to another folder
+    after training (the old folder removed), and an image to predict on."""
     project = tmp_path_factory.mktemp("project")
-    spec = write_spec(project)
+    spec = write_user_block_spec(project)
     saved = dict(BLOCKS.classes)
     try:
         load_plugins([project / "blocks" / "mine.py"])
@@ -50,7 +49,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def edited_plugin(trained: dict[str, Path], tmp_path: Path) -> Path:
     edited = tmp_path / "mine.py"
-    edited.write_text(PLUGIN.replace("return 2 *", "return 3 *"))
+    edited.write_text(USER_BLOCK_PLUGIN.replace("return 2 *", "return 3 *"))
     return edited
 
 
@@ -63,7 +62,7 @@ def predict(monkeypatch, capsys, trained: dict[str, Path], *options: str):
 
 def test_training_records_the_plugin_by_name_and_digest_never_a_path(trained, restore_blocks):
     metadata = json.loads(trained["weights"].with_suffix(".json").read_text())
-    digest = hashlib.sha256(PLUGIN.encode()).hexdigest()
+    digest = hashlib.sha256(USER_BLOCK_PLUGIN.encode()).hexdigest()
     assert metadata["plugins"] == [
         {"file": "mine.py", "sha256": digest, "blocks": ["my_double_conv"], "models": []}
     ]

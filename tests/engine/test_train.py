@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from cli_helpers import run_in_process, run_onestage
+from helpers import run_in_process, run_onestage
 from onestage.checkpoint import load_model_weights, load_weights, save_weights
 from onestage.cli.train_commands import training_summary
 from onestage.config import make_config

@@ -9,7 +9,14 @@ import torch
 
 from onestage.assign import PriorTargets
 from onestage.errors import OnestageError
-from onestage.losses import LOSSES, FocalLoss, SSDLoss, build_loss, loss_names
+from onestage.losses import (
+    LOSSES,
+    FocalLoss,
+    SSDLoss,
+    build_loss,
+    loss_names,
+    loss_score_mode,
+)
 from onestage.priors.codings import AnchorCoding
 from onestage.priors.offsets import encode_offsets
 
@@ -40,6 +47,13 @@ def test_registry_and_options() -> None:
         build_loss("seed", beta=1.0)
     with pytest.raises(OnestageError, match="giou"):
         build_loss("focal", box_loss="l2")
+
+
+def test_each_loss_says_how_the_head_it_trains_scores() -> None:
+    modes = {name: loss_score_mode(name) for name in loss_names()}
+    assert modes == {"focal": "sigmoid", "quality": "sigmoid", "seed": "softmax", "ssd": "softmax"}
+    with pytest.raises(OnestageError, match="valid names: focal, quality, seed, ssd"):
+        loss_score_mode("yolo")
 
 
 @pytest.mark.parametrize(

@@ -500,3 +500,15 @@ def test_unknown_candidates_rule_lists_the_valid_ones() -> None:
     with pytest.raises(OnestageError) as raised:
         postprocess(_pred([[0.0, 0.0]] * 4), coding(ANCHORS), candidates="best")
     assert str(raised.value) == "unknown candidates rule 'best'; valid: all, argmax"
+
+
+def test_a_box_suppressed_in_one_tile_does_not_suppress_boxes_of_later_tiles(monkeypatch) -> None:
+    # Six boxes of one class in score order, side by side (no overlap) but box 3, a copy of box
+    # 0: box 0 suppresses it. With 20 pairs per step the six boxes are settled in tiles of three
+    # columns, so boxes 4 and 5 are decided in a later tile than box 3, which must not count.
+    monkeypatch.setattr(postprocess_module, "PAIRS_PER_STEP", 20)
+    boxes = torch.tensor([[i * 2.0, 0.0, i * 2.0 + 1.0, 1.0] for i in range(6)])
+    boxes[3] = boxes[0]
+    scores = torch.linspace(1.0, 0.5, 6)
+    keep = batched_nms(boxes[None], scores[None], torch.zeros(1, 6), torch.ones(1, 6).bool(), 0.5)
+    assert keep[0].tolist() == [True, True, True, False, True, True]

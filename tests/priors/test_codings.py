@@ -142,8 +142,12 @@ head:
     )
     unfitted = SpecModel(spec, num_classes=2)  # built without naming priors: it declares none
     assert unfitted.anchor_config is None
-    with pytest.raises(OnestageError, match=r"^the model's anchor head \(3 per cell on 5 levels"):
+    with pytest.raises(OnestageError) as unfitted_error:
         box_coding_for(unfitted, 320)
+    assert str(unfitted_error.value) == (
+        "the model's anchor head (3 per cell on 5 levels) was built for no anchor config: build "
+        "it with anchors=NAME (valid: seed, seed-intended) to train or decode it"
+    )
     layout = coding_layout(build_model("seed", num_classes=2), 320)
     with pytest.raises(OnestageError, match=r"anchor config 'seed' gives .* 3 per cell"):
         coding_from_layout({**layout, "anchors_per_cell": 3})  # a forged exported layout
@@ -266,3 +270,16 @@ def test_an_anchor_free_head_scores_by_sigmoid_only():
     assert str(error.value).endswith(
         "an anchor-free head cannot score by 'softmax'; valid: sigmoid"
     )
+
+
+def test_an_anchor_head_scores_by_softmax_or_sigmoid_only():
+    with pytest.raises(OnestageError) as error:
+        build_model("seed", num_classes=2, score_mode="logits")
+    assert str(error.value).endswith(
+        "an anchor head cannot score by 'logits'; valid: softmax, sigmoid"
+    )
+
+
+def test_a_point_model_without_anchor_config_lays_out_none():
+    layout = coding_layout(BareModel(((2, 2),), box_coding="points", reg_max=2), 64)
+    assert (layout["anchor_config"], layout["score_mode"]) == (None, "sigmoid")

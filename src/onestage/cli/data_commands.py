@@ -1,4 +1,4 @@
-"""`onestage data ...`: make, check, convert and view datasets."""
+"""`onestage data ...`: make, check, convert, split and view datasets."""
 
 from __future__ import annotations
 
@@ -198,6 +198,54 @@ def data_convert(
         error_console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
     write_dataset(dataset, dst, _check_format(fmt))
     console.print(f"wrote {dataset.num_images} images as {fmt} to [bold]{dst}[/]")
+
+
+@data_app.command("split")
+def data_split(
+    root: Annotated[Path, typer.Argument(help="Dataset folder (YOLO, VOC or COCO).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: new or empty.")],
+    ratios: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option(
+            "--ratios",
+            help="Train, val and test fractions, each >= 0, summing to 1 (default: 0.8 0.1 0.1).",
+        ),
+    ] = None,
+    seed: SeedOption = 0,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Output format (default: the input's).")
+    ] = None,
+    link: Annotated[
+        bool, typer.Option("--link", help="Hard-link images instead of copying (same file system).")
+    ] = False,
+) -> None:
+    """Split a dataset into train/val/test, stratified by class (all input splits re-drawn)."""
+    from onestage.data.formats import detect_format
+    from onestage.data.split import DEFAULT_RATIOS, SPLITS, split_dataset
+
+    ratios = ratios or DEFAULT_RATIOS
+    fmt = _check_format(fmt) if fmt else detect_format(root)
+    dataset = split_dataset(root, out, ratios, seed=seed, fmt=fmt, link=link)
+    console.print(f"wrote {dataset.num_images} images as {fmt} to [bold]{out}[/] (seed {seed})")
+    table = Table(title="objects per class")
+    table.add_column("class")
+    for name, ratio in zip(SPLITS, ratios, strict=True):
+        records = dataset.splits.get(name, [])
+        if ratio > 0 and not records:
+            console.print(f"{name}: no images (too few for ratio {ratio:g}), not written")
+        if not records:
+            continue
+        objects = sum(record.num_objects for record in records)
+        empty = sum(record.num_objects == 0 for record in records)
+        console.print(f"{name}: {len(records)} images ({empty} without objects), {objects} objects")
+        table.add_column(name, justify="right")
+    for class_id, class_name in enumerate(dataset.class_names):
+        counts = [
+            sum(int((record.class_ids == class_id).sum()) for record in records)
+            for records in dataset.splits.values()
+        ]
+        table.add_row(class_name, *map(str, counts))
+    console.print(table)
 
 
 @data_app.command("show")

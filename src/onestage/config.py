@@ -1,14 +1,15 @@
 """Training configuration: every knob in one typed place, recipes by name, YAML and overrides.
 
 Precedence, lowest first: field defaults < recipe < YAML file < command-line overrides. Every
-value is checked against its knob's type and valid names or range as it is read, so a mistake
-is one line before a run writes anything. Importing this module loads no torch.
+value is checked against its knob's type and valid names, range or form as it is read, so a
+mistake is one line before a run writes anything. Importing this module loads no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -63,12 +64,29 @@ class Range:
         )
 
 
+@dataclass(frozen=True)
+class Form:
+    """The strings a knob takes: those `pattern` matches in full, described by `text`."""
+
+    pattern: str
+    text: str
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
+
+    def __str__(self) -> str:
+        return self.text
+
+
 POSITIVE = Range(0, low_open=True)
 AT_LEAST_0 = Range(0)
 AT_LEAST_1 = Range(1)
 PROBABILITY = Range(0, 1)
 DECAY = Range(0, 1, high_open=True)  # momenta and EMA decays
-Valid = Range | tuple[str, ...] | None  # a knob's valid values: a range, names, or anything
+FREEZE = Form(r"backbone|[0-9]+", "backbone or N (the first N layers)")
+# a knob's valid values: a range, names, a form, or anything
+Valid = Range | tuple[str, ...] | Form | None
+DEFAULT_MODEL = "seed"  # the architecture of a config that names none and has no weights
 
 
 def _knob(default: Any, meaning: str, valid: Valid = None) -> Any:
@@ -80,9 +98,17 @@ class TrainConfig:
     """All training settings; `help` metadata is the one-line meaning shown by the CLI."""
 
     # model and data
-    model: str = _knob("seed", "architecture name from the model registry")
-    anchors: str = _knob("seed", "anchor config: seed | seed-intended", tuple(ANCHOR_CONFIGS))
-    weights: str | None = _knob(None, "initial weights (.safetensors) to fine-tune from")
+    model: str | None = _knob(
+        None, "architecture name or spec file; none = the weights' own, else seed"
+    )
+    anchors: str = _knob(
+        "seed",
+        "anchor config: seed | seed-intended (the weights' own model: theirs)",
+        tuple(ANCHOR_CONFIGS),
+    )
+    weights: str | None = _knob(
+        None, "initial weights (.safetensors, or a shipped name) to fine-tune or transfer from"
+    )
     bn_momentum: float | None = _knob(
         None, "BatchNorm running-average momentum; none = model's", PROBABILITY
     )
@@ -99,6 +125,15 @@ class TrainConfig:
     )
     train_images: int | None = _knob(
         None, "fixed synthetic training set size; none = fresh", AT_LEAST_1
+    )
+    # starting from weights= (fine-tuning and transfer to other classes)
+    freeze: str | None = _knob(
+        None, "layers kept fixed: backbone or N (the first N layers); none = train all", FREEZE
+    )
+    pretrained_lr: float = _knob(
+        1.0,
+        "learning-rate multiplier of the tensors loaded from weights",
+        Range(0, 1, low_open=True),
     )
     # schedule
     epochs: int = _knob(100, "number of epochs", AT_LEAST_1)
@@ -168,16 +203,18 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# Named recipes: the values that differ from the defaults, applied on top of them.
+# Named recipes: the values that differ from the defaults, applied on top of them. Each names its
+# architecture; a config that names none trains the weights' own (weights=), else seed.
 RECIPES: dict[str, dict[str, Any]] = {
     # The seed system. The defaults are its schedule (Adam 1e-4, x0.8 every 5 epochs, floor 3e-7,
     # batch 32, 100 x 100 steps, IoU-0.4 matching with the seed's anchors, no flips); the recipe
-    # names its loss, softmax CE over all anchors + MSE offsets, whatever the model's head.
-    "seed": {"loss": "seed"},
+    # names the architecture and its loss, softmax CE over all anchors + MSE offsets.
+    "seed": {"model": DEFAULT_MODEL, "loss": "seed"},
     # The best built-in recipe for the seed architecture on CPU: the per-level anchor sizes the
     # seed meant to use, IoU-0.5 matching plus the forced best anchor, SSD hard negatives (3:1)
     # with smooth-L1, AdamW with warm-up and cosine decay, flips (bf16 and channels_last: defaults).
     "fast": {
+        "model": DEFAULT_MODEL,
         "anchors": "seed-intended",
         "epochs": 15,
         "steps": 200,
@@ -292,8 +329,9 @@ def _check_valid(key: str, value: Any) -> None:
         raise OnestageError(
             f"config key {key!r}: {_shortened(value)} is out of range; valid: {valid}{null}"
         )
+    names = ", ".join(valid) if isinstance(valid, tuple) else str(valid)
     raise OnestageError(
-        f"config key {key!r}: unknown value {_shortened(value)}; valid: {', '.join(valid)}{null}"
+        f"config key {key!r}: unknown value {_shortened(value)}; valid: {names}{null}"
     )
 
 

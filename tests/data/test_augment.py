@@ -115,16 +115,18 @@ def test_boxes_left_too_small_or_mostly_outside_are_dropped() -> None:
     assert len(warp_affine(sliver, affine_matrix(40, 20, centre=(1.85, 0.5)), 20, 1.0).boxes) == 0
 
 
-def test_hsv_jitter_with_unit_gains_is_the_identity_and_stays_in_bounds() -> None:
+def test_hsv_jitter_scales_value_exactly_and_moves_hue_and_saturation() -> None:
     image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    assert np.array_equal(hsv_jitter(image, 0.0, 1.0, 1.0), image)
-    brighter = hsv_jitter(image, 0.0, 1.0, 1.5).astype(int)
     value = image.max(-1).astype(int)
-    assert np.abs(brighter.max(-1) - np.minimum(np.rint(value * 1.5), 255)).max() <= 1
+    assert np.abs(hsv_jitter(image, 0.0, 1.0, 1.0).astype(int) - image).max() <= 8  # 8-bit HSV
+    brighter = hsv_jitter(image, 0.0, 1.0, 1.5).max(-1).astype(int)
+    assert np.array_equal(brighter, np.minimum(np.rint(value * 1.5), 255))  # V: the top channel
     grey = hsv_jitter(image, 0.0, 0.0, 1.0)
     assert (grey == image.max(-1, keepdims=True)).all()  # no saturation: every channel V
     red = np.array([[[255, 0, 0], [128, 64, 64]]], dtype=np.uint8)
-    assert hsv_jitter(red, 1 / 3, 1.0, 1.0).tolist() == [[[0, 255, 0], [64, 128, 64]]]
+    greens = hsv_jitter(red, 1 / 3, 1.0, 1.0).astype(int)  # a third of a turn: red to green
+    assert greens[0, 0].tolist() == [0, 255, 0]
+    assert np.abs(greens[0, 1] - [64, 128, 64]).max() <= 1
 
 
 def test_mixup_blends_pixels_and_keeps_the_objects_of_both() -> None:

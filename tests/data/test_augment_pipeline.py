@@ -114,7 +114,6 @@ def test_mixup_carries_the_objects_of_both_images(records) -> None:
 def test_ignored_objects_are_never_pasted(records) -> None:
     dataset = AugmentedDataset(records, AugmentSettings(copy_paste=1.0), epochs=1)
     pasted = [dataset[SampleKey(0, position, 1)][2] for position in range(20)]
-    assert all((ids[2:] >= 0).all() for ids in pasted)  # image 1's two objects, then pasted
     assert any(len(ids) > 2 for ids in pasted)
     assert sum((ids == -2).sum() for ids in pasted) == 0  # image 0's difficult box stays out
 

@@ -152,26 +152,18 @@ def box_candidates(boxes: np.ndarray, full_areas: np.ndarray) -> np.ndarray:
 
 def hsv_jitter(image: np.ndarray, hue: float, saturation: float, value: float) -> np.ndarray:
     """Shift hue by `hue` turns of the colour circle and multiply saturation and value by their
-    gains, each clipped to its range (exact HSV hexcone arithmetic in float32, rounded)."""
-    rgb = image.astype(np.float32)
-    high, low = rgb.max(axis=-1), rgb.min(axis=-1)
-    chroma = high - low
-    safe = np.where(chroma > 0, chroma, 1.0)
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    sector = np.where(
-        high == red,
-        ((green - blue) / safe) % 6.0,
-        np.where(high == green, (blue - red) / safe + 2.0, (red - green) / safe + 4.0),
+    gains, clipped to their ranges, in Pillow's 8-bit HSV (as Ultralytics does in OpenCV's: the
+    round trip moves a pixel by a few levels at most; value, the largest channel, is exact)."""
+    levels = np.arange(256)
+    table = np.concatenate(
+        (
+            (levels + round(hue * 256)) % 256,
+            np.clip(np.rint(levels * saturation), 0, 255),
+            np.clip(np.rint(levels * value), 0, 255),
+        )
     )
-    sector = (sector + 6.0 * hue) % 6.0
-    new_value = np.minimum(high * value, 255.0)
-    new_saturation = np.minimum(chroma / np.maximum(high, 1.0) * saturation, 1.0)
-    new_chroma = new_value * new_saturation
-    channels = []
-    for offset in (5.0, 3.0, 1.0):  # red, green, blue
-        k = (offset + sector) % 6.0
-        channels.append(new_value - new_chroma * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0))
-    return np.rint(np.stack(channels, axis=-1)).clip(0, 255).astype(np.uint8)
+    hsv = Image.fromarray(image).convert("HSV")
+    return np.asarray(hsv.point(table.astype(int).tolist()).convert("RGB"))
 
 
 def mixup(first: Labelled, second: Labelled, ratio: float) -> Labelled:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import error_of, run_in_process
+from helpers import TINY_ANCHOR_FREE_SPEC, error_of, run_in_process
 from onestage.config import RECIPES, TrainConfig, make_config
 from onestage.data import dataset as dataset_module
 from onestage.data.augmented import AugmentedDataset, SampleKey
@@ -167,3 +167,28 @@ def test_data_show_augment_draws_the_training_view(
         monkeypatch, capsys, "data", "show", str(folder), "--set", "mosaic=1", "--out", str(grid)
     )
     assert refused.returncode != 0 and "--config and --set go with --augment" in refused.stderr
+
+
+def test_a_run_trains_on_the_augmented_folder_with_a_worker(folder: Path, tmp_path: Path) -> None:
+    from onestage.engine.trainer import train
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_ANCHOR_FREE_SPEC)
+    config = config_for(
+        folder,
+        **PIPELINE,
+        model=str(spec),
+        loss="quality",
+        epochs=2,
+        close_mosaic=1,
+        steps=2,
+        batch=2,
+        workers=1,
+        cache="ram",
+        val_every=0,
+        amp="none",
+        project=str(tmp_path),
+    )
+    result = train(config)
+    assert result.epochs_done == 2
+    assert all(torch.isfinite(torch.tensor(row["train/loss"])) for row in result.history)

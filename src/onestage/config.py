@@ -174,6 +174,29 @@ class TrainConfig:
     hflip: float = _knob(0.0, "probability of a horizontal flip", PROBABILITY)
     ema: float = _knob(0.0, "weight EMA decay (validated and saved instead); 0 = off", DECAY)
     ema_tau: float = _knob(100.0, "EMA warm-up: decay x (1 - exp(-updates / tau))", POSITIVE)
+    # augmentation of dataset folders' training images (Ultralytics' names); all off by default
+    mosaic: float = _knob(0.0, "probability of a 2 x 2 mosaic of four images", PROBABILITY)
+    degrees: float = _knob(0.0, "random rotation: uniform in +-degrees", Range(0, 180))
+    translate: float = _knob(0.0, "random shift: uniform in +-translate x the side", Range(0, 0.5))
+    scale: float = _knob(0.0, "random zoom: uniform in 1 +- scale", Range(0, 1, high_open=True))
+    shear: float = _knob(
+        0.0, "random shear: uniform in +-shear degrees along x and y", Range(0, 45)
+    )
+    hsv_h: float = _knob(
+        0.0, "hue shift: uniform in +-hsv_h turns of the colour circle", Range(0, 0.5)
+    )
+    hsv_s: float = _knob(0.0, "saturation gain: uniform in 1 +- hsv_s", PROBABILITY)
+    hsv_v: float = _knob(0.0, "value (brightness) gain: uniform in 1 +- hsv_v", PROBABILITY)
+    mixup: float = _knob(0.0, "probability of blending in a second augmented image", PROBABILITY)
+    copy_paste: float = _knob(
+        0.0, "probability of pasting the boxed objects of another image", PROBABILITY
+    )
+    close_mosaic: int = _knob(
+        0, "last epochs without mosaic, mixup and copy-paste; 0 = none", AT_LEAST_0
+    )
+    cache: str = _knob(
+        "none", "training images: none (read each time) | ram (decoded once, kept)", ("none", "ram")
+    )
     # engine
     device: str = _knob("auto", "auto | cpu | cuda", DEVICES)
     amp: str = _knob(

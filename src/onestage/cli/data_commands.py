@@ -265,13 +265,34 @@ def data_show(
     icons: IconsOption = None,
     backgrounds: BackgroundsOption = None,
     seed: SeedOption = 0,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment",
+            help="Show the train split as training sees it: augmented by the training config "
+            "(--config, --set), fitted to its imgsz, flipped.",
+        ),
+    ] = False,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="--augment: YAML file of config keys.")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="--augment: config override KEY=VALUE, repeatable."),
+    ] = None,
 ) -> None:
     """Draw ground-truth boxes and class names on a grid of images."""
     from onestage.data.preview import dataset_grid, synthetic_grid
 
     if synthetic == (root is not None):
         raise OnestageError("give either a dataset folder or --synthetic")
-    if synthetic:
+    if (config_file or overrides) and not augment:
+        raise OnestageError("--config and --set go with --augment")
+    if augment:
+        if synthetic:
+            raise OnestageError("--augment shows a dataset folder, not --synthetic")
+        grid = _augmented_grid(root, count, config_file, overrides or [])
+    elif synthetic:
         config = _synthetic_config(
             size, objects, size_range, max_overlap, classes, icons, backgrounds, seed
         )
@@ -282,3 +303,18 @@ def data_show(
 
     save_image(grid, out)
     console.print(f"wrote [bold]{out}[/]")
+
+
+def _augmented_grid(root: Path, count: int, config_file: Path | None, overrides: list[str]):
+    """A grid of the first `count` training draws of the dataset folder `root` under the
+    training config of `config_file` and `overrides`."""
+    from onestage.config import make_config, parse_override
+    from onestage.data.preview import batch_grid
+    from onestage.engine.training_data import augment_settings, preview_batch
+
+    values = dict(parse_override(text) for text in overrides)
+    config = make_config(yaml_path=config_file, overrides={**values, "data": str(root)})
+    if not augment_settings(config).active:
+        console.print("note: the config turns no augmentation on; showing the fitted images")
+    names, images, boxes, class_ids = preview_batch(config, count)
+    return batch_grid(images.numpy(), boxes.numpy(), class_ids.numpy(), names)

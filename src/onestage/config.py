@@ -226,6 +226,22 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+# The budget, optimiser and schedule of the `fast` recipe, which every built-in architecture's
+# recipe shares: AdamW with warm-up and cosine decay, batch 4, flips.
+FAST_SCHEDULE: dict[str, Any] = {
+    "epochs": 15,
+    "steps": 200,
+    "batch": 4,
+    "optimizer": "adamw",
+    "lr": 2e-3,
+    "weight_decay": 0.05,
+    "scheduler": "cosine",
+    "warmup_steps": 50,
+    "min_lr": 1e-5,
+    "hflip": 0.5,
+    "val_every": 5,
+}
+
 # Named recipes: the values that differ from the defaults, applied on top of them. Each names its
 # architecture; a config that names none trains the weights' own (weights=), else seed.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -239,20 +255,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fast": {
         "model": DEFAULT_MODEL,
         "anchors": "seed-intended",
-        "epochs": 15,
-        "steps": 200,
-        "batch": 4,
-        "optimizer": "adamw",
-        "lr": 2e-3,
-        "weight_decay": 0.05,
-        "scheduler": "cosine",
-        "warmup_steps": 50,
-        "min_lr": 1e-5,
         "loss": "ssd",
         "iou_threshold": 0.5,
-        "hflip": 0.5,
         "bn_momentum": 0.1,
-        "val_every": 5,
+        **FAST_SCHEDULE,
     },
 }
 # The other built-in architectures start from `fast` (the same budget, optimiser and schedule,
@@ -263,6 +269,35 @@ RECIPES["nano"] = {**RECIPES["fast"], "model": "nano"}
 RECIPES["csp-n"] = {**RECIPES["fast"], "model": "csp-n", "loss": "quality"}
 RECIPES["csp-s"] = {**RECIPES["fast"], "model": "csp-s", "loss": "quality"}
 RECIPES["csp-t"] = {**RECIPES["fast"], "model": "csp-t", "loss": "quality"}
+
+
+# What training on a dataset folder with no recipe named adds to the model's own recipe (the
+# `fast` schedule where no model is named): one pass over the data per epoch, 100 epochs,
+# letterboxed images, weight EMA, Ultralytics' default augmentation with mosaic switched off for
+# the last 10 epochs, validation every epoch. `epochs` is the one number most users set.
+DATASET_DEFAULTS: dict[str, Any] = {
+    "epochs": 100,
+    "steps": None,
+    "val_every": 1,
+    "letterbox": True,
+    "ema": 0.9999,
+    "ema_tau": 2000.0,
+    "mosaic": 1.0,
+    "translate": 0.1,
+    "scale": 0.5,
+    "hsv_h": 0.015,
+    "hsv_s": 0.7,
+    "hsv_v": 0.4,
+    "close_mosaic": 10,
+}
+
+
+def dataset_defaults(model: str | None) -> dict[str, Any]:
+    """The values a dataset-folder run with no recipe starts from: `model`'s recipe (none named:
+    the `fast` schedule, leaving the architecture to the weights or the default), then
+    DATASET_DEFAULTS."""
+    base = RECIPES[architecture_recipe(model)] if model is not None else FAST_SCHEDULE
+    return {**base, **DATASET_DEFAULTS}
 
 
 def architecture_recipe(model: str) -> str:
@@ -283,7 +318,8 @@ def make_config(
     yaml_path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """Build a config from a recipe name, a YAML file and overrides (later wins)."""
+    """Build a config from a recipe name, a YAML file and overrides (later wins). A dataset
+    folder (`data`) with no recipe named starts from `dataset_defaults(model)`."""
     values: dict[str, Any] = {}
     if recipe is not None:
         if recipe not in RECIPES:
@@ -293,6 +329,9 @@ def make_config(
         values.update(_coerced(_check_keys(load_yaml(yaml_path), str(yaml_path)), str(yaml_path)))
     if overrides:
         values.update(_coerced(_check_keys(overrides, "override"), "override"))
+    if recipe is None and values.get("data") is not None:
+        base = dataset_defaults(values.get("model"))
+        values = {**_coerced(base, "dataset defaults"), **values}
     return TrainConfig(**values)
 
 

@@ -293,10 +293,10 @@ DATASET_DEFAULTS: dict[str, Any] = {
 
 
 def dataset_defaults(model: str | None) -> dict[str, Any]:
-    """The values a dataset-folder run with no recipe starts from: `model`'s recipe (none named:
-    the `fast` schedule, leaving the architecture to the weights or the default), then
-    DATASET_DEFAULTS."""
-    base = RECIPES[architecture_recipe(model)] if model is not None else FAST_SCHEDULE
+    """The values a dataset-folder run with no recipe starts from: a built-in `model`'s recipe
+    (a spec file or none named: the `fast` schedule alone, leaving the loss to the head and the
+    architecture to the weights or the default), then DATASET_DEFAULTS."""
+    base = RECIPES[architecture_recipe(model)] if model in RECIPES else FAST_SCHEDULE
     return {**base, **DATASET_DEFAULTS}
 
 

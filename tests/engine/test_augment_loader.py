@@ -48,7 +48,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config_for(folder: Path, **values) -> TrainConfig:
-    return make_config(overrides={"data": str(folder), "imgsz": 64, **values})
+    """A config of the `fast` recipe on the folder: augmentation only where `values` ask."""
+    return make_config("fast", overrides={"data": str(folder), "imgsz": 64, **values})
 
 
 def batches(config: TrainConfig, train_set, epochs: int = 2) -> list[tuple]:
@@ -67,6 +68,8 @@ def test_defaults_and_every_recipe_keep_augmentation_off(folder: Path) -> None:
     assert defaults["cache"] == "none"
     for name in RECIPES:
         assert not augment_settings(make_config(name)).active, name
+    # a dataset folder with no recipe named takes the newcomer's defaults, augmentation on
+    assert augment_settings(make_config(overrides={"data": str(folder)})).active
     train_set, _, _ = training_set(config_for(folder))
     assert type(train_set) is RecordDataset and train_set._cache is None
     assert batches(config_for(folder, batch=4), train_set, epochs=1)[0][0].dtype == torch.uint8
@@ -159,10 +162,15 @@ def test_data_show_augment_draws_the_training_view(
     assert shown.returncode == 0, shown.stderr
     with Image.open(grid) as image:
         assert image.size == (2 * 64 + 4, 2 * 64 + 4)  # 2 x 2 tiles, 4 px gutters
-    plain = run_in_process(
+    plain = run_in_process(  # no settings: the dataset defaults a training run would take
         monkeypatch, capsys, "data", "show", str(folder), "--augment", "--out", str(grid)
     )
-    assert plain.returncode == 0 and "no augmentation on" in plain.stdout
+    assert plain.returncode == 0 and "no augmentation on" not in plain.stdout
+    zeroed = [item for key in PIPELINE for item in ("--set", f"{key}=0")]
+    off = run_in_process(
+        monkeypatch, capsys, "data", "show", str(folder), "--augment", "--out", str(grid), *zeroed
+    )
+    assert off.returncode == 0 and "no augmentation on" in off.stdout
     refused = run_in_process(
         monkeypatch, capsys, "data", "show", str(folder), "--set", "mosaic=1", "--out", str(grid)
     )

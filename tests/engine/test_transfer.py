@@ -195,7 +195,13 @@ def test_freeze_backbone_keeps_its_parameters_and_batchnorm_statistics(tmp_path,
 
 def test_pretrained_lr_scales_the_loaded_tensors_rate_at_every_step(tmp_path, three_classes):
     source = write_source(tmp_path, TINY_ANCHOR_FREE_SPEC, ANIMALS)
-    schedule = {"scheduler": "step", "step_every": 1, "step_gamma": 0.5, "lr": 1e-3}
+    schedule = {
+        "scheduler": "step",
+        "step_every": 1,
+        "step_gamma": 0.5,
+        "lr": 1e-3,
+        "warmup_steps": 0,
+    }
     config = tiny_run(
         tmp_path, data=three_classes, weights=str(source), pretrained_lr=0.1, epochs=2, **schedule
     )

@@ -1,18 +1,20 @@
 """Where the Trainer's time goes: milliseconds per training step, phase by phase.
 
 Usage: python benchmarks/train_profile.py [--steps 4] [--epochs 3] [--cases seed@32 fast@4 ...]
-                                          [--set KEY=VALUE ...] [--record]
+                                          [--set KEY=VALUE ...] [--data DIR] [--record]
 
-Each case is a recipe at a batch size, trained by the real Trainer on fresh synthetic images
+Each case is a recipe at a batch size, trained by the real Trainer on fresh synthetic images,
+or on a dataset folder's train split with `--data` (augmented as `--set` asks: mosaic=1.0 ...)
 (the recipe's engine settings, validation and checkpoints as the recipe has them). After a
 warm-up epoch, `--epochs` epochs of `--steps` steps are timed with
 `onestage.engine.phases.PhaseTimer`: data (the loader's next batch: rendering, pasting,
-collation), input (to float, channels_last, flips), forward, loss (target assignment and
-loss), backward, optimizer, readout (the loss values to Python), logging; validation and
-checkpoint are timed once and charged per step as the recipe spends them (every `val_every`
-epochs of `steps` steps; every epoch). Each phase's figure is its median over the timed
-epochs. The cases cover the three head types: separate SSD heads (`seed`, `fast`), one
-shared SSD head over an FPN (`seed-fpn`), the decoupled anchor-free head with TAL (`csp-n`).
+collation; with `--data`, reading and augmenting), input (to float, channels_last, flips),
+forward, loss (target assignment and loss), backward, optimizer, readout (the loss values to
+Python), logging; validation and checkpoint are timed once and charged per step as the recipe
+spends them (every `val_every` epochs of `steps` steps; every epoch). Each phase's figure is
+its median over the timed epochs. The cases cover the three head types: separate SSD heads
+(`seed`, `fast`), one shared SSD head over an FPN (`seed-fpn`), the decoupled anchor-free head
+with TAL (`csp-n`).
 The icon render cache is filled first (steady state; a long run fills it in its first few
 thousand images).
 """
@@ -44,7 +46,8 @@ def profile_case(recipe: str, batch: int, steps: int, epochs: int, extra: dict) 
         recipe_config, steps=steps, project=tempfile.mkdtemp(), name=recipe, val_images=50
     )
     trainer = Trainer(config)
-    trainer.train_set.generator.render_icons()  # steady state: every icon size rendered
+    if config.data is None:
+        trainer.train_set.generator.render_icons()  # steady state: every icon size rendered
     trainer._train_epoch(0)  # warm-up: allocator, first calls
     timer = PhaseTimer(trainer.device)
     trainer.phases = timer
@@ -67,7 +70,8 @@ def profile_case(recipe: str, batch: int, steps: int, epochs: int, extra: dict) 
         trainer.history.append(row)
         trainer._save_epoch(2, row, improved=True)
     recipe_steps = recipe_config.steps or steps
-    validation_ms = timer.seconds["validation"] * 1e3 * recipe_config.val_images / config.val_images
+    synthetic_share = recipe_config.val_images / config.val_images if config.data is None else 1
+    validation_ms = timer.seconds["validation"] * 1e3 * synthetic_share
     every = recipe_config.val_every * recipe_steps
     per_step["validation"] = validation_ms / every if every else 0.0
     per_step["checkpoint"] = timer.seconds["checkpoint"] * 1e3 / recipe_steps
@@ -80,9 +84,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="steps per timed epoch")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (median per phase)")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides KEY=VALUE")
+    parser.add_argument("--data", help="dataset folder to train on (default: synthetic)")
     parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
     args = parser.parse_args()
     extra = dict(parse_override(text) for text in args.set)
+    if args.data:
+        extra["data"] = args.data
     profiles = {}
     for case in args.cases:
         recipe, batch = case.split("@")

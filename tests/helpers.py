@@ -1,6 +1,7 @@
 """What tests in more than one file share (fixtures stay in the conftest.py files):
 
-- images: flat and noise PNG files, image bytes, PNG headers that declare any size (bombs);
+- images: flat and noise PNG files, image bytes, PNG headers that declare any size (bombs), the
+  bytes of every file in a folder;
 - metrics inputs: `gt` and `det`, one image's ground truth and detections;
 - full-height strip boxes, the errors a call raises, a seeded conv + BatchNorm model;
 - small model specs, each named for what it is, the README's user block, and the tiny
@@ -84,6 +85,13 @@ def bomb_png(side: int = 30_000) -> bytes:
     """The header of a side x side RGB PNG (900M pixels at the default): a decompression bomb's
     first bytes, which is all a decoder reads before it must refuse."""
     return png_header(side, side)
+
+
+def file_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under `root`, by its path relative to `root`: its bytes."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 # Metrics inputs -----------------------------------------------------------------------------------

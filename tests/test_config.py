@@ -13,6 +13,7 @@ import pytest
 
 from helpers import error_of
 from onestage.config import (
+    DATASET_DEFAULTS,
     RECIPES,
     TrainConfig,
     architecture_recipe,
@@ -304,3 +305,28 @@ def test_a_saved_config_reads_back_equal(tmp_path: Path) -> None:
     save_config(config, path)
     assert make_config(yaml_path=path) == config
     assert path.read_text().startswith("model: seed\nanchors: seed-intended\n")  # field order
+
+
+def test_a_dataset_folder_without_a_recipe_starts_from_the_models_recipe_and_dataset_defaults():
+    """`onestage train --model M --data DIR`: M's recipe, one pass per epoch, letterbox, EMA and
+    the augmentation; a named recipe or an explicit value wins; no model named: the fast
+    schedule, the architecture left to the weights."""
+    config = make_config(overrides={"data": "d", "model": "csp-t"})
+    assert config == TrainConfig(**{**RECIPES["csp-t"], **DATASET_DEFAULTS, "data": "d"})
+    assert (config.steps, config.letterbox, config.mosaic, config.close_mosaic) == (
+        None,
+        True,
+        1.0,
+        10,
+    )
+    assert config.ema > 0 and config.loss == "quality" and config.optimizer == "adamw"
+    assert make_config(overrides={"data": "d", "model": "csp-t", "epochs": 60}).epochs == 60
+    named = make_config("csp-t", overrides={"data": "d"})
+    assert named == TrainConfig(**{**RECIPES["csp-t"], "data": "d"}) and named.mosaic == 0.0
+    unnamed = make_config(overrides={"data": "d", "weights": "animals"})
+    assert unnamed.model is None and unnamed.anchors == TrainConfig().anchors
+    assert (unnamed.lr, unnamed.mosaic, unnamed.steps) == (RECIPES["fast"]["lr"], 1.0, None)
+    assert make_config(overrides={"epochs": 3}) == TrainConfig(epochs=3)  # synthetic: unchanged
+    fast = TrainConfig(**RECIPES["fast"])
+    for key, value in DATASET_DEFAULTS.items():
+        assert getattr(fast, key) != value, key  # each one changes what a recipe gives

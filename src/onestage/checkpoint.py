@@ -154,13 +154,19 @@ def load_model_weights(
 ) -> dict[str, Any]:
     """Load weights into `model` after checking model name and class count; returns metadata."""
     tensors, metadata = load_weights(path)
+    check_identity(metadata, expected, path)
+    load_fitting(model, tensors, path)
+    return metadata
+
+
+def check_identity(metadata: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
+    """A one-line error naming `path` unless the metadata's model name and class count are the
+    `expected` ones (a key missing from `expected` is not checked)."""
     for key in ("model", "num_classes"):
         if key in expected and metadata.get(key) != expected[key]:
             raise OnestageError(
                 f"{path}: weights are for {key} {metadata.get(key)!r}, not {expected[key]!r}"
             )
-    load_fitting(model, tensors, path)
-    return metadata
 
 
 def load_fitting(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:

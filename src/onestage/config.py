@@ -1,14 +1,15 @@
 """Training configuration: every knob in one typed place, recipes by name, YAML and overrides.
 
 Precedence, lowest first: field defaults < recipe < YAML file < command-line overrides. Every
-value is checked against its knob's type and valid names or range as it is read, so a mistake
-is one line before a run writes anything. Importing this module loads no torch.
+value is checked against its knob's type and valid names, range or form as it is read, so a
+mistake is one line before a run writes anything. Importing this module loads no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -63,12 +64,29 @@ class Range:
         )
 
 
+@dataclass(frozen=True)
+class Form:
+    """The strings a knob takes: those `pattern` matches in full, described by `text`."""
+
+    pattern: str
+    text: str
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
+
+    def __str__(self) -> str:
+        return self.text
+
+
 POSITIVE = Range(0, low_open=True)
 AT_LEAST_0 = Range(0)
 AT_LEAST_1 = Range(1)
 PROBABILITY = Range(0, 1)
 DECAY = Range(0, 1, high_open=True)  # momenta and EMA decays
-Valid = Range | tuple[str, ...] | None  # a knob's valid values: a range, names, or anything
+FREEZE = Form(r"backbone|[0-9]+", "backbone or N (the first N layers)")
+# a knob's valid values: a range, names, a form, or anything
+Valid = Range | tuple[str, ...] | Form | None
+DEFAULT_MODEL = "seed"  # the architecture of a config that names none and has no weights
 
 
 def _knob(default: Any, meaning: str, valid: Valid = None) -> Any:
@@ -80,9 +98,17 @@ class TrainConfig:
     """All training settings; `help` metadata is the one-line meaning shown by the CLI."""
 
     # model and data
-    model: str = _knob("seed", "architecture name from the model registry")
-    anchors: str = _knob("seed", "anchor config: seed | seed-intended", tuple(ANCHOR_CONFIGS))
-    weights: str | None = _knob(None, "initial weights (.safetensors) to fine-tune from")
+    model: str | None = _knob(
+        None, "architecture name or spec file; none = the weights' own, else seed"
+    )
+    anchors: str = _knob(
+        "seed",
+        "anchor config: seed | seed-intended (the weights' own model: theirs)",
+        tuple(ANCHOR_CONFIGS),
+    )
+    weights: str | None = _knob(
+        None, "initial weights (.safetensors, or a shipped name) to fine-tune or transfer from"
+    )
     bn_momentum: float | None = _knob(
         None, "BatchNorm running-average momentum; none = model's", PROBABILITY
     )
@@ -99,6 +125,15 @@ class TrainConfig:
     )
     train_images: int | None = _knob(
         None, "fixed synthetic training set size; none = fresh", AT_LEAST_1
+    )
+    # starting from weights= (fine-tuning and transfer to other classes)
+    freeze: str | None = _knob(
+        None, "layers kept fixed: backbone or N (the first N layers); none = train all", FREEZE
+    )
+    pretrained_lr: float = _knob(
+        1.0,
+        "learning-rate multiplier of the tensors loaded from weights",
+        Range(0, 1, low_open=True),
     )
     # schedule
     epochs: int = _knob(100, "number of epochs", AT_LEAST_1)
@@ -139,6 +174,29 @@ class TrainConfig:
     hflip: float = _knob(0.0, "probability of a horizontal flip", PROBABILITY)
     ema: float = _knob(0.0, "weight EMA decay (validated and saved instead); 0 = off", DECAY)
     ema_tau: float = _knob(100.0, "EMA warm-up: decay x (1 - exp(-updates / tau))", POSITIVE)
+    # augmentation of dataset folders' training images (Ultralytics' names); all off by default
+    mosaic: float = _knob(0.0, "probability of a 2 x 2 mosaic of four images", PROBABILITY)
+    degrees: float = _knob(0.0, "random rotation: uniform in +-degrees", Range(0, 180))
+    translate: float = _knob(0.0, "random shift: uniform in +-translate x the side", Range(0, 0.5))
+    scale: float = _knob(0.0, "random zoom: uniform in 1 +- scale", Range(0, 1, high_open=True))
+    shear: float = _knob(
+        0.0, "random shear: uniform in +-shear degrees along x and y", Range(0, 45)
+    )
+    hsv_h: float = _knob(
+        0.0, "hue shift: uniform in +-hsv_h turns of the colour circle", Range(0, 0.5)
+    )
+    hsv_s: float = _knob(0.0, "saturation gain: uniform in 1 +- hsv_s", PROBABILITY)
+    hsv_v: float = _knob(0.0, "value (brightness) gain: uniform in 1 +- hsv_v", PROBABILITY)
+    mixup: float = _knob(0.0, "probability of blending in a second augmented image", PROBABILITY)
+    copy_paste: float = _knob(
+        0.0, "probability of pasting the boxed objects of another image", PROBABILITY
+    )
+    close_mosaic: int = _knob(
+        0, "last epochs without mosaic, mixup and copy-paste; 0 = none", AT_LEAST_0
+    )
+    cache: str = _knob(
+        "none", "training images: none (read each time) | ram (decoded once, kept)", ("none", "ram")
+    )
     # engine
     device: str = _knob("auto", "auto | cpu | cuda", DEVICES)
     amp: str = _knob(
@@ -168,31 +226,39 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# Named recipes: the values that differ from the defaults, applied on top of them.
+# The budget, optimiser and schedule of the `fast` recipe, which every built-in architecture's
+# recipe shares: AdamW with warm-up and cosine decay, batch 4, flips.
+FAST_SCHEDULE: dict[str, Any] = {
+    "epochs": 15,
+    "steps": 200,
+    "batch": 4,
+    "optimizer": "adamw",
+    "lr": 2e-3,
+    "weight_decay": 0.05,
+    "scheduler": "cosine",
+    "warmup_steps": 50,
+    "min_lr": 1e-5,
+    "hflip": 0.5,
+    "val_every": 5,
+}
+
+# Named recipes: the values that differ from the defaults, applied on top of them. Each names its
+# architecture; a config that names none trains the weights' own (weights=), else seed.
 RECIPES: dict[str, dict[str, Any]] = {
     # The seed system. The defaults are its schedule (Adam 1e-4, x0.8 every 5 epochs, floor 3e-7,
     # batch 32, 100 x 100 steps, IoU-0.4 matching with the seed's anchors, no flips); the recipe
-    # names its loss, softmax CE over all anchors + MSE offsets, whatever the model's head.
-    "seed": {"loss": "seed"},
+    # names the architecture and its loss, softmax CE over all anchors + MSE offsets.
+    "seed": {"model": DEFAULT_MODEL, "loss": "seed"},
     # The best built-in recipe for the seed architecture on CPU: the per-level anchor sizes the
     # seed meant to use, IoU-0.5 matching plus the forced best anchor, SSD hard negatives (3:1)
     # with smooth-L1, AdamW with warm-up and cosine decay, flips (bf16 and channels_last: defaults).
     "fast": {
+        "model": DEFAULT_MODEL,
         "anchors": "seed-intended",
-        "epochs": 15,
-        "steps": 200,
-        "batch": 4,
-        "optimizer": "adamw",
-        "lr": 2e-3,
-        "weight_decay": 0.05,
-        "scheduler": "cosine",
-        "warmup_steps": 50,
-        "min_lr": 1e-5,
         "loss": "ssd",
         "iou_threshold": 0.5,
-        "hflip": 0.5,
         "bn_momentum": 0.1,
-        "val_every": 5,
+        **FAST_SCHEDULE,
     },
 }
 # The other built-in architectures start from `fast` (the same budget, optimiser and schedule,
@@ -203,6 +269,35 @@ RECIPES["nano"] = {**RECIPES["fast"], "model": "nano"}
 RECIPES["csp-n"] = {**RECIPES["fast"], "model": "csp-n", "loss": "quality"}
 RECIPES["csp-s"] = {**RECIPES["fast"], "model": "csp-s", "loss": "quality"}
 RECIPES["csp-t"] = {**RECIPES["fast"], "model": "csp-t", "loss": "quality"}
+
+
+# What training on a dataset folder with no recipe named adds to the model's own recipe (the
+# `fast` schedule where no model is named): one pass over the data per epoch, 100 epochs,
+# letterboxed images, weight EMA, Ultralytics' default augmentation with mosaic switched off for
+# the last 10 epochs, validation every epoch. `epochs` is the one number most users set.
+DATASET_DEFAULTS: dict[str, Any] = {
+    "epochs": 100,
+    "steps": None,
+    "val_every": 1,
+    "letterbox": True,
+    "ema": 0.9999,
+    "ema_tau": 2000.0,
+    "mosaic": 1.0,
+    "translate": 0.1,
+    "scale": 0.5,
+    "hsv_h": 0.015,
+    "hsv_s": 0.7,
+    "hsv_v": 0.4,
+    "close_mosaic": 10,
+}
+
+
+def dataset_defaults(model: str | None) -> dict[str, Any]:
+    """The values a dataset-folder run with no recipe starts from: a built-in `model`'s recipe
+    (a spec file or none named: the `fast` schedule alone, leaving the loss to the head and the
+    architecture to the weights or the default), then DATASET_DEFAULTS."""
+    base = RECIPES[architecture_recipe(model)] if model in RECIPES else FAST_SCHEDULE
+    return {**base, **DATASET_DEFAULTS}
 
 
 def architecture_recipe(model: str) -> str:
@@ -223,7 +318,8 @@ def make_config(
     yaml_path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """Build a config from a recipe name, a YAML file and overrides (later wins)."""
+    """Build a config from a recipe name, a YAML file and overrides (later wins). A dataset
+    folder (`data`) with no recipe named starts from `dataset_defaults(model)`."""
     values: dict[str, Any] = {}
     if recipe is not None:
         if recipe not in RECIPES:
@@ -233,6 +329,9 @@ def make_config(
         values.update(_coerced(_check_keys(load_yaml(yaml_path), str(yaml_path)), str(yaml_path)))
     if overrides:
         values.update(_coerced(_check_keys(overrides, "override"), "override"))
+    if recipe is None and values.get("data") is not None:
+        base = dataset_defaults(values.get("model"))
+        values = {**_coerced(base, "dataset defaults"), **values}
     return TrainConfig(**values)
 
 
@@ -292,8 +391,9 @@ def _check_valid(key: str, value: Any) -> None:
         raise OnestageError(
             f"config key {key!r}: {_shortened(value)} is out of range; valid: {valid}{null}"
         )
+    names = ", ".join(valid) if isinstance(valid, tuple) else str(valid)
     raise OnestageError(
-        f"config key {key!r}: unknown value {_shortened(value)}; valid: {', '.join(valid)}{null}"
+        f"config key {key!r}: unknown value {_shortened(value)}; valid: {names}{null}"
     )
 
 

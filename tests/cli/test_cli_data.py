@@ -1,4 +1,5 @@
-"""The `onestage data` commands end to end, run as a user would (a subprocess)."""
+"""The `onestage data` commands end to end, run as a user would (a subprocess; `data split` in
+this process, which is faster)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import run_onestage, write_flat_png
+from helpers import file_bytes, run_in_process, run_onestage, write_flat_png
 
 
 def test_synth_check_convert_show(tmp_path: Path):
@@ -68,12 +69,6 @@ def test_synth_check_convert_show(tmp_path: Path):
     assert synthetic_grid.is_file()
 
 
-def files_of(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
-
-
 # Files that name the splits and classes only: the same for every seed.
 SEED_FREE = {
     "yolo": {"data.yaml"},
@@ -96,7 +91,7 @@ def test_synth_is_byte_identical_for_one_seed_and_differs_for_another(
             "--seed", seed, "--split", "train:4", "--split", "val:2", "--size", "96",
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        made[run] = files_of(out)
+        made[run] = file_bytes(out)
     images = {name for name in made["a"] if name.endswith(f".{image_format}")}
     assert len(images) == 6
     assert made["a"].keys() == made["b"].keys() == made["other"].keys()
@@ -207,3 +202,55 @@ def test_small_overshoots_are_clipped_listed_and_refused_with_strict(tmp_path: P
     assert refused.stderr.strip().splitlines() == [
         f"error: {label}:1: box (630.4, 288, 643.2, 352) lies outside the 640x640 image"
     ]
+
+
+def test_split_prints_each_split_and_errors_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    yolo = tmp_path / "yolo"
+    for i in range(10):
+        write_flat_png(yolo / "images" / "train" / f"{i}.png", 64, 64)
+    (yolo / "labels" / "train").mkdir(parents=True)
+    for i in range(8):  # two images without objects
+        (yolo / "labels" / "train" / f"{i}.txt").write_text(f"{i % 2} 0.5 0.5 0.2 0.2\n")
+    (yolo / "data.yaml").write_text("train: images/train\nnames: [cat, dog]\n")
+    out = tmp_path / "out"
+
+    done = run_in_process(
+        monkeypatch, capsys, "data", "split", str(yolo), "--out", str(out),
+        "--ratios", "0.5", "0.5", "0", "--format", "coco", "--seed", "5",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"wrote 10 images as coco to {out} (seed 5)" in done.stdout
+    # stratified: each split has half the cats, half the dogs and half the empty images
+    assert "train: 5 images (1 without objects), 4 objects" in done.stdout
+    assert "val: 5 images (1 without objects), 4 objects" in done.stdout
+    assert "│ cat   │     2 │   2 │" in done.stdout
+    assert "test:" not in done.stdout and "┃ test" not in done.stdout
+    assert sorted(p.name for p in (out / "annotations").iterdir()) == [
+        "instances_train.json",
+        "instances_val.json",
+    ]
+
+    for args, line in [
+        (("--out", str(out)), f"error: {out}: output folder is not empty"),
+        (
+            ("--out", str(tmp_path / "x"), "--ratios", "0.5", "0.5", "0.5"),
+            "error: ratios must sum to 1, got 0.5 0.5 0.5 (sum 1.5)",
+        ),
+        (("--out", str(tmp_path / "x"), "--format", "kitti"), "error: unknown format 'kitti': "),
+    ]:
+        refused = run_in_process(monkeypatch, capsys, "data", "split", str(yolo), *args)
+        assert refused.returncode == 2
+        (error,) = refused.stderr.strip().splitlines()
+        assert error.startswith(line)
+
+    # one image: the val and test splits get none
+    (yolo / "images" / "list.txt").write_text("train/0.png\n")
+    (yolo / "data.yaml").write_text("train: images/list.txt\nnames: [cat, dog]\n")
+    alone = run_in_process(
+        monkeypatch, capsys, "data", "split", str(yolo), "--out", str(tmp_path / "one")
+    )
+    assert alone.returncode == 0, alone.stderr
+    assert "train: 1 images (0 without objects), 1 objects" in alone.stdout
+    assert "val: no images (too few for ratio 0.1), not written" in alone.stdout

@@ -12,7 +12,7 @@ app = typer.Typer(
     add_completion=False,
 )
 data_app = typer.Typer(
-    help="Make, check, convert and view detection datasets.", no_args_is_help=True
+    help="Make, check, convert, split and view detection datasets.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
 

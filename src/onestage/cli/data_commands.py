@@ -1,4 +1,4 @@
-"""`onestage data ...`: make, check, convert and view datasets."""
+"""`onestage data ...`: make, check, convert, split and view datasets."""
 
 from __future__ import annotations
 
@@ -200,6 +200,54 @@ def data_convert(
     console.print(f"wrote {dataset.num_images} images as {fmt} to [bold]{dst}[/]")
 
 
+@data_app.command("split")
+def data_split(
+    root: Annotated[Path, typer.Argument(help="Dataset folder (YOLO, VOC or COCO).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: new or empty.")],
+    ratios: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option(
+            "--ratios",
+            help="Train, val and test fractions, each >= 0, summing to 1 (default: 0.8 0.1 0.1).",
+        ),
+    ] = None,
+    seed: SeedOption = 0,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Output format (default: the input's).")
+    ] = None,
+    link: Annotated[
+        bool, typer.Option("--link", help="Hard-link images instead of copying (same file system).")
+    ] = False,
+) -> None:
+    """Split a dataset into train/val/test, stratified by class (all input splits re-drawn)."""
+    from onestage.data.formats import detect_format
+    from onestage.data.split import DEFAULT_RATIOS, SPLITS, split_dataset
+
+    ratios = ratios or DEFAULT_RATIOS
+    fmt = _check_format(fmt) if fmt else detect_format(root)
+    dataset = split_dataset(root, out, ratios, seed=seed, fmt=fmt, link=link)
+    console.print(f"wrote {dataset.num_images} images as {fmt} to [bold]{out}[/] (seed {seed})")
+    table = Table(title="objects per class")
+    table.add_column("class")
+    for name, ratio in zip(SPLITS, ratios, strict=True):
+        records = dataset.splits.get(name, [])
+        if ratio > 0 and not records:
+            console.print(f"{name}: no images (too few for ratio {ratio:g}), not written")
+        if not records:
+            continue
+        objects = sum(record.num_objects for record in records)
+        empty = sum(record.num_objects == 0 for record in records)
+        console.print(f"{name}: {len(records)} images ({empty} without objects), {objects} objects")
+        table.add_column(name, justify="right")
+    for class_id, class_name in enumerate(dataset.class_names):
+        counts = [
+            sum(int((record.class_ids == class_id).sum()) for record in records)
+            for records in dataset.splits.values()
+        ]
+        table.add_row(class_name, *map(str, counts))
+    console.print(table)
+
+
 @data_app.command("show")
 def data_show(
     root: Annotated[Path | None, typer.Argument(help="Dataset folder.")] = None,
@@ -217,13 +265,34 @@ def data_show(
     icons: IconsOption = None,
     backgrounds: BackgroundsOption = None,
     seed: SeedOption = 0,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment",
+            help="Show the train split as training sees it: augmented by the training config "
+            "(--config, --set), fitted to its imgsz, flipped.",
+        ),
+    ] = False,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="--augment: YAML file of config keys.")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="--augment: config override KEY=VALUE, repeatable."),
+    ] = None,
 ) -> None:
     """Draw ground-truth boxes and class names on a grid of images."""
     from onestage.data.preview import dataset_grid, synthetic_grid
 
     if synthetic == (root is not None):
         raise OnestageError("give either a dataset folder or --synthetic")
-    if synthetic:
+    if (config_file or overrides) and not augment:
+        raise OnestageError("--config and --set go with --augment")
+    if augment:
+        if synthetic:
+            raise OnestageError("--augment shows a dataset folder, not --synthetic")
+        grid = _augmented_grid(root, count, config_file, overrides or [])
+    elif synthetic:
         config = _synthetic_config(
             size, objects, size_range, max_overlap, classes, icons, backgrounds, seed
         )
@@ -234,3 +303,18 @@ def data_show(
 
     save_image(grid, out)
     console.print(f"wrote [bold]{out}[/]")
+
+
+def _augmented_grid(root: Path, count: int, config_file: Path | None, overrides: list[str]):
+    """A grid of the first `count` training draws of the dataset folder `root` under the
+    training config of `config_file` and `overrides`."""
+    from onestage.config import make_config, parse_override
+    from onestage.data.preview import batch_grid
+    from onestage.engine.training_data import augment_settings, preview_batch
+
+    values = dict(parse_override(text) for text in overrides)
+    config = make_config(yaml_path=config_file, overrides={**values, "data": str(root)})
+    if not augment_settings(config).active:
+        console.print("note: the config turns no augmentation on; showing the fitted images")
+    names, images, boxes, class_ids = preview_batch(config, count)
+    return batch_grid(images.numpy(), boxes.numpy(), class_ids.numpy(), names)

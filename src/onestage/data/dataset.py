@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -9,7 +11,11 @@ from torch.utils.data import Dataset
 from onestage.data.images import load_image_rgb
 from onestage.data.records import IGNORED_CLASS_ID, PAD_CLASS_ID, ImageRecord
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
-from onestage.data.transforms import fit_image
+from onestage.data.transforms import FitTransform, fit_image
+from onestage.errors import OnestageError
+
+# cache=ram may take at most this share of the memory available when training starts.
+RAM_CACHE_SHARE = 0.5
 
 
 class SyntheticDataset(Dataset):
@@ -63,26 +69,63 @@ class RecordDataset(Dataset):
     Items are (image (3, size, size) uint8, boxes (N, 4) float32 xyxy normalised to the input,
     class ids (N,) int64). "difficult" objects (VOC difficult, COCO crowd) get the class id
     IGNORED_CLASS_ID (-2): training neither rewards nor punishes detections of them.
+    `cache_in_ram` keeps the fitted images in memory (decoded and resized once).
     """
 
     def __init__(self, records: list[ImageRecord], size: int, letterbox: bool = False) -> None:
         self.records = records
         self.size = size
         self.letterbox = letterbox
+        self._cache: list[tuple[np.ndarray, FitTransform]] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        record = self.records[index]
-        fitted, transform = fit_image(load_image_rgb(record.image_path), self.size, self.letterbox)
-        boxes = transform.to_input(record.boxes_xyxy) / self.size
+        fitted, boxes, class_ids = self.fitted(index)
         image = torch.from_numpy(np.ascontiguousarray(fitted.transpose(2, 0, 1)))
-        return (
-            image,
-            torch.from_numpy(boxes.astype(np.float32)).clamp_(0.0, 1.0),
-            torch.from_numpy(np.where(record.difficult, IGNORED_CLASS_ID, record.class_ids)),
-        )
+        normalised = torch.from_numpy((boxes / self.size).astype(np.float32)).clamp_(0.0, 1.0)
+        return image, normalised, torch.from_numpy(class_ids)
+
+    def fitted(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Record `index` fitted to the input: (image (size, size, 3) uint8, boxes (N, 4)
+        float64 xyxy in input pixels, class ids (N,) int64 with IGNORED_CLASS_ID)."""
+        record = self.records[index]
+        if self._cache is not None:
+            image, transform = self._cache[index]
+        else:
+            image, transform = self._fit(record)
+        boxes = transform.to_input(record.boxes_xyxy)
+        return image, boxes, np.where(record.difficult, IGNORED_CLASS_ID, record.class_ids)
+
+    def cache_in_ram(self, budget_bytes: int | None = None) -> None:
+        """Decode and fit every image now and keep them; refuses (one-line error) when they
+        need more than `budget_bytes` (default: RAM_CACHE_SHARE of the memory available).
+        Filled before the loader starts, so forked workers share it."""
+        needed = len(self.records) * self.size * self.size * 3
+        budget = int(available_memory() * RAM_CACHE_SHARE) if budget_bytes is None else budget_bytes
+        if needed > budget:
+            raise OnestageError(
+                f"cache=ram: {len(self.records)} images at {self.size} px need "
+                f"{needed / 2**30:.2f} GiB, over the budget of {budget / 2**30:.2f} GiB "
+                f"({RAM_CACHE_SHARE:.0%} of the memory available); use cache=none"
+            )
+        self._cache = [self._fit(record) for record in self.records]
+
+    def _fit(self, record: ImageRecord) -> tuple[np.ndarray, FitTransform]:
+        return fit_image(load_image_rgb(record.image_path), self.size, self.letterbox)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (Linux: MemAvailable; else free pages)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def collate_detections(

@@ -43,3 +43,20 @@ def synthetic_grid(config: SyntheticConfig, count: int = 16) -> np.ndarray:
         for sample in samples
     ]
     return np.asarray(image_grid(tiles))
+
+
+def batch_grid(
+    images: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, class_names: tuple[str, ...]
+) -> np.ndarray:
+    """(H, W, 3) grid of a collated batch: images (B, 3, S, S) uint8, boxes (B, M, 4)
+    normalised xyxy, class ids (B, M) (padding, below 0, not drawn; ignored objects neither)."""
+    tiles = []
+    for image, item_boxes, item_ids in zip(images, boxes, class_ids, strict=True):
+        size = np.array([image.shape[2], image.shape[1]] * 2)
+        shown = item_ids >= 0
+        tiles.append(
+            draw_boxes(
+                image.transpose(1, 2, 0), item_boxes[shown] * size, item_ids[shown], class_names
+            )
+        )
+    return np.asarray(image_grid(tiles))

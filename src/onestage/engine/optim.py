@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -11,14 +12,15 @@ from onestage.train_choices import OPTIMIZERS
 
 
 def build_optimizer(
-    parameters: Iterable[torch.nn.Parameter],
+    parameters: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
     *,
     name: str,
     lr: float,
     momentum: float,
     weight_decay: float,
 ) -> torch.optim.Optimizer:
-    """The optimiser `name` (adam, adamw or sgd) over `parameters`; `momentum` is Adam's beta1.
+    """The optimiser `name` (adam, adamw or sgd) over `parameters` (or parameter groups, whose
+    own "lr" wins); `momentum` is Adam's beta1.
     Adam and AdamW run fused (one kernel over all parameters): on the CPU the `seed` model's
     AdamW step takes 1.8 ms instead of 19 ms (BENCHMARKS.md, issue 12)."""
     if name in ("adam", "adamw"):

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from onestage.data.augmented import SampleKey
 from onestage.engine.distributed import DistContext
 
 
@@ -16,17 +17,25 @@ class EpochSampler(Sampler[int]):
 
     Fresh synthetic data: indices e*n .. e*n + n-1 for epoch e (`SyntheticDataset` reads the
     epoch's stream from them). A fixed set: a permutation seeded by (seed, epoch), repeated to
-    fill n. Ranks take interleaved slices.
+    fill n. Ranks take interleaved slices. With `keys`, each index comes as a SampleKey
+    (epoch, position in the epoch's n draws, index), which the augmentation pipeline seeds from.
     """
 
     def __init__(
-        self, dataset_size: int, count: int, shuffle: bool, seed: int, context: DistContext
+        self,
+        dataset_size: int,
+        count: int,
+        shuffle: bool,
+        seed: int,
+        context: DistContext,
+        keys: bool = False,
     ) -> None:
         self.dataset_size = dataset_size
         self.count = count
         self.shuffle = shuffle
         self.seed = seed
         self.context = context
+        self.keys = keys
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -41,8 +50,10 @@ class EpochSampler(Sampler[int]):
         order = torch.cat([torch.randperm(self.dataset_size, generator=generator)] * repeats)
         return order[: self.count].tolist()
 
-    def __iter__(self) -> Iterator[int]:
-        indices = self._indices()
+    def __iter__(self) -> Iterator[int | SampleKey]:
+        indices: list = self._indices()
+        if self.keys:
+            indices = [SampleKey(self.epoch, at, index) for at, index in enumerate(indices)]
         return iter(indices[self.context.rank :: self.context.world_size])
 
     def __len__(self) -> int:

@@ -3,7 +3,8 @@ backward, optimiser update and EMA, every phase timed by `phases` (`engine.phase
 
 `StepLoop` is the base of `engine.trainer.Trainer`, which builds the attributes declared here
 (the model, criterion, optimiser, loader, ...) and runs the epochs; the loop advances
-`global_step` and sets each step's learning rate from the schedule.
+`global_step` and sets each step's learning rate from the schedule (times each parameter
+group's "lr_multiplier", `train_settings.parameter_groups`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class StepLoop:
     context: distributed.DistContext
     amp_dtype: torch.dtype | None  # autocast's, None for fp32
     model: torch.nn.Module
+    frozen_norms: tuple[torch.nn.Module, ...]  # BatchNorm layers of frozen layers: kept in eval
     ddp_model: torch.nn.Module  # what the forward runs: the model, or DDP around it
     criterion: Criterion
     optimizer: torch.optim.Optimizer
@@ -59,6 +61,8 @@ class StepLoop:
         step's learning rate, the throughput and the time taken."""
         config = self.config
         self.model.train()
+        for norm in self.frozen_norms:
+            norm.eval()
         self.sampler.set_epoch(epoch)
         self.progress.start_epoch(epoch, config.epochs, self.steps_per_epoch)
         sums: dict[str, float] = {}
@@ -67,7 +71,7 @@ class StepLoop:
         for images, boxes_xyxy, class_ids in timed_iteration(self.loader, self.phases, "data"):
             lr = self._learning_rate(self.global_step)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_multiplier", 1.0)
             parts = self._train_step(images, boxes_xyxy, class_ids)
             if not math.isfinite(parts["loss"]):
                 raise TrainingDiverged(

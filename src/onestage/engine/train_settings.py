@@ -5,7 +5,7 @@ trainer translates its config once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import torch
@@ -32,10 +32,31 @@ def model_options_for(config: TrainConfig) -> dict[str, Any]:
     return options
 
 
+def parameter_groups(
+    config: TrainConfig, model: torch.nn.Module, loaded: Collection[str]
+) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups: the parameters that train (frozen ones left out), in
+    one group; with `pretrained_lr` below 1, the `loaded` ones (by state-dict name) in a group
+    of their own, whose "lr_multiplier" scales the schedule's rate (`step_loop`)."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if config.pretrained_lr == 1.0:
+        return [{"params": [parameter for _, parameter in trainable]}]
+    groups = [
+        {
+            "params": [p for name, p in trainable if (name in loaded) == pretrained],
+            "lr": config.lr * multiplier,
+            "lr_multiplier": multiplier,
+        }
+        for pretrained, multiplier in ((True, config.pretrained_lr), (False, 1.0))
+    ]
+    return [group for group in groups if group["params"]]
+
+
 def optimizer_for(
-    config: TrainConfig, parameters: Iterable[torch.nn.Parameter]
+    config: TrainConfig, parameters: Iterable[torch.nn.Parameter] | list[dict[str, Any]]
 ) -> torch.optim.Optimizer:
-    """The optimiser the config names, with its lr, momentum and weight decay."""
+    """The optimiser the config names, with its lr, momentum and weight decay, over parameters
+    or parameter groups (`parameter_groups`)."""
     return build_optimizer(
         parameters,
         name=config.optimizer,

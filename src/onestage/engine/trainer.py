@@ -4,20 +4,22 @@ The trainer builds the run and runs its epochs; the parts live beside it in `eng
 `train_process` (device, torchrun's processes, precision), `training_data` (training and
 validation sets, the loader), `train_settings` (optimiser, schedule, criterion), `step_loop`
 (an epoch's steps), `validation` (mAP, fitness, the best epoch), `run_folder` and
-`run_checkpoint` (the run's files, and --resume).
+`run_checkpoint` (the run's files, and --resume), `transfer` (starting from weights=:
+fine-tuning, transfer to other classes, frozen layers).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from onestage.checkpoint import load_model_weights, weights_epoch
-from onestage.config import TrainConfig, save_config
+from onestage.checkpoint import weights_epoch
+from onestage.config import DEFAULT_MODEL, TrainConfig, save_config
 from onestage.engine import distributed
 from onestage.engine.device import autocast_dtype
 from onestage.engine.ema import ModelEMA
@@ -37,14 +39,20 @@ from onestage.engine.step_loop import StepLoop
 from onestage.engine.train_process import join_training
 from onestage.engine.train_settings import (
     criterion_for,
-    model_options_for,
     optimizer_for,
+    parameter_groups,
     schedule_for,
 )
 from onestage.engine.training_data import epoch_loader, training_set, validation_set
+from onestage.engine.transfer import (
+    SourceWeights,
+    freeze_layers,
+    load_source,
+    model_builder,
+    own_architecture,
+)
 from onestage.engine.validation import VAL_COLUMNS, BestEpoch, fitness, validate, validation_due
-from onestage.models import build_model
-from onestage.models.plugins import check_recorded_plugins, plugin_records
+from onestage.models.plugins import plugin_records
 from onestage.models.spec import Spec
 from onestage.plots import plot_results
 from onestage.priors.codings import box_coding_for
@@ -92,21 +100,23 @@ class Trainer(StepLoop):
         if process.precision_note is not None and self.context.is_main:
             self.progress.message(process.precision_note)
         self.amp_dtype = autocast_dtype(process.precision)
+        source = SourceWeights.read(config.weights) if config.weights is not None else None
+        if config.model is None and source is not None:
+            self.config = config = own_architecture(config, source)
+        # the architecture's name where the model has no spec (a registered class)
+        self.architecture = config.model or (source.metadata["model"] if source else DEFAULT_MODEL)
         torch.manual_seed(config.seed)
         # dataset: the dataset folder, when training on one (None on synthetic images)
         self.train_set, self.class_names, self.dataset = training_set(config)
-        self.model = build_model(
-            config.model, num_classes=len(self.class_names), **model_options_for(config)
-        ).to(self.device)
-        if config.weights is not None:
-            weights = Path(config.weights)
-            metadata = load_model_weights(self.model, weights, self._weights_identity())
-            check_recorded_plugins(metadata.get("plugins"), weights)
+        build = model_builder(config, source)
+        self.model = build(len(self.class_names)).to(self.device)
+        loaded = self._load_source(source, build)
+        self.frozen_norms = freeze_layers(self.model, config.freeze)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.coding = box_coding_for(self.model, config.imgsz)
         self.criterion = criterion_for(config, self.coding, len(self.class_names))
-        self.optimizer = optimizer_for(config, self.model.parameters())
+        self.optimizer = optimizer_for(config, parameter_groups(config, self.model, loaded))
         self.schedule = schedule_for(config)
         self.scaler = self._make_scaler()
         self.start_epoch = 0
@@ -129,6 +139,20 @@ class Trainer(StepLoop):
         )
 
     # ---- set-up ----
+    def _load_source(
+        self, source: SourceWeights | None, build: Callable[[int], torch.nn.Module]
+    ) -> frozenset[str]:
+        """Load the weights the run starts from (`engine.transfer`), say what a transfer to
+        other classes loaded, and keep the record for the run's weights; the names loaded."""
+        self.pretrained: dict[str, Any] | None = None
+        if source is None:
+            return frozenset()
+        loaded = load_source(self.model, source, self._weights_identity(), self.class_names, build)
+        if loaded.message is not None and self.context.is_main:
+            self.progress.message(loaded.message)
+        self.pretrained = source.record(len(loaded.names), loaded.reinitialised)
+        return loaded.names
+
     def _make_scaler(self) -> torch.amp.GradScaler:
         """Loss scaling for fp16 on CUDA; a disabled no-op otherwise."""
         enabled = self.amp_dtype == torch.float16 and self.device.type == "cuda"
@@ -200,7 +224,7 @@ class Trainer(StepLoop):
     @property
     def model_name(self) -> str:
         """The architecture's name: the spec's own name, or the registered class name."""
-        return self.spec.name if self.spec is not None else self.config.model
+        return self.spec.name if self.spec is not None else self.architecture
 
     def _weights_identity(self) -> dict[str, Any]:
         return {"model": self.model_name, "num_classes": len(self.class_names)}
@@ -298,7 +322,7 @@ class Trainer(StepLoop):
         if self.spec is not None:
             names = {"blocks": [layer.block for _, layer in self.spec.layers()]}
         else:
-            names = {"models": [self.config.model]}
+            names = {"models": [self.architecture]}
         plugins = plugin_records(names)
         return {
             **({"spec": self.spec.to_dict()} if self.spec is not None else {}),
@@ -320,6 +344,7 @@ class Trainer(StepLoop):
             "epoch": epoch,
             "metrics": metrics,
             **({"category_ids": list(category_ids)} if category_ids else {}),
+            **({"pretrained": self.pretrained} if self.pretrained is not None else {}),
             **self._architecture_metadata(),
         }
 

@@ -1,22 +1,27 @@
 """What a training run learns from and is validated on: the training set (a dataset folder's
-train split, or synthetic images), the loader that feeds it, and the validation set."""
+train split, augmented or not, or synthetic images), the loader that feeds it, and the
+validation set."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader
 
 from onestage.config import TrainConfig
+from onestage.data.augmented import AugmentedDataset, AugmentSettings
 from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections
 from onestage.data.records import DetectionDataset
 from onestage.data.synthetic import SyntheticConfig, parse_count_range
+from onestage.engine.augment import random_hflip
+from onestage.engine.distributed import DistContext
 from onestage.engine.evaluator import EvalSet, dataset_eval_set, synthetic_eval_set
 from onestage.engine.sampler import EpochSampler
 from onestage.engine.train_process import TrainProcess
 from onestage.errors import OnestageError
 
-TrainSet = SyntheticDataset | RecordDataset
+TrainSet = SyntheticDataset | RecordDataset | AugmentedDataset
 
 
 def training_set(
@@ -24,7 +29,13 @@ def training_set(
 ) -> tuple[TrainSet, tuple[str, ...], DetectionDataset | None]:
     """The images to train on, their class names, and the dataset folder they come from (None
     for synthetic images)."""
+    augment = augment_settings(config)
     if config.data is None:
+        if augment.active or config.cache != "none":
+            raise OnestageError(
+                "augmentation keys and cache=ram need a dataset folder (data=DIR); "
+                "synthetic images are fresh every step"
+            )
         fresh = config.train_images is None
         length = (config.steps or 1) * config.batch if fresh else config.train_images
         dataset = SyntheticDataset(synthetic_config(config), length=length, fresh=fresh)
@@ -34,8 +45,30 @@ def training_set(
     folder, _ = read_dataset(Path(config.data), strict=config.strict_labels)
     if "train" not in folder.splits:
         raise OnestageError(f"{config.data}: no 'train' split; found {', '.join(folder.splits)}")
-    records = folder.splits["train"]
-    return RecordDataset(records, config.imgsz, config.letterbox), folder.class_names, folder
+    records = RecordDataset(folder.splits["train"], config.imgsz, config.letterbox)
+    if config.cache == "ram":
+        records.cache_in_ram()
+    if augment.active:
+        return AugmentedDataset(records, augment, config.epochs), folder.class_names, folder
+    return records, folder.class_names, folder
+
+
+def augment_settings(config: TrainConfig) -> AugmentSettings:
+    """The augmentation pipeline's knobs from the config (seeded by the run's seed)."""
+    return AugmentSettings(
+        mosaic=config.mosaic,
+        degrees=config.degrees,
+        translate=config.translate,
+        scale=config.scale,
+        shear=config.shear,
+        hsv_h=config.hsv_h,
+        hsv_s=config.hsv_s,
+        hsv_v=config.hsv_v,
+        mixup=config.mixup,
+        copy_paste=config.copy_paste,
+        close_mosaic=config.close_mosaic,
+        seed=config.seed,
+    )
 
 
 def synthetic_config(config: TrainConfig) -> SyntheticConfig:
@@ -91,6 +124,7 @@ def epoch_loader(
         shuffle=not (isinstance(train_set, SyntheticDataset) and train_set.fresh),
         seed=config.seed,
         context=process.context,
+        keys=isinstance(train_set, AugmentedDataset),
     )
     loader = DataLoader(
         train_set,
@@ -103,3 +137,26 @@ def epoch_loader(
         pin_memory=process.device.type == "cuda",
     )
     return sampler, loader
+
+
+def preview_batch(
+    config: TrainConfig, count: int
+) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The class names and the first `count` draws of epoch 0 as a training step receives
+    them (augmented, collated and flipped): images (B, 3, S, S) uint8, boxes (B, M, 4)
+    normalised xyxy, class ids (B, M) padded with PAD_CLASS_ID."""
+    train_set, class_names, _ = training_set(config)
+    sampler = EpochSampler(
+        len(train_set),
+        count,
+        shuffle=not (isinstance(train_set, SyntheticDataset) and train_set.fresh),
+        seed=config.seed,
+        context=DistContext(),
+        keys=isinstance(train_set, AugmentedDataset),
+    )
+    images, boxes, class_ids = collate_detections([train_set[key] for key in sampler])
+    if config.hflip > 0:
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            images, boxes = random_hflip(images, boxes, config.hflip)
+    return class_names, images, boxes, class_ids

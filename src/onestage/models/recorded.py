@@ -51,6 +51,7 @@ def check_metadata(metadata: dict[str, Any], path: Path, exported: bool = False)
         ("letterbox", bool, "true or false"),
         ("spec", dict, "a mapping"),
         ("category_ids", list, "a list of integers"),
+        ("pretrained", dict, "a mapping"),
     ):
         if key in metadata and not isinstance(metadata[key], kind):
             refuse(key, expected)
@@ -110,17 +111,20 @@ def exported_coding_layout(metadata: dict[str, Any]) -> dict[str, Any]:
     return layout
 
 
-def model_from_metadata(metadata: dict[str, Any], path: Path) -> nn.Module:
+def model_from_metadata(metadata: dict[str, Any], path: Path, **options: Any) -> nn.Module:
     """A fresh model of the architecture that checked metadata (`check_metadata`) of the weights
-    file at `path` records: its spec, else a built-in by name. Errors are one line naming
-    `path`: a block or model no loaded plugin registers, a plugin whose source differs from the
-    recorded one, a spec that does not build."""
+    file at `path` records: its spec, else a built-in by name, built for its classes, input
+    size, anchors and score mode unless `options` say otherwise (a training run's classes and
+    input size, say; `bn_momentum` too). Errors are one line naming `path`: a block or model no
+    loaded plugin registers, a plugin whose source differs from the recorded one, a spec that
+    does not build."""
     check_recorded_plugins(metadata.get("plugins"), path)
     options = {
         "num_classes": len(metadata["class_names"]),
         "input_size": metadata["input_size"],
         "anchors": metadata["anchors"],
         "score_mode": recorded_score_mode(metadata),
+        **options,
     }
     try:
         if "spec" in metadata:

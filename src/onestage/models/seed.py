@@ -103,6 +103,14 @@ class SeedModel(nn.Module):
             raise OnestageError(f"input size {input_size} is too small for the seed model")
         return tuple((s, s) for s in sizes[3:])
 
+    @property
+    def backbone_layers(self) -> tuple[str, ...]:
+        """The conv -> max-pool -> BatchNorm stack and the two convs after it, the backbone of
+        `specs/seed.yaml` (what `freeze=backbone` keeps fixed)."""
+        blocks = range(1, len(BLOCK_FILTERS) + 1)
+        stack = [f"{kind}_{i}" for i in blocks for kind in ("conv2d", "maxpool2d", "batchnorm")]
+        return (*stack, "conv2d_7", "conv2d_8")
+
     def reset_parameters(self) -> None:
         """Keras initialisation (`blocks.keras_initialise`)."""
         keras_initialise(self)

@@ -328,6 +328,11 @@ class SpecModel(nn.Module):
         """The last layer, the detection head."""
         return getattr(self, self.steps[-1].name)
 
+    @property
+    def backbone_layers(self) -> tuple[str, ...]:
+        """The names of the spec's backbone layers (what `freeze=backbone` keeps fixed)."""
+        return tuple(layer.name for layer in self.spec.backbone)
+
     def reset_parameters(self) -> None:
         """Keras initialisation (`blocks.keras_initialise`), the spec's `init: glorot`."""
         keras_initialise(self)

@@ -152,3 +152,17 @@ def test_prediction_and_serving_never_import_the_metrics():
     predictor and the server imported the metrics; it lives in onestage.detections."""
     importers = ("onestage.engine.predictor", "onestage.engine.predict_folder", "onestage.serve")
     assert offending_imports(importers, ("onestage.metrics",)) == {}
+
+
+def test_the_readme_map_names_every_package_and_top_level_module():
+    """README's "Where things live" table must name each folder and top-level module of the
+    package, so that the map cannot fall behind the tree."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Where things live", 1)[1].split("\n## ", 1)[0]
+    names = {
+        f"{path.name}/" if path.is_dir() else path.name
+        for path in PACKAGE.iterdir()
+        if (path.is_dir() and (path / "__init__.py").exists())
+        or (path.suffix == ".py" and path.stem not in ("__init__", "__main__"))
+    }
+    assert sorted(name for name in names if f"`{name}`" not in section) == []

@@ -54,6 +54,18 @@ def write_flat_png(path: Path, width: int = 32, height: int = 24) -> Path:
     return path
 
 
+def one_box_yolo_folder(root: Path, sizes: list[tuple[int, int]]) -> Path:
+    """A YOLO folder whose train split has one flat image per (width, height) in `sizes`, each
+    with one centred box of class "thing"; `root`."""
+    for index, (width, height) in enumerate(sizes):
+        write_flat_png(root / "images" / "train" / f"{index}.png", width, height)
+        label = root / "labels" / "train" / f"{index}.txt"
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text("0 0.5 0.5 0.5 0.5\n")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [thing]\n")
+    return root
+
+
 def write_noise_png(path: Path, width: int = 40, height: int = 40) -> Path:
     """A width x height RGB PNG of Gaussian noise at `path` (its folders made); `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,7 @@ def test_an_unknown_name_is_one_line_naming_the_key_and_the_valid_names(
         ("epochs", 0, ">= 1"),
         ("steps", 0, ">= 1 or null"),
         ("batch", 0, ">= 1"),
-        ("imgsz", -320, ">= 1"),
+        ("imgsz", -320, ">= 1 or null"),
         ("step_every", 0, ">= 1"),
         ("train_images", 0, ">= 1 or null"),
         ("val_images", 0, ">= 1"),

@@ -113,7 +113,9 @@ class TrainConfig:
         None, "BatchNorm running-average momentum; none = model's", PROBABILITY
     )
     data: str | None = _knob(None, "dataset folder (yolo/voc/coco); none = synthetic animals")
-    imgsz: int = _knob(320, "model input side in pixels", AT_LEAST_1)
+    imgsz: int | None = _knob(
+        320, "model input side in pixels; none = from the dataset folder's images", AT_LEAST_1
+    )
     letterbox: bool = _knob(False, "keep aspect ratio with padding when resizing dataset images")
     strict_labels: bool = _knob(False, "refuse boxes slightly outside the image (default: clip)")
     synthetic_objects: str = _knob("4", "synthetic objects per image: N or MIN-MAX")
@@ -272,12 +274,14 @@ RECIPES["csp-t"] = {**RECIPES["fast"], "model": "csp-t", "loss": "quality"}
 
 
 # What training on a dataset folder with no recipe named adds to the model's own recipe (the
-# `fast` schedule where no model is named): one pass over the data per epoch, 100 epochs,
-# letterboxed images, weight EMA, Ultralytics' default augmentation with mosaic switched off for
-# the last 10 epochs, validation every epoch. `epochs` is the one number most users set.
+# `fast` schedule where no model is named): one pass over the data per epoch, 100 epochs, the
+# input size from the data (`engine.training_data.input_size_from_data`), letterboxed images,
+# weight EMA, Ultralytics' default augmentation with mosaic switched off for the last 10 epochs,
+# validation every epoch. `epochs` is the one number most users set.
 DATASET_DEFAULTS: dict[str, Any] = {
     "epochs": 100,
     "steps": None,
+    "imgsz": None,
     "val_every": 1,
     "letterbox": True,
     "ema": 0.9999,
@@ -332,6 +336,8 @@ def make_config(
     if recipe is None and values.get("data") is not None:
         base = dataset_defaults(values.get("model"))
         values = {**_coerced(base, "dataset defaults"), **values}
+    if "imgsz" in values and values["imgsz"] is None and values.get("data") is None:
+        raise OnestageError("imgsz=null (the input size from the data) needs a dataset (data=DIR)")
     return TrainConfig(**values)
 
 

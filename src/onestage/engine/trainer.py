@@ -43,7 +43,12 @@ from onestage.engine.train_settings import (
     parameter_groups,
     schedule_for,
 )
-from onestage.engine.training_data import epoch_loader, training_set, validation_set
+from onestage.engine.training_data import (
+    epoch_loader,
+    training_set,
+    validation_set,
+    with_input_size,
+)
 from onestage.engine.transfer import (
     SourceWeights,
     freeze_layers,
@@ -103,6 +108,12 @@ class Trainer(StepLoop):
         source = SourceWeights.read(config.weights) if config.weights is not None else None
         if config.model is None and source is not None:
             self.config = config = own_architecture(config, source)
+        if config.imgsz is None:
+            self.config = config = with_input_size(config)
+            if self.context.is_main:
+                self.progress.message(
+                    f"input size {config.imgsz} px, from the images of {config.data}"
+                )
         # the architecture's name where the model has no spec (a registered class)
         self.architecture = config.model or (source.metadata["model"] if source else DEFAULT_MODEL)
         torch.manual_seed(config.seed)

@@ -4,6 +4,7 @@ validation set."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -22,6 +23,36 @@ from onestage.engine.train_process import TrainProcess
 from onestage.errors import OnestageError
 
 TrainSet = SyntheticDataset | RecordDataset | AugmentedDataset
+
+
+# The input sizes a size taken from the data may take: Ultralytics' default at most, and at
+# least what every built-in architecture accepts (the seed's five levels need 320).
+DATA_INPUT_SIZES = (320, 640)
+SIZE_MULTIPLE = 32  # the largest stride of the built-in architectures
+
+
+def input_size_from_data(data: str | Path, strict: bool = False) -> int:
+    """The input side for a dataset folder's train split: the median of its images' longer sides,
+    rounded up to a multiple of SIZE_MULTIPLE, within DATA_INPUT_SIZES."""
+    from onestage.data.formats import read_dataset
+
+    folder, _ = read_dataset(Path(data), strict=strict)
+    if "train" not in folder.splits or not folder.splits["train"]:
+        raise OnestageError(f"{data}: no 'train' split; found {', '.join(folder.splits)}")
+    sides = sorted(max(record.width, record.height) for record in folder.splits["train"])
+    median = sides[len(sides) // 2]
+    rounded = -(-median // SIZE_MULTIPLE) * SIZE_MULTIPLE
+    low, high = DATA_INPUT_SIZES
+    return min(max(rounded, low), high)
+
+
+def with_input_size(config: TrainConfig) -> TrainConfig:
+    """The config with its input size: its own, or (imgsz none) `input_size_from_data`."""
+    if config.imgsz is not None:
+        return config
+    return dataclasses.replace(
+        config, imgsz=input_size_from_data(config.data, config.strict_labels)
+    )
 
 
 def training_set(

@@ -2,7 +2,8 @@
 
 Usage:
   python benchmarks/own_data.py [--rows a b c] [--sizes 100 300] [--epochs 60]
-                                [--model csp-t] [--base animals] [--out runs/own_data] [--record]
+                                [--model csp-t] [--base base] [--out runs/own_data] [--reuse]
+                                [--record]
 
 The stand-in for a user's data: 8 OpenMoji classes that no shipped model knows (CLASSES) pasted
 on the seed's photos (--backgrounds; procedural backgrounds when that folder is absent), 416 px
@@ -20,17 +21,20 @@ whose recipe validates every 5th: the wall times then compare):
 The final weights (last.safetensors) are scored on the test folder with `onestage.evaluate`:
 COCO mAP@[.5:.95], AP50 and APs (small objects), with the wall time of the run; row c also
 gives the wall time until its val mAP@[.5:.95] first reached the final val mAP@[.5:.95] of rows
-a and b at the same size. Prints a Markdown table; --record appends it to BENCHMARKS.md.
+a and b at the same size. Each row's result is saved as OUT/rows/ROW_SIZE_EPOCHS.json; --reuse
+takes a row from there instead of training it again (rows a and b can run before row c's base
+exists). Prints a Markdown table; --record appends it to BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +49,6 @@ from onestage.data.records import DetectionDataset, ImageRecord
 from onestage.data.synthesize import synthesize_dataset
 from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator
 from onestage.engine.device import machine_description
-from onestage.engine.evaluator import EvaluationResult
 from onestage.engine.progress import SilentProgress
 from onestage.engine.trainer import train
 
@@ -69,12 +72,16 @@ class EpochClock(SilentProgress):
 
 @dataclass
 class RowResult:
-    """One trained row: its architecture, test scores, wall time and validation curve."""
+    """One trained row: its architecture and start, test scores (COCO mAP@[.5:.95], AP50, APs),
+    wall time and validation curve (wall seconds, val mAP@[.5:.95] per epoch)."""
 
     row: str
     size: int
     model: str
-    scores: EvaluationResult
+    start: str
+    ap: float
+    ap50: float
+    ap_small: float
     wall_s: float
     curve: list[tuple[float, float]]
 
@@ -85,7 +92,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[100, 300], help="train images")
     parser.add_argument("--epochs", type=int, default=60, help="epochs of every row")
     parser.add_argument("--model", default="csp-t", help="architecture of rows a and b")
-    parser.add_argument("--base", default="animals", help="weights file or name of row c")
+    parser.add_argument("--base", default="base", help="weights file or name of row c")
     parser.add_argument("--test-images", type=int, default=500)
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--imgsz", type=int, default=416, help="image side, made and trained")
@@ -95,6 +102,7 @@ def main() -> None:
     )
     parser.add_argument("--set", nargs="*", default=[], help="extra config overrides KEY=VALUE")
     parser.add_argument("--out", type=Path, default=Path("runs/own_data"))
+    parser.add_argument("--reuse", action="store_true", help="take saved rows from OUT/rows")
     parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
     args = parser.parse_args()
     photos = args.backgrounds.resolve() if args.backgrounds.is_dir() else None
@@ -128,15 +136,23 @@ def main() -> None:
             distribution,
         )
         for row in args.rows:
+            saved = args.out / "rows" / f"{row}_{size}_{args.epochs}.json"
+            if args.reuse and saved.is_file():
+                results.append(RowResult(**json.loads(saved.read_text())))
+                continue
             config = row_config(row, folder, size, args, extra)
             print(f"row {row} ({ROWS[row]}), {size} training images", flush=True)
             clock = EpochClock()
             result = train(config, clock)
             wall_s = time.perf_counter() - clock.began
             weights = result.run_dir / "weights" / "last.safetensors"
-            scores = evaluate(weights, data=test_folder, split="test")
+            coco = evaluate(weights, data=test_folder, split="test").coco
             model = str(load_weights(weights)[1]["model"])
-            results.append(RowResult(row, size, model, scores, wall_s, clock.curve))
+            start = f"`{args.base}`" if row == "c" else "scratch"
+            scores = (coco.ap, coco.ap50, coco.ap_small)
+            results.append(RowResult(row, size, model, start, *scores, wall_s, clock.curve))
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(asdict(results[-1])))
 
     backgrounds = f"the photos in {args.backgrounds}" if photos else "procedural backgrounds"
     header = (
@@ -208,17 +224,17 @@ def row_config(
 
 def table_line(result: RowResult, results: list[RowResult]) -> str:
     """The Markdown row of one result; row c's last cell compares it with rows a and b."""
-    coco = result.scores.coco
     targets = {
         r.row: r.curve[-1][1]
         for r in results
         if result.row == "c" and r.size == result.size and r.row != "c"
     }
     reaches = " / ".join(f"{row}: {time_to_reach(result.curve, at)}" for row, at in targets.items())
-    small = f"{coco.ap_small:.4f}" if coco.ap_small >= 0 else "no small objects"
+    small = f"{result.ap_small:.4f}" if result.ap_small >= 0 else "no small objects"
+    name = ROWS[result.row] + (f" from {result.start}" if result.row == "c" else "")
     return (
-        f"| {result.row}: {ROWS[result.row]} | {result.model} | {result.size} | {coco.ap:.4f} | "
-        f"{coco.ap50:.4f} | {small} | {duration(result.wall_s)} | {reaches or '—'} |"
+        f"| {result.row}: {name} | {result.model} | {result.size} | {result.ap:.4f} | "
+        f"{result.ap50:.4f} | {small} | {duration(result.wall_s)} | {reaches or '—'} |"
     )
 
 

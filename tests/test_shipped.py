@@ -1,5 +1,6 @@
-"""The shipped weights: `animals` (the default of `onestage predict`) and the faithful
-`seed_animals`, each loadable by name, small, and detecting on fresh synthetic images."""
+"""The shipped weights: `animals` (the default of `onestage predict`), the faithful
+`seed_animals` and the pretrained `base`, each loadable by name, small, and detecting on fresh
+synthetic images; `base` never saw the held-out emoji."""
 
 from __future__ import annotations
 
@@ -12,21 +13,33 @@ from PIL import Image
 
 from helpers import run_onestage
 from onestage.checkpoint import load_weights
+from onestage.data.emoji_catalog import HELD_OUT_EMOJI, base_emoji, is_held_out
 from onestage.engine.evaluator import evaluate_detector, synthetic_eval_set
 from onestage.engine.predictor import WEIGHTS_DIR, Detector
 
 MAX_SHIPPED_BYTES = 8 * 2**20
+MAX_BASE_BYTES = 10 * 2**20
 
 
-@pytest.mark.parametrize(("name", "architecture"), [("animals", "csp-n"), ("seed_animals", "seed")])
-def test_shipped_weights_are_fp16_small_and_rebuild_their_architecture(name, architecture):
+@pytest.mark.parametrize(
+    ("name", "architecture", "classes"),
+    [("animals", "csp-n", 15), ("seed_animals", "seed", 15), ("base", "csp-t", 1398)],
+)
+def test_shipped_weights_are_fp16_small_and_rebuild_their_architecture(name, architecture, classes):
     path = WEIGHTS_DIR / f"{name}.safetensors"
-    assert path.stat().st_size <= MAX_SHIPPED_BYTES
+    assert path.stat().st_size <= (MAX_BASE_BYTES if name == "base" else MAX_SHIPPED_BYTES)
     tensors, metadata = load_weights(path)
     floats = [t for t in tensors.values() if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float16 for t in floats)
-    assert metadata["model"] == architecture and len(metadata["class_names"]) == 15
+    assert metadata["model"] == architecture and len(metadata["class_names"]) == classes
     assert Detector.load(name, "cpu").model.training is False
+
+
+def test_base_trained_on_every_catalogue_emoji_but_the_held_out_ones():
+    _, metadata = load_weights(WEIGHTS_DIR / "base.safetensors")
+    assert sorted(metadata["class_names"]) == sorted(emoji.name for emoji in base_emoji())
+    assert metadata["held_out"] == list(HELD_OUT_EMOJI)
+    assert not any(is_held_out(name) for name in metadata["class_names"])
 
 
 def test_animals_detects_both_icon_sets_kinds_of_images():

@@ -119,6 +119,9 @@ class TrainConfig:
     letterbox: bool = _knob(False, "keep aspect ratio with padding when resizing dataset images")
     strict_labels: bool = _knob(False, "refuse boxes slightly outside the image (default: clip)")
     synthetic_objects: str = _knob("4", "synthetic objects per image: N or MIN-MAX")
+    synthetic_sizes: str | None = _knob(
+        None, "synthetic icon side / image side: MIN-MAX; none = the seed's 50-160 px at 320"
+    )
     synthetic_seed: int = _knob(0, "seed of the synthetic training stream", AT_LEAST_0)
     synthetic_icons: str | None = _knob(None, "folder of RGBA PNG icons; none = OpenMoji")
     synthetic_backgrounds: str | None = _knob(None, "folder of photos; none = procedural")

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from onestage.data import icons as icons_module
 from onestage.data.dataset import SyntheticDataset, collate_detections
 from onestage.data.icons import SEED_CLASS_NAMES, resolve_emoji
 from onestage.data.synthetic import (
@@ -217,3 +218,11 @@ def test_render_icons_fills_the_cache_so_that_samples_render_nothing():
     misses = cache().misses
     generator.sample(0)
     assert cache().misses == misses
+
+
+def test_the_icon_caches_are_bounded(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(icons_module, "ICON_CACHE_ENTRIES", 4)
+    icons = icons_module.OpenMojiIcons(("cat", "dog"))
+    for size in range(10, 16):
+        icons.icon(size % 2, size)
+    assert icons.icon.cache_info().currsize == 4 and icons.icon.cache_info().misses == 6

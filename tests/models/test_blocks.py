@@ -271,3 +271,12 @@ def test_the_decoupled_head_without_distributions_and_its_errors():
         DecoupledHead([8], num_classes=2, reg_max=-1)
     with pytest.raises(ValueError, match="built for 1 levels, got 2"):
         head(torch.rand(1, 8, 2, 2), torch.rand(1, 8, 1, 1))
+
+
+def test_a_head_of_many_classes_starts_each_at_one_over_their_number():
+    head = DecoupledHead([8], num_classes=400, reg_max=4)
+    torch.testing.assert_close(
+        head.class_branches[0][-1].bias.sigmoid(), torch.full((400,), 1 / 400)
+    )
+    head = DecoupledHead([8], num_classes=100, reg_max=4)
+    torch.testing.assert_close(head.class_branches[0][-1].bias.sigmoid(), torch.full((100,), 0.01))

@@ -310,11 +310,10 @@ def _augmented_grid(root: Path, count: int, config_file: Path | None, overrides:
     training config of `config_file` and `overrides`."""
     from onestage.config import make_config, parse_override
     from onestage.data.preview import batch_grid
-    from onestage.engine.training_data import augment_settings, preview_batch, with_input_size
+    from onestage.engine.training_data import augment_settings, preview_batch
 
     values = dict(parse_override(text) for text in overrides)
     config = make_config(yaml_path=config_file, overrides={**values, "data": str(root)})
-    config = with_input_size(config)
     if not augment_settings(config).active:
         console.print("note: the config turns no augmentation on; showing the fitted images")
     names, images, boxes, class_ids = preview_batch(config, count)

@@ -40,6 +40,9 @@ SEED_CLASS_NAMES: tuple[str, ...] = tuple(name for name, _ in SEED_ANIMALS)
 
 # Pixels with alpha above this count as part of the icon when measuring its tight box.
 ALPHA_THRESHOLD = 0
+# Rendered or resized icons kept per source, (class, size) pairs: every size of the seed's 15
+# classes fits; a catalogue of a thousand emoji stays within memory (about 150 MB).
+ICON_CACHE_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ class OpenMojiIcons:
                 raise OnestageError(f"OpenMoji has no emoji {emoji.code} (class {emoji.name!r})")
             self._svg_text.append(path.read_text(encoding="utf-8"))
         self.class_names = tuple(emoji.name for emoji in self.classes)
-        self.icon = lru_cache(maxsize=None)(self._render)
+        self.icon = lru_cache(maxsize=ICON_CACHE_ENTRIES)(self._render)
 
     def _render(self, class_id: int, size: int) -> tuple[Image.Image, tuple[float, ...]]:
         import resvg_py
@@ -157,7 +160,7 @@ class FolderIcons:
                     raise DataError(path, f"image is corrupt or truncated ({error})") from None
             self._originals.append(rgba)
             self._boxes.append(tight_box_fractions(rgba))
-        self.icon = lru_cache(maxsize=None)(self._resize)
+        self.icon = lru_cache(maxsize=ICON_CACHE_ENTRIES)(self._resize)
 
     def ordered_like(self, class_names: tuple[str, ...]) -> FolderIcons:
         """Reorder classes to `class_names` (each must be a file stem in the folder)."""

@@ -17,7 +17,12 @@ import torch
 from onestage.data.formats import read_dataset
 from onestage.data.images import load_image_rgb, save_image
 from onestage.data.records import DetectionDataset
-from onestage.data.synthetic import SyntheticConfig, SyntheticGenerator, split_stream
+from onestage.data.synthetic import (
+    SEED_SIZE_RANGE,
+    SyntheticConfig,
+    SyntheticGenerator,
+    split_stream,
+)
 from onestage.data.transforms import fit_image
 from onestage.detections import ImageDetections
 from onestage.drawing import draw_boxes, image_grid
@@ -62,13 +67,15 @@ def synthetic_eval_set(
     backgrounds: Path | None = None,
     stream_name: str = "test",
     mix: bool = False,
+    size_range: tuple[float, float] = SEED_SIZE_RANGE,
 ) -> EvalSet:
     """A fixed synthetic set drawn from the named split's stream (never a training stream),
-    kept in memory; `mix` as `SyntheticConfig.mix`."""
+    kept in memory; `mix` and `size_range` (icon side / image side) as in `SyntheticConfig`."""
     config = SyntheticConfig(
         width=size,
         height=size,
         objects=objects,
+        size_range=size_range,
         classes=class_names,
         icons=icons,
         backgrounds=backgrounds,

@@ -45,6 +45,7 @@ from onestage.engine.train_settings import (
 )
 from onestage.engine.training_data import (
     epoch_loader,
+    read_train_folder,
     training_set,
     validation_set,
     with_input_size,
@@ -108,8 +109,9 @@ class Trainer(StepLoop):
         source = SourceWeights.read(config.weights) if config.weights is not None else None
         if config.model is None and source is not None:
             self.config = config = own_architecture(config, source)
+        folder = read_train_folder(config.data, config.strict_labels) if config.data else None
         if config.imgsz is None:
-            self.config = config = with_input_size(config)
+            self.config = config = with_input_size(config, folder)
             if self.context.is_main:
                 self.progress.message(
                     f"input size {config.imgsz} px, from the images of {config.data}"
@@ -118,7 +120,7 @@ class Trainer(StepLoop):
         self.architecture = config.model or (source.metadata["model"] if source else DEFAULT_MODEL)
         torch.manual_seed(config.seed)
         # dataset: the dataset folder, when training on one (None on synthetic images)
-        self.train_set, self.class_names, self.dataset = training_set(config)
+        self.train_set, self.class_names, self.dataset = training_set(config, folder)
         build = model_builder(config, source)
         self.model = build(len(self.class_names)).to(self.device)
         loaded = self._load_source(source, build)

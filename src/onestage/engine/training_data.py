@@ -13,8 +13,14 @@ from torch.utils.data import DataLoader
 from onestage.config import TrainConfig
 from onestage.data.augmented import AugmentedDataset, AugmentSettings
 from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections
+from onestage.data.formats import read_dataset
 from onestage.data.records import DetectionDataset
-from onestage.data.synthetic import SyntheticConfig, parse_count_range
+from onestage.data.synthetic import (
+    SEED_SIZE_RANGE,
+    SyntheticConfig,
+    parse_count_range,
+    parse_fraction_range,
+)
 from onestage.engine.augment import random_hflip
 from onestage.engine.distributed import DistContext
 from onestage.engine.evaluator import EvalSet, dataset_eval_set, synthetic_eval_set
@@ -31,14 +37,17 @@ DATA_INPUT_SIZES = (320, 640)
 SIZE_MULTIPLE = 32  # the largest stride of the built-in architectures
 
 
-def input_size_from_data(data: str | Path, strict: bool = False) -> int:
+def read_train_folder(data: str | Path, strict: bool = False) -> DetectionDataset:
+    """The dataset folder at `data`, read once; a one-line error when it has no train images."""
+    folder, _ = read_dataset(Path(data), strict=strict)
+    if not folder.splits.get("train"):
+        raise OnestageError(f"{data}: no 'train' split; found {', '.join(folder.splits)}")
+    return folder
+
+
+def input_size_from_data(folder: DetectionDataset) -> int:
     """The input side for a dataset folder's train split: the median of its images' longer sides,
     rounded up to a multiple of SIZE_MULTIPLE, within DATA_INPUT_SIZES."""
-    from onestage.data.formats import read_dataset
-
-    folder, _ = read_dataset(Path(data), strict=strict)
-    if "train" not in folder.splits or not folder.splits["train"]:
-        raise OnestageError(f"{data}: no 'train' split; found {', '.join(folder.splits)}")
     sides = sorted(max(record.width, record.height) for record in folder.splits["train"])
     median = sides[len(sides) // 2]
     rounded = -(-median // SIZE_MULTIPLE) * SIZE_MULTIPLE
@@ -46,20 +55,20 @@ def input_size_from_data(data: str | Path, strict: bool = False) -> int:
     return min(max(rounded, low), high)
 
 
-def with_input_size(config: TrainConfig) -> TrainConfig:
-    """The config with its input size: its own, or (imgsz none) `input_size_from_data`."""
+def with_input_size(config: TrainConfig, folder: DetectionDataset | None = None) -> TrainConfig:
+    """The config with its input size: its own, or (imgsz none) `input_size_from_data` of
+    `folder` (read from `config.data` when not given)."""
     if config.imgsz is not None:
         return config
-    return dataclasses.replace(
-        config, imgsz=input_size_from_data(config.data, config.strict_labels)
-    )
+    folder = folder or read_train_folder(config.data, config.strict_labels)
+    return dataclasses.replace(config, imgsz=input_size_from_data(folder))
 
 
 def training_set(
-    config: TrainConfig,
+    config: TrainConfig, folder: DetectionDataset | None = None
 ) -> tuple[TrainSet, tuple[str, ...], DetectionDataset | None]:
     """The images to train on, their class names, and the dataset folder they come from (None
-    for synthetic images)."""
+    for synthetic images); `folder`: `config.data` already read (`read_train_folder`)."""
     augment = augment_settings(config)
     if config.data is None:
         if augment.active or config.cache != "none":
@@ -71,11 +80,7 @@ def training_set(
         length = (config.steps or 1) * config.batch if fresh else config.train_images
         dataset = SyntheticDataset(synthetic_config(config), length=length, fresh=fresh)
         return dataset, dataset.class_names, None
-    from onestage.data.formats import read_dataset
-
-    folder, _ = read_dataset(Path(config.data), strict=config.strict_labels)
-    if "train" not in folder.splits:
-        raise OnestageError(f"{config.data}: no 'train' split; found {', '.join(folder.splits)}")
+    folder = folder or read_train_folder(config.data, config.strict_labels)
     records = RecordDataset(folder.splits["train"], config.imgsz, config.letterbox)
     if config.cache == "ram":
         records.cache_in_ram()
@@ -108,6 +113,11 @@ def synthetic_config(config: TrainConfig) -> SyntheticConfig:
         width=config.imgsz,
         height=config.imgsz,
         objects=parse_count_range(config.synthetic_objects),
+        size_range=(
+            parse_fraction_range(config.synthetic_sizes)
+            if config.synthetic_sizes
+            else SEED_SIZE_RANGE
+        ),
         seed=config.synthetic_seed,
         icons=Path(config.synthetic_icons) if config.synthetic_icons else None,
         backgrounds=Path(config.synthetic_backgrounds) if config.synthetic_backgrounds else None,
@@ -129,6 +139,7 @@ def validation_set(
             config.val_images,
             size=config.imgsz,
             objects=synthetic.objects,
+            size_range=synthetic.size_range,
             seed=synthetic.seed,
             icons=synthetic.icons,
             backgrounds=synthetic.backgrounds,
@@ -175,8 +186,11 @@ def preview_batch(
 ) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor, torch.Tensor]:
     """The class names and the first `count` draws of epoch 0 as a training step receives
     them (augmented, collated and flipped): images (B, 3, S, S) uint8, boxes (B, M, 4)
-    normalised xyxy, class ids (B, M) padded with PAD_CLASS_ID."""
-    train_set, class_names, _ = training_set(config)
+    normalised xyxy, class ids (B, M) padded with PAD_CLASS_ID; at the config's input size, or
+    the data's (imgsz none)."""
+    folder = read_train_folder(config.data, config.strict_labels) if config.data else None
+    config = with_input_size(config, folder)
+    train_set, class_names, _ = training_set(config, folder)
     sampler = EpochSampler(
         len(train_set),
         count,

@@ -36,7 +36,8 @@ from onestage.priors.anchors import DEFAULT_ANCHOR_CONFIG, check_anchor_head
 from onestage.priors.codings import check_score_mode, default_score_mode
 
 # The prior probability of an object the anchor-free head's class logits start from (as
-# RetinaNet's): almost every cell is background at first, so the loss starts small.
+# RetinaNet's): almost every cell is background at first, so the loss starts small. With more
+# than 1 / CLASS_PRIOR classes each starts at 1 / K instead: a cell's prior mass stays <= 1.
 CLASS_PRIOR = 0.01
 
 
@@ -198,11 +199,13 @@ class DecoupledHead(nn.Module):
         )
 
     def reset_biases(self) -> None:
-        """Box biases 1 (YOLOv8's start), class biases log(p / (1 - p)), p = CLASS_PRIOR."""
+        """Box biases 1 (YOLOv8's start), class biases log(p / (1 - p)),
+        p = min(CLASS_PRIOR, 1 / K) for K classes."""
         for branch in self.box_branches:
             nn.init.constant_(branch[-1].bias, 1.0)
         for branch in self.class_branches:
-            nn.init.constant_(branch[-1].bias, math.log(CLASS_PRIOR / (1 - CLASS_PRIOR)))
+            prior = min(CLASS_PRIOR, 1 / branch[-1].out_channels)
+            nn.init.constant_(branch[-1].bias, math.log(prior / (1 - prior)))
 
     def feature_sizes_of(self, input_shapes: list[tuple[int, ...]]) -> tuple[tuple[int, int], ...]:
         """(height, width) of each level, from the shapes of this layer's inputs."""

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from onestage.data.augment import (
     Labelled,
@@ -115,18 +116,26 @@ def test_boxes_left_too_small_or_mostly_outside_are_dropped() -> None:
     assert len(warp_affine(sliver, affine_matrix(40, 20, centre=(1.85, 0.5)), 20, 1.0).boxes) == 0
 
 
-def test_hsv_jitter_scales_value_exactly_and_moves_hue_and_saturation() -> None:
+def test_hsv_jitter_scales_value_and_saturation_exactly_and_turns_hue() -> None:
     image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     value = image.max(-1).astype(int)
-    assert np.abs(hsv_jitter(image, 0.0, 1.0, 1.0).astype(int) - image).max() <= 8  # 8-bit HSV
+    assert np.array_equal(hsv_jitter(image, 0.0, 1.0, 1.0), image)
     brighter = hsv_jitter(image, 0.0, 1.0, 1.5).max(-1).astype(int)
-    assert np.array_equal(brighter, np.minimum(np.rint(value * 1.5), 255))  # V: the top channel
+    assert np.array_equal(brighter, np.minimum(np.floor(value * 1.5 + 0.5), 255))  # V: the top
     grey = hsv_jitter(image, 0.0, 0.0, 1.0)
     assert (grey == image.max(-1, keepdims=True)).all()  # no saturation: every channel V
+    pixels = np.array([[[200, 100, 150], [90, 60, 30]]], dtype=np.uint8)
+    # saturation (top - channel) / top: 0.5 -> 0.75 and 2/3 -> 1 at a gain of 1.5, V kept
+    assert hsv_jitter(pixels, 0.0, 1.5, 1.0).tolist() == [[[200, 50, 125], [90, 45, 0]]]
     red = np.array([[[255, 0, 0], [128, 64, 64]]], dtype=np.uint8)
-    greens = hsv_jitter(red, 1 / 3, 1.0, 1.0).astype(int)  # a third of a turn: red to green
-    assert greens[0, 0].tolist() == [0, 255, 0]
-    assert np.abs(greens[0, 1] - [64, 128, 64]).max() <= 1
+    assert hsv_jitter(red, 1 / 3, 1.0, 1.0).tolist() == [[[0, 255, 0], [64, 128, 64]]]
+    assert hsv_jitter(red, -1 / 3, 1.0, 1.0).tolist() == [[[0, 0, 255], [64, 64, 128]]]
+    # a small turn moves HSV's hue by about as much (of its 256 levels), V and S within 2 %
+    hsv_before = np.asarray(Image.fromarray(image).convert("HSV")).astype(int)
+    hsv_after = np.asarray(Image.fromarray(hsv_jitter(image, 0.02, 1, 1)).convert("HSV"))
+    turned = (hsv_after.astype(int)[..., 0] - hsv_before[..., 0] + 128) % 256 - 128
+    coloured = hsv_before[..., 1] > 80
+    assert abs(np.median(turned[coloured]) - 0.02 * 256) <= 1
 
 
 def test_mixup_blends_pixels_and_keeps_the_objects_of_both() -> None:

@@ -151,19 +151,36 @@ def box_candidates(boxes: np.ndarray, full_areas: np.ndarray) -> np.ndarray:
 
 
 def hsv_jitter(image: np.ndarray, hue: float, saturation: float, value: float) -> np.ndarray:
-    """Shift hue by `hue` turns of the colour circle and multiply saturation and value by their
-    gains, clipped to their ranges, in Pillow's 8-bit HSV (as Ultralytics does in OpenCV's: the
-    round trip moves a pixel by a few levels at most; value, the largest channel, is exact)."""
-    levels = np.arange(256)
-    table = np.concatenate(
-        (
-            (levels + round(hue * 256)) % 256,
-            np.clip(np.rint(levels * saturation), 0, 255),
-            np.clip(np.rint(levels * value), 0, 255),
-        )
+    """Turn the hue by `hue` turns and multiply saturation and value by their gains (clipped).
+
+    Value (the top channel) and saturation ((top - channel) / top) change exactly as in HSV;
+    the hue turns as a rotation of each colour about the grey axis, which is HSV's hue turn for
+    thirds of a turn (red to green) and within a few levels of it for the small turns of
+    training. In float32 numpy: a few times faster than a round trip through Pillow's HSV.
+    """
+    pixels = image.astype(np.float32)
+    if hue:
+        pixels = np.clip(pixels @ hue_rotation(hue).T, 0.0, 255.0)
+    top = np.maximum(np.maximum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])[..., None]
+    # (top - saturation x (top - channel)) x value, in two in-place passes
+    pixels *= saturation * value
+    pixels += top * ((1 - saturation) * value)
+    return np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
+
+
+def hue_rotation(turns: float) -> np.ndarray:
+    """(3, 3) float32: the rotation of RGB colours about the grey axis (1, 1, 1) by `turns`."""
+    angle = 2 * math.pi * turns
+    cos, sin = math.cos(angle), math.sin(angle)
+    third, root = (1 - cos) / 3, math.sqrt(1 / 3) * sin
+    return np.array(
+        [
+            [cos + third, third - root, third + root],
+            [third + root, cos + third, third - root],
+            [third - root, third + root, cos + third],
+        ],
+        dtype=np.float32,
     )
-    hsv = Image.fromarray(image).convert("HSV")
-    return np.asarray(hsv.point(table.astype(int).tolist()).convert("RGB"))
 
 
 def mixup(first: Labelled, second: Labelled, ratio: float) -> Labelled:

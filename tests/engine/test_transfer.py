@@ -292,7 +292,7 @@ def test_mistakes_are_one_line(tmp_path, three_classes):
     )
 
 
-def test_cli_transfers_the_shipped_animals_to_eight_other_classes(tmp_path, monkeypatch, capsys):
+def test_cli_fine_tunes_the_shipped_base_on_eight_unseen_classes(tmp_path, monkeypatch, capsys):
     names = ("car", "bus", "bike", "tram", "boat", "ship", "van", "cab")
     data = write_dataset(tmp_path / "eight", names, side=64)
     done = run_in_process(
@@ -311,18 +311,18 @@ def test_cli_transfers_the_shipped_animals_to_eight_other_classes(tmp_path, monk
         str(tmp_path / "runs"),
         "--name",
         "cli",
-        "weights=animals",
+        "weights=base",
         "imgsz=64",
         "val_every=0",
         "amp=none",
         "threads=2",
     )
     assert done.returncode == 0, done.stderr
-    shipped = WEIGHTS_DIR / "animals.safetensors"
+    shipped = WEIGHTS_DIR / "base.safetensors"
     assert (
-        f"note: loaded 348 of 354 tensors from {shipped}; re-initialised 6: "
-        "detect.class_branches.0.2, detect.class_branches.1.2, detect.class_branches.2.2"
+        f"note: loaded 208 of 212 tensors from {shipped}; re-initialised 4: "
+        "detect.class_branches.0.2, detect.class_branches.1.2"
     ) in done.stdout.splitlines()
     _, metadata = load_weights(tmp_path / "runs" / "cli" / "weights" / "last.safetensors")
-    assert metadata["model"] == "csp-n" and metadata["class_names"] == list(names)
-    assert metadata["pretrained"]["file"] == "animals.safetensors"
+    assert metadata["model"] == "csp-t" and metadata["class_names"] == list(names)
+    assert metadata["pretrained"]["file"] == "base.safetensors"

@@ -58,9 +58,10 @@ def main() -> None:
     ]
     ours = onestage_sample(tiles)
     theirs = albumentations_sample(tiles, albumentations, cv2)
-    rows = {"onestage (Pillow, numpy)": ours, f"Albumentations {albumentations.__version__}": theirs}
+    ours_name = "onestage (Pillow, numpy)"
+    rows = {ours_name: ours, f"Albumentations {albumentations.__version__}": theirs}
     medians = {name: median_ms(make, len(tiles), args.repeats) for name, make in rows.items()}
-    first = medians["onestage (Pillow, numpy)"]
+    first = medians[ours_name]
     header = (
         f"\n`{command_line()}`: one strong sample (mosaic of 4, affine scale {SCALE} translate "
         f"{TRANSLATE}, HSV, flip) from {SIZE} px images, median of {args.repeats} passes over "

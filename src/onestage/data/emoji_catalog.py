@@ -27,8 +27,12 @@ _VARIATION_SELECTOR = "FE0F"
 
 def is_held_out(name: str, held_out: tuple[str, ...] = HELD_OUT_EMOJI) -> bool:
     """True when `name` holds one of `held_out` as whole words (`old key`, not `monkey`)."""
-    words = f" {' '.join(re.findall(r'[a-z0-9]+', name.lower()))} "
-    return any(f" {' '.join(re.findall(r'[a-z0-9]+', held))} " in words for held in held_out)
+    return any(_spaced_words(held) in _spaced_words(name) for held in held_out)
+
+
+def _spaced_words(text: str) -> str:
+    """`text`'s lower-case words, each between single spaces (`Old-Key` -> ` old key `)."""
+    return f" {' '.join(re.findall(r'[a-z0-9]+', text.lower()))} "
 
 
 def openmoji_single_emoji() -> list[EmojiClass]:

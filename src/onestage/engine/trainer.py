@@ -45,7 +45,7 @@ from onestage.engine.train_settings import (
 )
 from onestage.engine.training_data import (
     epoch_loader,
-    read_train_folder,
+    train_folder,
     training_set,
     validation_set,
     with_input_size,
@@ -109,7 +109,7 @@ class Trainer(StepLoop):
         source = SourceWeights.read(config.weights) if config.weights is not None else None
         if config.model is None and source is not None:
             self.config = config = own_architecture(config, source)
-        folder = read_train_folder(config.data, config.strict_labels) if config.data else None
+        folder = train_folder(config)
         if config.imgsz is None:
             self.config = config = with_input_size(config, folder)
             if self.context.is_main:

@@ -45,6 +45,12 @@ def read_train_folder(data: str | Path, strict: bool = False) -> DetectionDatase
     return folder
 
 
+def train_folder(config: TrainConfig) -> DetectionDataset | None:
+    """The dataset folder the config trains on, read (`read_train_folder`); None for synthetic
+    images."""
+    return read_train_folder(config.data, config.strict_labels) if config.data else None
+
+
 def input_size_from_data(folder: DetectionDataset) -> int:
     """The input side for a dataset folder's train split: the median of its images' longer sides,
     rounded up to a multiple of SIZE_MULTIPLE, within DATA_INPUT_SIZES."""
@@ -60,7 +66,7 @@ def with_input_size(config: TrainConfig, folder: DetectionDataset | None = None)
     `folder` (read from `config.data` when not given)."""
     if config.imgsz is not None:
         return config
-    folder = folder or read_train_folder(config.data, config.strict_labels)
+    folder = folder if folder is not None else read_train_folder(config.data, config.strict_labels)
     return dataclasses.replace(config, imgsz=input_size_from_data(folder))
 
 
@@ -80,7 +86,7 @@ def training_set(
         length = (config.steps or 1) * config.batch if fresh else config.train_images
         dataset = SyntheticDataset(synthetic_config(config), length=length, fresh=fresh)
         return dataset, dataset.class_names, None
-    folder = folder or read_train_folder(config.data, config.strict_labels)
+    folder = folder if folder is not None else read_train_folder(config.data, config.strict_labels)
     records = RecordDataset(folder.splits["train"], config.imgsz, config.letterbox)
     if config.cache == "ram":
         records.cache_in_ram()
@@ -188,7 +194,7 @@ def preview_batch(
     them (augmented, collated and flipped): images (B, 3, S, S) uint8, boxes (B, M, 4)
     normalised xyxy, class ids (B, M) padded with PAD_CLASS_ID; at the config's input size, or
     the data's (imgsz none)."""
-    folder = read_train_folder(config.data, config.strict_labels) if config.data else None
+    folder = train_folder(config)
     config = with_input_size(config, folder)
     train_set, class_names, _ = training_set(config, folder)
     sampler = EpochSampler(

@@ -9,8 +9,8 @@ from four of them, as the dataset defaults do (mosaic=1.0 scale=0.5 translate=0.
 hsv_s=0.7 hsv_v=0.4 hflip=0.5): a 2 x 2 mosaic, a random affine warp to 416 px, HSV jitter and a
 horizontal flip, boxes carried along (pascal_voc xyxy pixels). onestage's functions come from
 onestage.data.augment; Albumentations' are Mosaic, Affine, HueSaturationValue and HorizontalFlip
-in one Compose with BboxParams. OpenCV runs on one thread, as a data-loader worker would, and
-Pillow is single-threaded. Prints the median milliseconds per sample over --repeats passes and
+in one Compose with BboxParams. Both warp and convert colours with OpenCV, here on one thread
+as a data-loader worker would run it. Prints the median milliseconds per sample over --repeats passes and
 their ratio; --record appends the table to BENCHMARKS.md.
 """
 
@@ -58,7 +58,7 @@ def main() -> None:
     ]
     ours = onestage_sample(tiles)
     theirs = albumentations_sample(tiles, albumentations, cv2)
-    ours_name = "onestage (Pillow, numpy)"
+    ours_name = "onestage (OpenCV, numpy)"
     rows = {ours_name: ours, f"Albumentations {albumentations.__version__}": theirs}
     medians = {name: median_ms(make, len(tiles), args.repeats) for name, make in rows.items()}
     first = medians[ours_name]

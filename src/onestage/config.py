@@ -200,7 +200,10 @@ class TrainConfig:
         0, "last epochs without mosaic, mixup and copy-paste; 0 = none", AT_LEAST_0
     )
     cache: str = _knob(
-        "none", "training images: none (read each time) | ram (decoded once, kept)", ("none", "ram")
+        "auto",
+        "training images: ram (decoded once, kept) | none (read each time) | auto (ram when "
+        "they fit in half the memory available)",
+        ("auto", "ram", "none"),
     )
     # engine
     device: str = _knob("auto", "auto | cpu | cuda", DEVICES)

@@ -78,6 +78,10 @@ def test_scale_about_the_centre_doubles_box_sides_and_pixels() -> None:
     out = warp_affine(labelled(image, (8, 8, 12, 12)), affine_matrix(20, 20, scale=2.0), 20, 2.0)
     np.testing.assert_allclose(out.boxes, [[6, 6, 14, 14]])  # 10 +- 2 x 2
     assert (out.image[7:13, 7:13] == 200).all() and (out.image[:5] == 0).all()
+    # the edge pixels' centres 6.5 and 13.5 come from 7.75 and 11.25 (pixel-centre coordinates):
+    # a quarter of a pixel off the square on both sides, so both blend to 3/4 of 200
+    assert out.image[10, 6, 0] == out.image[10, 13, 0] == 150
+    assert out.image[6, 10, 0] == out.image[13, 10, 0] == 150
     assert out.full_areas.tolist() == [64.0]  # 16 x 2^2
 
 
@@ -121,7 +125,7 @@ def test_hsv_jitter_scales_value_and_saturation_exactly_and_turns_hue() -> None:
     value = image.max(-1).astype(int)
     assert np.array_equal(hsv_jitter(image, 0.0, 1.0, 1.0), image)
     brighter = hsv_jitter(image, 0.0, 1.0, 1.5).max(-1).astype(int)
-    assert np.array_equal(brighter, np.minimum(np.floor(value * 1.5 + 0.5), 255))  # V: the top
+    assert np.array_equal(brighter, np.minimum(np.rint(value * 1.5), 255))  # V: the top, rounded
     grey = hsv_jitter(image, 0.0, 0.0, 1.0)
     assert (grey == image.max(-1, keepdims=True)).all()  # no saturation: every channel V
     pixels = np.array([[[200, 100, 150], [90, 60, 30]]], dtype=np.uint8)

@@ -65,12 +65,12 @@ def batches(config: TrainConfig, train_set, epochs: int = 2) -> list[tuple]:
 def test_defaults_and_every_recipe_keep_augmentation_off(folder: Path) -> None:
     defaults = asdict(TrainConfig())
     assert {key: defaults[key] for key in AUGMENT_KEYS} == dict.fromkeys(AUGMENT_KEYS, 0)
-    assert defaults["cache"] == "none"
+    assert defaults["cache"] == "auto"
     for name in RECIPES:
         assert not augment_settings(make_config(name)).active, name
     # a dataset folder with no recipe named takes the newcomer's defaults, augmentation on
     assert augment_settings(make_config(overrides={"data": str(folder)})).active
-    train_set, _, _ = training_set(config_for(folder))
+    train_set, _, _ = training_set(config_for(folder, cache="none"))
     assert type(train_set) is RecordDataset and train_set._cache is None
     assert batches(config_for(folder, batch=4), train_set, epochs=1)[0][0].dtype == torch.uint8
 
@@ -127,7 +127,7 @@ def test_augmentation_keys_out_of_range_are_one_line(key: str, value: float, val
 
 def test_bad_cache_values_and_synthetic_augmentation_are_refused() -> None:
     assert error_of(lambda: make_config(overrides={"cache": "disk"})) == (
-        "override: config key 'cache': unknown value 'disk'; valid: none, ram"
+        "override: config key 'cache': unknown value 'disk'; valid: auto, ram, none"
     )
     for values in ({"mosaic": 0.5}, {"hsv_v": 0.4}, {"cache": "ram"}):
         message = error_of(lambda values=values: training_set(make_config(overrides=values)))
@@ -145,6 +145,23 @@ def test_cache_ram_fills_before_the_loader_and_refuses_over_budget(
         "cache=ram: 8 images at 64 px need 0.00 GiB, over the budget of 0.00 GiB "
         "(50% of the memory available); use cache=none"
     )
+
+
+def test_cache_auto_keeps_the_images_only_when_they_fit(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert make_config(overrides={"data": str(folder)}).cache == "auto"  # the default
+    train_set, _, _ = training_set(config_for(folder, mosaic=1.0))
+    assert len(train_set.records._cache) == 8
+    needed = 8 * 64 * 64 * 3  # 8 images at 64 px; the budget is half the memory available
+    monkeypatch.setattr(dataset_module, "available_memory", lambda: 2 * needed - 2)
+    train_set, _, _ = training_set(config_for(folder, mosaic=1.0))
+    assert train_set.records._cache is None  # read each time, no error
+    monkeypatch.setattr(dataset_module, "available_memory", lambda: 2 * needed)
+    train_set, _, _ = training_set(config_for(folder, mosaic=1.0))
+    assert len(train_set.records._cache) == 8
+    synthetic, _, _ = training_set(make_config(overrides={"cache": "auto", "steps": 1}))
+    assert len(synthetic) == make_config().batch
 
 
 def test_data_show_augment_draws_the_training_view(

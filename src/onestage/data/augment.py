@@ -1,4 +1,4 @@
-"""Box-exact augmentation of one labelled image (numpy and Pillow): mosaic, affine warp, HSV
+"""Box-exact augmentation of one labelled image (numpy and OpenCV): mosaic, affine warp, HSV
 jitter, mixup and copy-paste. `data.augmented` draws their parameters and chains them.
 
 Boxes here are absolute-pixel xyxy in the continuous convention of `data.records` (a box over
@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
-from PIL import Image
 
-from onestage.data.transforms import LETTERBOX_FILL
+from onestage.data.transforms import LETTERBOX_FILL, LETTERBOX_GREY
 
 # A box survives a warp when it is wider and taller than MIN_BOX_PX pixels, less elongated than
 # MAX_ASPECT, and keeps more than MIN_AREA_KEPT of its full area (Ultralytics' thresholds).
@@ -74,7 +74,7 @@ def mosaic4(tiles: list[Labelled], centre: tuple[int, int]) -> Labelled:
     offset and clipped to the canvas, those left without area dropped."""
     size = tiles[0].image.shape[0]
     cx, cy = centre
-    canvas = np.full((2 * size, 2 * size, 3), LETTERBOX_FILL, dtype=np.uint8)
+    canvas = np.full((2 * size, 2 * size, 3), LETTERBOX_GREY, dtype=np.uint8)
     placed = []
     for tile, (left, top) in zip(
         tiles, ((cx - size, cy - size), (cx, cy - size), (cx - size, cy), (cx, cy)), strict=True
@@ -124,16 +124,23 @@ def warp_affine(sample: Labelled, matrix: np.ndarray, out_size: int, scale: floa
     height, width = sample.image.shape[:2]
     if (width, height) == (out_size, out_size) and np.allclose(matrix, np.eye(3), atol=1e-12):
         return sample
-    inverse = np.linalg.inv(matrix)[:2].ravel()  # Pillow maps output pixels to input pixels
-    image = Image.fromarray(sample.image).transform(
-        (out_size, out_size), Image.AFFINE, tuple(inverse), Image.BILINEAR, fillcolor=LETTERBOX_FILL
+    # OpenCV puts pixel centres at whole coordinates: shift by half a pixel on both sides
+    centred = matrix[:2].copy()
+    centred[:, 2] += 0.5 * centred[:, :2].sum(axis=1) - 0.5
+    image = cv2.warpAffine(
+        sample.image,
+        centred,
+        (out_size, out_size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=LETTERBOX_FILL,
     )
     corners = sample.boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2)  # (N, 4, xy)
     moved = corners @ matrix[:2, :2].T + matrix[:2, 2]
     boxes = np.concatenate((moved.min(axis=1), moved.max(axis=1)), axis=1).reshape(-1, 4)
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, out_size)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, out_size)
-    warped = Labelled(np.asarray(image), boxes, sample.class_ids, sample.full_areas * scale**2)
+    warped = Labelled(image, boxes, sample.class_ids, sample.full_areas * scale**2)
     return warped.select(box_candidates(boxes, warped.full_areas))
 
 
@@ -153,19 +160,22 @@ def box_candidates(boxes: np.ndarray, full_areas: np.ndarray) -> np.ndarray:
 def hsv_jitter(image: np.ndarray, hue: float, saturation: float, value: float) -> np.ndarray:
     """Turn the hue by `hue` turns and multiply saturation and value by their gains (clipped).
 
-    Value (the top channel) and saturation ((top - channel) / top) change exactly as in HSV;
-    the hue turns as a rotation of each colour about the grey axis, which is HSV's hue turn for
-    thirds of a turn (red to green) and within a few levels of it for the small turns of
-    training. In float32 numpy: a few times faster than a round trip through Pillow's HSV.
+    Value (the top channel) and saturation ((top - channel) / top) change exactly as in HSV,
+    each channel becoming (top - saturation x (top - channel)) x value, rounded; the hue turns
+    as a rotation of each colour about the grey axis, which is HSV's hue turn for thirds of a
+    turn (red to green) and within a few levels of it for the small turns of training.
     """
-    pixels = image.astype(np.float32)
     if hue:
-        pixels = np.clip(pixels @ hue_rotation(hue).T, 0.0, 255.0)
-    top = np.maximum(np.maximum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])[..., None]
-    # (top - saturation x (top - channel)) x value, in two in-place passes
-    pixels *= saturation * value
-    pixels += top * ((1 - saturation) * value)
-    return np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
+        image = cv2.transform(image, hue_rotation(hue))
+    channels = cv2.split(image)
+    top = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
+    top_weight = (1 - saturation) * value
+    return cv2.merge(
+        [
+            cv2.addWeighted(channel, saturation * value, top, top_weight, 0.0)
+            for channel in channels
+        ]
+    )
 
 
 def hue_rotation(turns: float) -> np.ndarray:

@@ -98,22 +98,34 @@ class RecordDataset(Dataset):
         boxes = transform.to_input(record.boxes_xyxy)
         return image, boxes, np.where(record.difficult, IGNORED_CLASS_ID, record.class_ids)
 
+    def ram_needed(self) -> int:
+        """Bytes the fitted images take when kept in memory."""
+        return len(self.records) * self.size * self.size * 3
+
+    def fits_in_ram(self, budget_bytes: int | None = None) -> bool:
+        """Whether `cache_in_ram` fits in `budget_bytes` (default: `ram_budget()`)."""
+        return self.ram_needed() <= (ram_budget() if budget_bytes is None else budget_bytes)
+
     def cache_in_ram(self, budget_bytes: int | None = None) -> None:
         """Decode and fit every image now and keep them; refuses (one-line error) when they
-        need more than `budget_bytes` (default: RAM_CACHE_SHARE of the memory available).
-        Filled before the loader starts, so forked workers share it."""
-        needed = len(self.records) * self.size * self.size * 3
-        budget = int(available_memory() * RAM_CACHE_SHARE) if budget_bytes is None else budget_bytes
-        if needed > budget:
+        need more than `budget_bytes` (default: `ram_budget()`). Filled before the loader
+        starts, so forked workers share it."""
+        budget = ram_budget() if budget_bytes is None else budget_bytes
+        if not self.fits_in_ram(budget):
             raise OnestageError(
                 f"cache=ram: {len(self.records)} images at {self.size} px need "
-                f"{needed / 2**30:.2f} GiB, over the budget of {budget / 2**30:.2f} GiB "
+                f"{self.ram_needed() / 2**30:.2f} GiB, over the budget of {budget / 2**30:.2f} GiB "
                 f"({RAM_CACHE_SHARE:.0%} of the memory available); use cache=none"
             )
         self._cache = [self._fit(record) for record in self.records]
 
     def _fit(self, record: ImageRecord) -> tuple[np.ndarray, FitTransform]:
         return fit_image(load_image_rgb(record.image_path), self.size, self.letterbox)
+
+
+def ram_budget() -> int:
+    """The bytes `cache_in_ram` may take: RAM_CACHE_SHARE of the memory available now."""
+    return int(available_memory() * RAM_CACHE_SHARE)
 
 
 def available_memory() -> int:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-# Grey used to pad letterboxed images (Ultralytics' value).
-LETTERBOX_FILL = (114, 114, 114)
+# Grey used to pad letterboxed images (Ultralytics' value), one level and as an RGB colour.
+LETTERBOX_GREY = 114
+LETTERBOX_FILL = (LETTERBOX_GREY,) * 3
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def training_set(
     for synthetic images); `folder`: `config.data` already read (`read_train_folder`)."""
     augment = augment_settings(config)
     if config.data is None:
-        if augment.active or config.cache != "none":
+        if augment.active or config.cache == "ram":
             raise OnestageError(
                 "augmentation keys and cache=ram need a dataset folder (data=DIR); "
                 "synthetic images are fresh every step"
@@ -88,7 +88,7 @@ def training_set(
         return dataset, dataset.class_names, None
     folder = folder if folder is not None else read_train_folder(config.data, config.strict_labels)
     records = RecordDataset(folder.splits["train"], config.imgsz, config.letterbox)
-    if config.cache == "ram":
+    if config.cache == "ram" or (config.cache == "auto" and records.fits_in_ram()):
         records.cache_in_ram()
     if augment.active:
         return AugmentedDataset(records, augment, config.epochs), folder.class_names, folder

@@ -10,8 +10,8 @@ hsv_s=0.7 hsv_v=0.4 hflip=0.5): a 2 x 2 mosaic, a random affine warp to 416 px, 
 horizontal flip, boxes carried along (pascal_voc xyxy pixels). onestage's functions come from
 onestage.data.augment; Albumentations' are Mosaic, Affine, HueSaturationValue and HorizontalFlip
 in one Compose with BboxParams. Both warp and convert colours with OpenCV, here on one thread
-as a data-loader worker would run it. Prints the median milliseconds per sample over --repeats passes and
-their ratio; --record appends the table to BENCHMARKS.md.
+as a data-loader worker would run it. Prints the median milliseconds per sample over --repeats
+passes and their ratio; --record appends the table to BENCHMARKS.md.
 """
 
 from __future__ import annotations

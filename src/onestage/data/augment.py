@@ -171,10 +171,7 @@ def hsv_jitter(image: np.ndarray, hue: float, saturation: float, value: float) -
     top = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
     top_weight = (1 - saturation) * value
     return cv2.merge(
-        [
-            cv2.addWeighted(channel, saturation * value, top, top_weight, 0.0)
-            for channel in channels
-        ]
+        [cv2.addWeighted(channel, saturation * value, top, top_weight, 0.0) for channel in channels]
     )
 
 

@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/nms_scale.py [--runs 7] [--images 16] [--no-memory]
 The old version (a private copy below) shifted each class by class x extent and settled one
-(B, N, N) matrix by repeated passes; the current one is `onestage.postprocess.batched_nms`.
+(B, N, N) matrix by repeated passes; the current one is `onestage.runtime.postprocess.greedy_nms`
+(numpy, one image at a time in score order; `current_nms` below gives it the same interface).
 1. Exactness: keep decisions that differ from greedy per-class NMS done one box at a time, on
    1-4 px boxes in a 640 px image (50 objects x 8 jittered candidates per image), 80 and 1,000
    classes. The greedy reference tests IoU > 0.5 in float32 exactly as the implementations do,
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from bench_common import rss_mb
 from onestage.engine.device import machine_description
-from onestage.postprocess import batched_nms
+from onestage.runtime.postprocess import greedy_nms
 
 PIXELS = 640
 IOU_THRESHOLD = 0.5
@@ -88,7 +89,23 @@ def _old_iou_exceeds(boxes_xyxy: Tensor, threshold: float) -> Tensor:
     return intersection > threshold * union
 
 
-VERSIONS: dict[str, NmsFunction] = {"old": _old_batched_nms, "current": batched_nms}
+def current_nms(
+    boxes: Tensor, scores: Tensor, classes: Tensor, valid: Tensor, threshold: float
+) -> Tensor:
+    """`greedy_nms` over each image of a padded (B, N) batch -> (B, N) bool kept, input order."""
+    keep = np.zeros(tuple(valid.shape), dtype=bool)
+    for image in range(keep.shape[0]):
+        order = np.argsort(-scores[image].numpy(), kind="stable")
+        keep[image, order] = greedy_nms(
+            boxes[image].numpy()[order],
+            classes[image].numpy()[order],
+            valid[image].numpy()[order],
+            threshold,
+        )
+    return torch.from_numpy(keep)
+
+
+VERSIONS: dict[str, NmsFunction] = {"old": _old_batched_nms, "current": current_nms}
 
 
 def greedy_reference(

@@ -17,8 +17,8 @@ from helpers import run_in_process
 from onestage.engine import evaluator
 from onestage.engine.predictor import Detector
 from onestage.metrics.confusion import confusion_matrix
-from onestage.postprocess import postprocess
 from onestage.predict_options import EVALUATION, PREDICTION, PredictOptions
+from onestage.runtime.postprocess import postprocess
 from onestage.serve.app import create_app
 from onestage.serve.runners import BatchingRunner
 

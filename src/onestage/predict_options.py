@@ -4,7 +4,7 @@ of their defaults, for prediction and for evaluation.
 Every caller reads them from here: `postprocess()`'s keywords, the `predict`, `evaluate` and
 `compare` commands, the server's `/predict` query, the evaluation report and the trainer's
 validation. Importing this module loads nothing else (the command line reads it at start, before
-torch), so it is not `onestage.postprocess` itself, which re-exports `PredictOptions`.
+torch), so it is not `onestage.runtime.postprocess` itself.
 """
 
 from __future__ import annotations

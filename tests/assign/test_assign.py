@@ -188,7 +188,7 @@ def test_targets_are_the_matched_box_whose_offsets_use_the_given_variances() -> 
     torch.testing.assert_close(offsets, expected)
 
 
-ANCHORS = cell_anchors(AnchorLevel(sizes=(0.3, 0.5), ratios=(1.0, 2.0)), 4, 4)  # (48, 4)
+ANCHORS = torch.from_numpy(cell_anchors(AnchorLevel(sizes=(0.3, 0.5), ratios=(1.0, 2.0)), 4, 4))
 
 
 @st.composite

@@ -8,6 +8,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import fields
 
+import numpy as np
 import pytest
 import torch
 
@@ -497,7 +498,10 @@ LEVELS = (
     AnchorLevel(sizes=(0.5,), ratios=(1.0, 2.0)),
 )
 ANCHOR_PRIORS = Priors(
-    torch.cat((cell_anchors(LEVELS[0], 4, 4), cell_anchors(LEVELS[1], 2, 2))), (32, 8)
+    torch.from_numpy(
+        np.concatenate((cell_anchors(LEVELS[0], 4, 4), cell_anchors(LEVELS[1], 2, 2)))
+    ),
+    (32, 8),
 )
 
 

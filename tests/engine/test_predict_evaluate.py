@@ -49,7 +49,7 @@ from onestage.priors.anchors import generate_anchors
 from onestage.priors.offsets import encode_offsets
 
 CLASSES = ("cat", "dog", "fish")
-ANCHORS = generate_anchors("seed-intended", SeedModel.feature_sizes_for(320))
+ANCHORS = torch.from_numpy(generate_anchors("seed-intended", SeedModel.feature_sizes_for(320)))
 
 
 def metadata(**extra):

@@ -364,7 +364,7 @@ def test_anchors_command_writes_the_seed_anchors(tmp_path: Path):
     assert "2,140" in done.stdout and "1,600" in done.stdout
     anchors = np.load(out)
     assert anchors.shape == (2140, 4)
-    np.testing.assert_array_equal(anchors, generate_anchors("seed", (20, 10, 5, 3, 1)).numpy())
+    np.testing.assert_array_equal(anchors, generate_anchors("seed", (20, 10, 5, 3, 1)))
     # first 20x20 cell: (0.2, 0.272) sizes, ratios (0.5, 1, 2), centre (0.025, 0.025)
     np.testing.assert_allclose(
         anchors[2], [0.025 - 0.1, 0.025 - 0.1, 0.025 + 0.1, 0.025 + 0.1], atol=1e-6

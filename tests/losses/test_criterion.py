@@ -20,13 +20,14 @@ from onestage.engine.train_settings import criterion_for
 from onestage.errors import OnestageError
 from onestage.losses import QualityLoss, SeedLoss, build_loss
 from onestage.losses.criterion import Criterion, build_criterion
-from onestage.priors.codings import AnchorCoding, PointCoding, cell_points
+from onestage.priors.codings import AnchorCoding, PointCoding
+from onestage.priors.numpy_codings import cell_points
 from onestage.priors.offsets import encode_offsets
 
 
 def one_point(reg_max: int) -> PointCoding:
     """One 1x1 level: the point (0.5, 0.5), stride 1."""
-    points, strides = cell_points(((1, 1),))
+    points, strides = (torch.from_numpy(a) for a in cell_points(((1, 1),)))
     return PointCoding(points, strides, (1,), reg_max)
 
 
@@ -359,7 +360,7 @@ def test_criterion_for_runs_the_class_term_the_config_names(cls_loss: str | None
 
 
 def test_the_anchor_free_criterion_uses_tal_by_default():
-    points, strides = cell_points(((2, 2),))
+    points, strides = (torch.from_numpy(a) for a in cell_points(((2, 2),)))
     coding = PointCoding(points, strides, (4,), reg_max=0)
     criterion = build_criterion(coding, num_classes=2)
     assert criterion.loss_name == "quality" and criterion.assigner.uses_predictions
@@ -391,7 +392,9 @@ def test_the_anchor_free_criterion_uses_tal_by_default():
 )
 def test_a_criterion_that_does_not_fit_its_head_is_one_line(points, loss, assigner, message):
     coding = (
-        PointCoding(*cell_points(((1, 1),)), (1,), 0) if points else AnchorCoding(ANCHORS, (4,))
+        PointCoding(*map(torch.from_numpy, cell_points(((1, 1),))), (1,), 0)
+        if points
+        else AnchorCoding(ANCHORS, (4,))
     )
     with pytest.raises(OnestageError) as raised:
         build_criterion(coding, num_classes=2, loss=loss, assigner=assigner)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,16 +12,16 @@ from torch import nn
 from onestage.errors import OnestageError
 from onestage.models import build_model, parse_spec
 from onestage.models.recorded import model_from_metadata
-from onestage.postprocess import postprocess
 from onestage.priors.anchors import generate_anchors
 from onestage.priors.codings import (
     AnchorCoding,
     PointCoding,
     box_coding_for,
-    cell_points,
     coding_from_layout,
     coding_layout,
 )
+from onestage.priors.numpy_codings import PointArrays, cell_points
+from onestage.runtime.postprocess import postprocess
 
 BIG = 30.0  # a logit that puts all of a softmax's mass on its bin
 
@@ -28,17 +29,18 @@ BIG = 30.0  # a logit that puts all of a softmax's mass on its bin
 def two_level_coding(reg_max: int) -> PointCoding:
     """A 2x2 level and a 1x1 level: 5 points."""
     points, strides = cell_points(((2, 2), (1, 1)))
-    return PointCoding(points, strides, (4, 1), reg_max)
+    return PointCoding(torch.from_numpy(points), torch.from_numpy(strides), (4, 1), reg_max)
 
 
 def test_cell_points_are_cell_centres_level_by_level_row_major():
     points, strides = cell_points(((2, 2), (1, 1)))
     expected = [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75], [0.5, 0.5]]
-    torch.testing.assert_close(points, torch.tensor(expected))
-    torch.testing.assert_close(strides, torch.tensor([[0.5, 0.5]] * 4 + [[1.0, 1.0]]))
+    np.testing.assert_array_equal(points, expected)
+    np.testing.assert_array_equal(strides, [[0.5, 0.5]] * 4 + [[1.0, 1.0]])
+    assert points.dtype == strides.dtype == np.float32
     points, strides = cell_points(((1, 2),))  # a non-square map: cells 1/2 wide, 1 high
-    torch.testing.assert_close(points, torch.tensor([[0.25, 0.5], [0.75, 0.5]]))
-    torch.testing.assert_close(strides, torch.tensor([[0.5, 1.0], [0.5, 1.0]]))
+    np.testing.assert_array_equal(points, [[0.25, 0.5], [0.75, 0.5]])
+    np.testing.assert_array_equal(strides, [[0.5, 1.0], [0.5, 1.0]])
 
 
 def test_distribution_decode_is_the_expected_bin_times_the_stride():
@@ -91,15 +93,15 @@ def test_split_and_class_scores_of_each_coding():
 
 
 def test_postprocess_reads_an_anchor_free_output():
-    coding = two_level_coding(reg_max=0)
-    pred = torch.full((1, 5, 4 + 2), -10.0)  # softplus(-10) ~ 0: tiny boxes, low scores
+    coding = PointArrays(*cell_points(((2, 2), (1, 1))), (4, 1), reg_max=0)
+    pred = np.full((1, 5, 4 + 2), -10.0, dtype=np.float32)  # softplus(-10) ~ 0: tiny, low
     inverse_half = math.log(math.expm1(0.5))  # softplus^-1(0.5): half a stride
     pred[0, 3, :4] = inverse_half  # point (0.75, 0.75), 0.25 each side (stride 0.5): 0.5..1
     pred[0, 3, 4 + 1] = 2.0  # class 1, sigmoid(2) = 0.881
     (found,) = postprocess(pred, coding, conf_threshold=0.5)
     assert found.class_ids.tolist() == [1]
-    torch.testing.assert_close(found.scores, torch.tensor([2.0]).sigmoid())
-    torch.testing.assert_close(found.boxes_xyxy, torch.tensor([[0.5, 0.5, 1.0, 1.0]]))
+    np.testing.assert_allclose(found.scores, [1 / (1 + math.exp(-2.0))], rtol=1e-6)
+    np.testing.assert_allclose(found.boxes_xyxy, [[0.5, 0.5, 1.0, 1.0]], atol=1e-6)
 
 
 def test_each_model_gets_the_coding_of_its_head():
@@ -113,7 +115,10 @@ def test_each_model_gets_the_coding_of_its_head():
     assert box_coding_for(build_model("seed", num_classes=15), 320).score_mode == "softmax"
     intended = box_coding_for(build_model("seed", num_classes=15, anchors="seed-intended"), 320)
     torch.testing.assert_close(
-        intended.anchors_xyxy, generate_anchors("seed-intended", SEED_SIZES), atol=0, rtol=0
+        intended.anchors_xyxy,
+        torch.from_numpy(generate_anchors("seed-intended", SEED_SIZES)),
+        atol=0,
+        rtol=0,
     )
 
 
@@ -225,7 +230,7 @@ def test_a_model_without_head_attributes_reads_as_an_anchor_head():
 
 def test_the_default_anchor_config_is_the_seed():
     model = BareModel(SEED_SIZES, anchors_per_cell=4)
-    seed = generate_anchors("seed", SEED_SIZES)
+    seed = torch.from_numpy(generate_anchors("seed", SEED_SIZES))
     torch.testing.assert_close(box_coding_for(model, 320).anchors_xyxy, seed)
     torch.testing.assert_close(coding_from_layout(coding_layout(model, 320)).anchors_xyxy, seed)
 

@@ -18,7 +18,7 @@ from onestage.drawing import draw_boxes
 from onestage.engine.predictor import Detector
 from onestage.errors import DataError, OnestageError
 from onestage.fileio import atomic_write_text
-from onestage.postprocess import PredictOptions
+from onestage.predict_options import PredictOptions
 
 
 @dataclass

@@ -21,8 +21,9 @@ from onestage.errors import OnestageError
 from onestage.models import load_plugins
 from onestage.models.fuse import fused_for_inference
 from onestage.models.recorded import check_metadata, exported_coding_layout, model_from_metadata
-from onestage.postprocess import PredictOptions, postprocess
-from onestage.priors.codings import box_coding_for, coding_from_layout
+from onestage.predict_options import PredictOptions
+from onestage.priors.codings import coding_layout
+from onestage.priors.numpy_codings import numpy_coding
 from onestage.runtime import EXPORTED_SUFFIXES
 from onestage.runtime.choice import (
     Runtime,
@@ -31,6 +32,7 @@ from onestage.runtime.choice import (
     exported_runtime,
     model_runtime,
 )
+from onestage.runtime.postprocess import postprocess
 
 # Shipped weights live in the package, addressed by name (e.g. --weights seed_animals).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -83,13 +85,13 @@ class Detector:
         self.model = model.eval() if model is not None else None
         if runtime is not None:
             self.backend, self.device = runtime.backend, runtime.device
-            coding = coding_from_layout(exported_coding_layout(metadata))
+            layout = exported_coding_layout(metadata)
         elif model is not None:
             self.backend, self.device = "torch", device or next(model.parameters()).device
-            coding = box_coding_for(model, self.input_size)
+            layout = coding_layout(model, self.input_size)
         else:
             raise ValueError("a Detector needs a model or a runtime")
-        self.coding = coding.to(self.device)
+        self.coding = numpy_coding(layout)  # decoding and NMS run in numpy for every backend
         self.amp_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 for AMX inference
         self.channels_last = False
         self.input_dtype = torch.float32
@@ -265,7 +267,7 @@ class Detector:
             self.model.train(was_training)
         forward_done = time.perf_counter()
         found = postprocess(
-            predictions.float(),
+            predictions.float().cpu().numpy(),
             self.coding,
             candidates=options.candidates,
             conf_threshold=options.conf,
@@ -275,7 +277,7 @@ class Detector:
         )
         results = []
         for index, detections in enumerate(found):
-            boxes = detections.boxes_xyxy.cpu().numpy().astype(np.float64) * self.input_size
+            boxes = detections.boxes_xyxy.astype(np.float64) * self.input_size
             if transforms is not None:
                 boxes = transforms[index].to_original(boxes)
             width, height = sizes[index]
@@ -283,8 +285,8 @@ class Detector:
             results.append(
                 ImageDetections(
                     boxes_xyxy=boxes,
-                    scores=detections.scores.cpu().numpy().astype(np.float64),
-                    class_ids=detections.class_ids.cpu().numpy(),
+                    scores=detections.scores.astype(np.float64),
+                    class_ids=detections.class_ids,
                 )
             )
         if timing is not None:

@@ -1,6 +1,6 @@
 """An exported file's metadata checked against its graph when it is loaded.
 
-Decoding reads the graph's output through the metadata alone (`priors.codings.coding_from_layout`),
+Decoding reads the graph's output through the metadata alone (`priors.numpy_codings.numpy_coding`),
 so metadata that disagrees with the graph gives wrong boxes silently (levels in another order),
 garbage boxes (another reg_max) or a runtime's traceback (another input size). `check_graph`
 compares what the metadata describes with the shapes the runtime reports, and refuses a

@@ -33,7 +33,7 @@ from torch import nn
 from onestage.errors import OnestageError
 from onestage.models.blocks import Conv, ConvBN, check_activation, register_block
 from onestage.priors.anchors import DEFAULT_ANCHOR_CONFIG, check_anchor_head
-from onestage.priors.codings import check_score_mode, default_score_mode
+from onestage.priors.numpy_codings import check_score_mode, default_score_mode
 
 # The prior probability of an object the anchor-free head's class logits start from (as
 # RetinaNet's): almost every cell is background at first, so the loss starts small. With more

@@ -20,7 +20,7 @@ from onestage.models.plugins import check_recorded_plugins, validate_records
 from onestage.models.registry import build_built_in
 from onestage.models.spec import MAX_INPUT_SIZE
 from onestage.models.spec_model import build_spec_model
-from onestage.priors.codings import SCORE_MODES, default_score_mode
+from onestage.priors.numpy_codings import SCORE_MODES, default_score_mode
 
 
 def check_metadata(metadata: dict[str, Any], path: Path, exported: bool = False) -> None:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import Tensor
+import numpy as np
 
 from onestage.errors import OnestageError
 from onestage.priors.anchor_configs import ANCHOR_CONFIGS, AnchorLevel
@@ -52,32 +51,24 @@ def resolve_anchor_config(config: str | tuple[AnchorLevel, ...]) -> tuple[Anchor
     return ANCHOR_CONFIGS[config]
 
 
-def cell_anchors(
-    level: AnchorLevel,
-    fmap_h: int,
-    fmap_w: int,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Anchors of one fmap_h x fmap_w level -> (fmap_h * fmap_w * k, 4) normalised xyxy.
+def cell_anchors(level: AnchorLevel, fmap_h: int, fmap_w: int) -> np.ndarray:
+    """Anchors of one fmap_h x fmap_w level -> (fmap_h * fmap_w * k, 4) float32 normalised xyxy.
 
     Cell (i, j) is centred at ((j + 0.5) / fmap_w, (i + 0.5) / fmap_h); its k anchors have
     w = [s_1..s_m] * sqrt(r_1) ++ s_1 * sqrt(r_2..r_k) and h = [s_1..s_m] / sqrt(r_1) ++
-    s_1 / sqrt(r_2..r_k). Computed in float64, returned in `dtype`.
+    s_1 / sqrt(r_2..r_k). Computed in float64.
     """
     first_ratio = math.sqrt(level.ratios[0])
     other_ratios = [math.sqrt(r) for r in level.ratios[1:]]
     widths = [s * first_ratio for s in level.sizes] + [level.sizes[0] * r for r in other_ratios]
     heights = [s / first_ratio for s in level.sizes] + [level.sizes[0] / r for r in other_ratios]
-    half_sizes = torch.tensor([widths, heights], dtype=torch.float64).T / 2  # (k, 2)
-
-    centre_y = (torch.arange(fmap_h, dtype=torch.float64) + 0.5) / fmap_h
-    centre_x = (torch.arange(fmap_w, dtype=torch.float64) + 0.5) / fmap_w
-    grid_y, grid_x = torch.meshgrid(centre_y, centre_x, indexing="ij")  # (H, W) each
-    centres = torch.stack((grid_x, grid_y), dim=-1)[:, :, None, :]  # (H, W, 1, 2)
-    boxes = torch.cat((centres - half_sizes, centres + half_sizes), dim=-1)  # (H, W, k, 4)
-    return boxes.reshape(-1, 4).to(dtype=dtype, device=device)  # (H * W * k, 4)
+    half_sizes = np.array([widths, heights], dtype=np.float64).T / 2  # (k, 2)
+    centre_y = (np.arange(fmap_h, dtype=np.float64) + 0.5) / fmap_h
+    centre_x = (np.arange(fmap_w, dtype=np.float64) + 0.5) / fmap_w
+    grid_y, grid_x = np.meshgrid(centre_y, centre_x, indexing="ij")  # (H, W) each
+    centres = np.stack((grid_x, grid_y), axis=-1)[:, :, None, :]  # (H, W, 1, 2)
+    boxes = np.concatenate((centres - half_sizes, centres + half_sizes), axis=-1)  # (H, W, k, 4)
+    return boxes.reshape(-1, 4).astype(np.float32)  # (H * W * k, 4)
 
 
 def _check_feature_sizes(
@@ -103,22 +94,15 @@ def anchor_counts_per_level(
 
 
 def generate_anchors(
-    config: str | tuple[AnchorLevel, ...],
-    feature_sizes: tuple[int | tuple[int, int], ...],
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """All anchors of a config -> (A, 4) normalised xyxy, concatenated over levels in order.
+    config: str | tuple[AnchorLevel, ...], feature_sizes: tuple[int | tuple[int, int], ...]
+) -> np.ndarray:
+    """All anchors of a config -> (A, 4) float32 normalised xyxy, concatenated over levels.
 
     `feature_sizes` gives each level's (fmap_h, fmap_w), or n for an n x n map; the seed's are
     (20, 10, 5, 3, 1), which give 2140 anchors.
     """
     levels = resolve_anchor_config(config)
     sizes = _check_feature_sizes(levels, feature_sizes)
-    return torch.cat(
-        [
-            cell_anchors(level, h, w, dtype=dtype, device=device)
-            for level, (h, w) in zip(levels, sizes, strict=True)
-        ]
+    return np.concatenate(
+        [cell_anchors(level, h, w) for level, (h, w) in zip(levels, sizes, strict=True)]
     )  # (A, 4)

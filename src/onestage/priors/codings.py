@@ -32,20 +32,19 @@ from torch import Tensor, nn
 from onestage.boxes import xyxy_to_cxcywh
 from onestage.errors import OnestageError
 from onestage.priors import Priors
-from onestage.priors.anchors import (
-    ANCHOR_CONFIGS,
-    DEFAULT_ANCHOR_CONFIG,
-    anchor_counts_per_level,
-    generate_anchors,
-)
+from onestage.priors.anchors import DEFAULT_ANCHOR_CONFIG
 from onestage.priors.distances import (
     boxes_to_distances,
     distances_to_boxes,
     distribution_to_distance,
 )
+from onestage.priors.numpy_codings import (
+    SCORE_MODES,
+    PointArrays,
+    default_score_mode,
+    numpy_coding,
+)
 from onestage.priors.offsets import DEFAULT_VARIANCES, decode_offsets_cxcywh
-
-SCORE_MODES = ("softmax", "sigmoid")
 
 # Side of the box an anchor-free prior offers the geometry-only assigner (ATSS), in cells: the
 # "anchor" of 5 x 5 strides that PP-YOLOE and YOLOv6 give ATSS. TAL reads only the centres.
@@ -175,19 +174,6 @@ class PointCoding:
         return replace(self, points_xy=self.points_xy.to(device), strides=self.strides.to(device))
 
 
-def cell_points(feature_sizes: tuple[tuple[int, int], ...]) -> tuple[Tensor, Tensor]:
-    """Centres (A, 2) and cell sizes (A, 2) of every cell, normalised x, y, level by level
-    (largest first), row-major within a level: the order of an anchor-free head's output."""
-    points, strides = [], []
-    for height, width in feature_sizes:
-        ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height
-        xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # (H, W) each
-        points.append(torch.stack((grid_x, grid_y), dim=-1).reshape(-1, 2))
-        strides.append(torch.tensor([1 / width, 1 / height]).expand(height * width, 2))
-    return torch.cat(points), torch.cat(strides)
-
-
 def coding_layout(model: nn.Module, input_size: int) -> dict[str, Any]:
     """What reading a model's output at `input_size` needs, as plain data (exported files keep
     it in their metadata, so they decode without the torch model): "box_coding" ("anchors" or
@@ -207,46 +193,15 @@ def coding_layout(model: nn.Module, input_size: int) -> dict[str, Any]:
     }
 
 
-def check_score_mode(box_coding: str, score_mode: str) -> None:
-    """A one-line error unless a head of `box_coding` can score by `score_mode`: anchor heads by
-    softmax (background last) or sigmoid, anchor-free heads by sigmoid only."""
-    valid = SCORE_MODES if box_coding == "anchors" else ("sigmoid",)
-    if score_mode not in valid:
-        kind = "an anchor" if box_coding == "anchors" else "an anchor-free"
-        raise OnestageError(
-            f"{kind} head cannot score by {score_mode!r}; valid: {', '.join(valid)}"
-        )
-
-
-def default_score_mode(box_coding: str) -> str:
-    """The score mode of a head unless its loss needs another: softmax for anchors (the seed's),
-    sigmoid for points."""
-    return "softmax" if box_coding == "anchors" else "sigmoid"
-
-
 def coding_from_layout(layout: dict[str, Any]) -> AnchorCoding | PointCoding:
-    """The coding a `coding_layout` describes, on the CPU: an anchor head's anchors are those of
-    its "anchor_config", scored by its "score_mode"; anchor-free heads score by sigmoid."""
-    feature_sizes = tuple((int(h), int(w)) for h, w in layout["feature_sizes"])
-    if layout["box_coding"] == "points":
-        points, strides = cell_points(feature_sizes)
-        sizes = tuple(h * w for h, w in feature_sizes)
-        return PointCoding(points, strides, sizes, int(layout["reg_max"]))
-    anchors, per_cell = layout["anchor_config"], int(layout["anchors_per_cell"])
-    if anchors is None:
-        raise OnestageError(
-            f"the model's anchor head ({per_cell} per cell on {len(feature_sizes)} levels) was "
-            f"built for no anchor config: build it with anchors=NAME (valid: "
-            f"{', '.join(sorted(ANCHOR_CONFIGS))}) to train or decode it"
-        )
-    counts = anchor_counts_per_level(anchors, feature_sizes)
-    expected = tuple(h * w * per_cell for h, w in feature_sizes)
-    if counts != expected:
-        raise OnestageError(
-            f"anchor config {anchors!r} gives {counts} anchors per level, but the model's head "
-            f"has {per_cell} per cell on levels {feature_sizes} ({expected})"
-        )
-    return AnchorCoding(generate_anchors(anchors, feature_sizes), counts, layout["score_mode"])
+    """The coding a `coding_layout` describes, on the CPU: the priors of
+    `priors.numpy_codings.numpy_coding` as tensors."""
+    arrays = numpy_coding(layout)
+    if isinstance(arrays, PointArrays):
+        points, strides = torch.from_numpy(arrays.points_xy), torch.from_numpy(arrays.strides)
+        return PointCoding(points, strides, arrays.level_sizes, arrays.reg_max)
+    anchors = torch.from_numpy(arrays.anchors_xyxy)
+    return AnchorCoding(anchors, arrays.level_sizes, arrays.score_mode)
 
 
 def box_coding_for(model: nn.Module, input_size: int) -> AnchorCoding | PointCoding:

@@ -3,20 +3,14 @@ back (`decode_offsets`), with the seed's centre form and variances."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from onestage.boxes import xyxy_to_cxcywh
 
-# SSD's "variances": centre offsets are divided by 0.1 (x10), log size ratios by 0.2 (x5).
-DEFAULT_VARIANCES = (0.1, 0.2)
-
-
-# Largest log size ratio that decode_offsets lets through exp (as torchvision's BoxCoder does):
-# a predicted box is at most 1000 / 16 = 62.5 times its anchor in width and height.
-MAX_LOG_SIZE_RATIO = math.log(1000.0 / 16)
+# The variances (centre offsets x10, log size ratios x5) and the clamp before exp (a box at most
+# 1000 / 16 = 62.5 times its anchor) are shared with inference's numpy decode.
+from onestage.priors.numpy_codings import DEFAULT_VARIANCES, MAX_LOG_SIZE_RATIO
 
 
 def encode_offsets(

@@ -3,7 +3,8 @@ or OpenVINO (`onnxruntime_backend`, `openvino_backend`; `choice` picks one for a
 or an exported file, `onestage.export` writes the graphs).
 
 Every backend runs the same graph, from the image tensor (B, 3, S, S) float32 in [0, 1] to the
-head's raw output (B, A, values); decoding and NMS stay in `onestage.postprocess`, shared by all.
+head's raw output (B, A, values); decoding and NMS are `runtime.postprocess` (numpy), shared by
+all.
 """
 
 from __future__ import annotations

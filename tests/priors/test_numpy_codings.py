@@ -1,0 +1,108 @@
+"""The numpy codings inference reads outputs with agree with training's torch codings: the same
+priors bit for bit, boxes and scores within float32 rounding, on every kind of head."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from onestage.errors import OnestageError
+from onestage.priors.codings import coding_from_layout
+from onestage.priors.numpy_codings import (
+    AnchorArrays,
+    PointArrays,
+    numpy_coding,
+    sigmoid,
+    softmax,
+)
+
+ANCHOR_LAYOUT = {
+    "box_coding": "anchors",
+    "feature_sizes": [[20, 20], [10, 10], [5, 5], [3, 3], [1, 1]],
+    "reg_max": 0,
+    "anchors_per_cell": 4,
+    "anchor_config": "seed",
+    "score_mode": "softmax",
+}
+POINT_LAYOUT = {
+    "box_coding": "points",
+    "feature_sizes": [[8, 8], [4, 4], [2, 2]],
+    "reg_max": 16,
+    "anchors_per_cell": 0,
+    "anchor_config": None,
+    "score_mode": "sigmoid",
+}
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        ANCHOR_LAYOUT,
+        {**ANCHOR_LAYOUT, "score_mode": "sigmoid"},
+        POINT_LAYOUT,
+        {**POINT_LAYOUT, "reg_max": 0},
+    ],
+    ids=["anchors-softmax", "anchors-sigmoid", "points-dfl", "points-softplus"],
+)
+def test_numpy_and_torch_codings_read_an_output_alike(layout: dict) -> None:
+    arrays, tensors = numpy_coding(layout), coding_from_layout(layout)
+    if isinstance(arrays, AnchorArrays):
+        assert np.array_equal(arrays.anchors_xyxy, tensors.anchors_xyxy.numpy())
+        box_values, logits = 4, 4
+    else:
+        assert np.array_equal(arrays.points_xy, tensors.points_xy.numpy())
+        assert np.array_equal(arrays.strides, tensors.strides.numpy())
+        box_values, logits = 4 * (layout["reg_max"] + 1), 3
+    assert arrays.level_sizes == tensors.level_sizes
+    priors = sum(arrays.level_sizes)
+    pred = torch.randn(2, priors, box_values + logits, generator=torch.Generator().manual_seed(0))
+    pred[0, :5] *= 40  # wild values: the size clamp, saturated scores
+    box_part, class_logits = arrays.split(pred.numpy())
+    torch_box_part, torch_logits = tensors.split(pred)
+    boxes = tensors.decode(torch_box_part).numpy()
+    np.testing.assert_allclose(arrays.decode(box_part), boxes, rtol=1e-5, atol=1e-5)
+    scores = tensors.class_scores(torch_logits).numpy()
+    np.testing.assert_allclose(arrays.class_scores(class_logits), scores, rtol=1e-5, atol=1e-7)
+    index = np.array([[0, 7, priors - 1], [3, 3, 1]])  # the candidates' rows alone
+    chosen = np.take_along_axis(box_part, index[..., None], axis=1)
+    np.testing.assert_allclose(
+        arrays.decode(chosen, index), np.take_along_axis(boxes, index[..., None], 1), atol=1e-5
+    )
+
+
+def test_sigmoid_and_softmax_are_float32_and_finite_at_the_extremes() -> None:
+    values = np.array([-1000.0, -20.0, 0.0, 20.0, 1000.0], dtype=np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        result = sigmoid(values)
+        assert result.dtype == np.float32
+        np.testing.assert_allclose(result, torch.from_numpy(values).sigmoid().numpy(), atol=1e-7)
+        spread = softmax(np.array([[1000.0, 0.0, -1000.0]], dtype=np.float32))
+    assert spread.dtype == np.float32 and spread.tolist() == [[1.0, 0.0, 0.0]]
+
+
+def test_the_layout_errors_are_one_line() -> None:
+    with pytest.raises(OnestageError) as raised:
+        numpy_coding({**ANCHOR_LAYOUT, "anchor_config": None})
+    assert str(raised.value).startswith(
+        "the model's anchor head (4 per cell on 5 levels) was built for no anchor config"
+    )
+    with pytest.raises(OnestageError, match=r"gives .* anchors per level, but the model's head"):
+        numpy_coding({**ANCHOR_LAYOUT, "anchors_per_cell": 3})
+    with pytest.raises(OnestageError, match="cannot score by 'tanh'"):
+        numpy_coding({**ANCHOR_LAYOUT, "score_mode": "tanh"})
+
+
+def test_a_distance_is_the_expected_bin_times_the_stride() -> None:
+    # one 1 x 1 level (point 0.5, 0.5, stride 1), reg_max 2: bins (-30, 30, -30) -> 1 stride
+    coding = PointArrays(np.array([[0.5, 0.5]], np.float32), np.ones((1, 2), np.float32), (1,), 2)
+    bins = np.tile(np.array([-30.0, 30.0, -30.0], np.float32), 4)[None, None]  # (1, 1, 12)
+    bins[0, 0, 9:] = [-30.0, -30.0, 30.0]  # bottom: 2 strides
+    np.testing.assert_allclose(coding.decode(bins), [[[-0.5, -0.5, 1.5, 2.5]]], atol=1e-6)
+    softplus_coding = PointArrays(coding.points_xy, coding.strides, (1,), 0)
+    half = np.float32(math.log(math.expm1(0.5)))  # softplus^-1(0.5)
+    np.testing.assert_allclose(
+        softplus_coding.decode(np.full((1, 1, 4), half)), [[[0.0, 0.0, 1.0, 1.0]]], atol=1e-6
+    )

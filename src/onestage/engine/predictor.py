@@ -83,8 +83,9 @@ class Detector:
         self.input_size = int(metadata["input_size"])
         self.letterbox = bool(metadata.get("letterbox", False))
         self.model = model.eval() if model is not None else None
+        self.runtime = runtime
         if runtime is not None:
-            self.backend, self.device = runtime.backend, runtime.device
+            self.backend, self.device = runtime.backend, torch.device("cpu")
             layout = exported_coding_layout(metadata)
         elif model is not None:
             self.backend, self.device = "torch", device or next(model.parameters()).device
@@ -96,7 +97,9 @@ class Detector:
         self.channels_last = False
         self.input_dtype = torch.float32
         self.inference_model = self.model  # what a torch forward runs: `model` or its fused copy
-        self._forward: Callable[[torch.Tensor], torch.Tensor] = runtime or self.model
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = (
+            self._runtime_forward if runtime is not None else self.model
+        )
 
     @classmethod
     def load(
@@ -152,10 +155,14 @@ class Detector:
         with torch.inference_mode():
             return self._forward(images.to(self.device))
 
+    def _runtime_forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The runtime's forward (numpy in and out) on a tensor batch."""
+        return torch.from_numpy(self.runtime(images.detach().cpu().float().numpy()))
+
     @property
     def runtime_description(self) -> str:
         """The backend, with its precision where it has one: "torch", "openvino bf16"..."""
-        precision = getattr(self._forward, "precision", None)
+        precision = getattr(self.runtime, "precision", None)
         return self.backend + (f" {precision}" if precision else "")
 
     def _require_torch(self, what: str) -> None:

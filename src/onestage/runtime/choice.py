@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,12 +30,12 @@ log = logging.getLogger("onestage.runtimes")
 
 
 class Runtime(Protocol):
-    """A forward on another runtime: (B, 3, S, S) float images in [0, 1] -> raw outputs."""
+    """A forward on another runtime, on the CPU: (B, 3, S, S) float32 images in [0, 1] ->
+    (B, A, values) float32 raw outputs, numpy arrays both."""
 
     backend: str
-    device: torch.device
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, images: np.ndarray) -> np.ndarray: ...
 
 
 def export_metadata(model: nn.Module, metadata: dict[str, Any], precision: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from onestage.errors import OnestageError, first_line
 from onestage.export.onnx_graph import INPUT_NAME, OUTPUT_NAME
@@ -14,16 +13,15 @@ from onestage.runtime import Shape
 
 class OnnxRuntimeForward:
     """Runs `model` (a path to an .onnx file, or its bytes) with ONNX Runtime's CPU provider,
-    `threads` intra-op threads (default: torch's count, so backends compare on equal terms)."""
+    `threads` intra-op threads (default: ONNX Runtime's, one per physical core)."""
 
     backend = "onnxruntime"
-    device = torch.device("cpu")
 
     def __init__(self, model: Path | bytes, source: str | Path, threads: int | None = None) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
         # A memory pattern is planned and kept per input shape: a server whose batches vary in
@@ -52,18 +50,18 @@ class OnnxRuntimeForward:
         if None not in outputs[1:] or None in inputs[1:]:
             return inputs, outputs
         try:
-            probe = self(torch.zeros(1, *inputs[1:]))
+            probe = self(np.zeros((1, *inputs[1:]), dtype=np.float32))
         except Exception as error:  # onnxruntime's errors derive from Exception alone
             raise OnestageError(
                 f"{self.source}: ONNX Runtime cannot run it ({_message(error)})"
             ) from None
         return inputs, (outputs[0], *probe.shape[1:])
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) float images in [0, 1] -> (B, A, values) float32 raw outputs."""
-        array = np.ascontiguousarray(images.detach().cpu().float().numpy())
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) float32 images in [0, 1] -> (B, A, values) float32 raw outputs."""
+        array = np.ascontiguousarray(images, dtype=np.float32)
         (output,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})
-        return torch.from_numpy(output)
+        return output
 
 
 def _dims(shape: list[int | str | None]) -> Shape:

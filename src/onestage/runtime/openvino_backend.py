@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from onestage.errors import OnestageError
 from onestage.export.onnx_graph import METADATA_KEY, metadata_from_map, read_onnx_metadata
@@ -119,10 +118,9 @@ def read_ir(path: Path) -> tuple[Any, dict[str, Any]]:
 
 class OpenVinoForward:
     """Runs an `openvino.Model` compiled for the CPU at `precision`, `threads` inference
-    threads (default: torch's count), latency-oriented (one stream)."""
+    threads (default: OpenVINO's, one per physical core), latency-oriented (one stream)."""
 
     backend = "openvino"
-    device = torch.device("cpu")
 
     def __init__(
         self, model: Any, precision: str, source: str | Path, threads: int | None = None
@@ -130,11 +128,9 @@ class OpenVinoForward:
         import openvino
 
         check_precision(precision, source)
-        config = {
-            "INFERENCE_PRECISION_HINT": _HINTS[precision],
-            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-            "PERFORMANCE_HINT": "LATENCY",
-        }
+        config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
         try:
             with kept_signal_stack():  # see onestage.runtime.signal_stack
                 self.compiled = openvino.Core().compile_model(model, "CPU", config)
@@ -151,13 +147,13 @@ class OpenVinoForward:
         inferred what an .onnx file leaves symbolic."""
         return _dims(self.compiled.inputs[0]), _dims(self.compiled.outputs[0])
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) float images in [0, 1] -> (B, A, values) float32 raw outputs; calls
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) float32 images in [0, 1] -> (B, A, values) float32 raw outputs; calls
         from several threads take turns."""
-        array = np.ascontiguousarray(images.detach().cpu().float().numpy())
+        array = np.ascontiguousarray(images, dtype=np.float32)
         with self._lock:
             output = self.request.infer({0: array})[0]  # a view of the request's output buffer
-            return torch.from_numpy(np.array(output, dtype=np.float32, copy=True))
+            return np.array(output, dtype=np.float32, copy=True)
 
 
 def _dims(port: Any) -> Shape:

@@ -470,3 +470,12 @@ def test_a_box_suppressed_in_one_block_does_not_suppress_boxes_of_later_blocks(
     boxes = np.array([[x, 0.0, x + 1.0, 1.0] for x in lefts], dtype=np.float32)
     kept = greedy_nms(boxes, np.zeros(6, np.int64), np.ones(6, bool), 0.5)
     assert kept.tolist() == [True, True, True, False, True, True]
+
+
+def test_candidates_of_equal_score_keep_the_prior_order() -> None:
+    # 40 disjoint anchors scoring high, low, high, low...: the high ones come first, each group
+    # in anchor order (a sort that is not stable scrambles ties once there are over 16 of them).
+    anchors = _grid_anchors(40)
+    (found,) = postprocess(_pred([[5.0, 0.0], [4.0, 0.0]] * 20), coding(anchors))
+    order = [*range(0, 40, 2), *range(1, 40, 2)]
+    np.testing.assert_allclose(found.boxes_xyxy, anchors[order], atol=1e-6)

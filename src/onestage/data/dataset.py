@@ -102,9 +102,9 @@ class RecordDataset(Dataset):
         """Bytes the fitted images take when kept in memory."""
         return len(self.records) * self.size * self.size * 3
 
-    def fits_in_ram(self, budget_bytes: int | None = None) -> bool:
-        """Whether `cache_in_ram` fits in `budget_bytes` (default: `ram_budget()`)."""
-        return self.ram_needed() <= (ram_budget() if budget_bytes is None else budget_bytes)
+    def fits_in_ram(self, budget_bytes: int) -> bool:
+        """Whether `cache_in_ram` fits in `budget_bytes`."""
+        return self.ram_needed() <= budget_bytes
 
     def cache_in_ram(self, budget_bytes: int | None = None) -> None:
         """Decode and fit every image now and keep them; refuses (one-line error) when they

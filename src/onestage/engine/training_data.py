@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from onestage.config import TrainConfig
 from onestage.data.augmented import AugmentedDataset, AugmentSettings
-from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections
+from onestage.data.dataset import RecordDataset, SyntheticDataset, collate_detections, ram_budget
 from onestage.data.formats import read_dataset
 from onestage.data.records import DetectionDataset
 from onestage.data.synthetic import (
@@ -66,7 +66,7 @@ def with_input_size(config: TrainConfig, folder: DetectionDataset | None = None)
     `folder` (read from `config.data` when not given)."""
     if config.imgsz is not None:
         return config
-    folder = folder if folder is not None else read_train_folder(config.data, config.strict_labels)
+    folder = folder if folder is not None else train_folder(config)
     return dataclasses.replace(config, imgsz=input_size_from_data(folder))
 
 
@@ -86,10 +86,14 @@ def training_set(
         length = (config.steps or 1) * config.batch if fresh else config.train_images
         dataset = SyntheticDataset(synthetic_config(config), length=length, fresh=fresh)
         return dataset, dataset.class_names, None
-    folder = folder if folder is not None else read_train_folder(config.data, config.strict_labels)
+    folder = folder if folder is not None else train_folder(config)
     records = RecordDataset(folder.splits["train"], config.imgsz, config.letterbox)
-    if config.cache == "ram" or (config.cache == "auto" and records.fits_in_ram()):
+    if config.cache == "ram":
         records.cache_in_ram()
+    elif config.cache == "auto":
+        budget = ram_budget()  # read once: what fits is then cached, never refused
+        if records.fits_in_ram(budget):
+            records.cache_in_ram(budget)
     if augment.active:
         return AugmentedDataset(records, augment, config.epochs), folder.class_names, folder
     return records, folder.class_names, folder

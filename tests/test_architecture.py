@@ -78,7 +78,7 @@ def test_the_old_circle_is_detected_by_the_graph():
     graph = import_graph()
     assert "onestage.engine.predictor" in graph["onestage.engine.trainer"]
     assert "onestage.engine.trainer" not in graph["onestage.engine.predictor"]
-    assert "onestage.engine.device" in graph["onestage.engine.predictor"]
+    assert "onestage.engine.device" in graph["onestage.engine.torch_forward"]
 
 
 def imports_of_modules(prefixes: tuple[str, ...]) -> dict[str, set[str]]:

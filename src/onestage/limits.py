@@ -17,6 +17,7 @@ MAX_EXPORT_BYTES = 2048 * MEGABYTE  # an exported model's file (protobuf's own l
 MAX_ANNOTATIONS_BYTES = 1024 * MEGABYTE  # a COCO annotation file (COCO train2017's: 448 MB)
 MAX_TEXT_BYTES = 64 * MEGABYTE  # YAML configs and specs, label files, VOC XML, lists, CSV
 MAX_PLUGIN_BYTES = 4 * MEGABYTE  # a plugin's Python source
+MAX_INPUT_SIZE = 4096  # pixels: the side of a model's square input (specs, weights, exports)
 
 
 def read_bytes_within(path: Path, limit: int) -> bytes:

@@ -39,6 +39,7 @@ from onestage.engine.evaluator import (
 )
 from onestage.engine.predict_folder import list_images, predict_source
 from onestage.engine.predictor import Detector, PredictOptions
+from onestage.engine.torch_forward import TorchForward
 from onestage.engine.trainer import Trainer
 from onestage.errors import DataError, OnestageError
 from onestage.metrics.cartucho import read_cartucho
@@ -147,7 +148,7 @@ def save_fixed_weights(
 
 def test_exact_predictions_score_map_1_and_the_report_is_complete(tmp_path: Path):
     eval_set = synthetic_eval_set(CLASSES, 6, objects=(1, 4), seed=3)
-    detector = Detector(OracleModel.of(eval_set, ANCHORS), metadata())
+    detector = Detector(TorchForward(OracleModel.of(eval_set, ANCHORS)), metadata())
     result = evaluate_detector(detector, eval_set, batch_size=4)
     assert result.voc.map == pytest.approx(1.0)
     assert result.coco.ap == pytest.approx(1.0, abs=1e-6)
@@ -308,7 +309,7 @@ def test_evaluation_maps_a_datasets_class_ids_to_the_weights_by_name(tmp_path: P
         [[CLASSES.index(name) for name, _ in objects[stem]] for stem in eval_set.names],
         ANCHORS,
     )
-    result = evaluate_detector(Detector(oracle, metadata()), eval_set)
+    result = evaluate_detector(Detector(TorchForward(oracle), metadata()), eval_set)
     assert result.voc.map == pytest.approx(1.0)
     assert result.coco.ap == pytest.approx(1.0, abs=1e-6)
     counts = {
@@ -527,7 +528,7 @@ def test_pycocotools_on_the_dataset_file_and_predictions_json_gives_onestages_nu
 ):
     annotations = coco_dataset(tmp_path / "coco", "val")
     eval_set = dataset_eval_set(tmp_path / "coco", CLASSES, "val")
-    detector = Detector(noisy_oracle(eval_set), metadata())
+    detector = Detector(TorchForward(noisy_oracle(eval_set)), metadata())
     result = evaluate_detector(detector, eval_set, batch_size=4)
     assert 0.1 < result.coco.ap < 0.9  # not a trivial score
     write_report(result, tmp_path / "report")

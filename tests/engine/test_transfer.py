@@ -25,9 +25,9 @@ from onestage.engine.predictor import WEIGHTS_DIR
 from onestage.engine.progress import SilentProgress
 from onestage.engine.run_folder import resume_config
 from onestage.engine.trainer import Trainer
+from onestage.metadata import check_metadata
 from onestage.models import build_model
 from onestage.models.heads import CLASS_PRIOR
-from onestage.models.recorded import check_metadata
 
 ANIMALS = ("octopus", "cat", "cow", "tiger", "cock", "turtle", "monkey", "rat")
 TINY = {"epochs": 1, "steps": 1, "batch": 2, "imgsz": 32, "threads": 2, "amp": "none"}

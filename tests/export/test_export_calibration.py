@@ -23,7 +23,7 @@ from onestage.checkpoint import save_weights
 from onestage.data.formats import write_dataset
 from onestage.data.records import DetectionDataset, ImageRecord
 from onestage.export import nncf_int8
-from onestage.export.onnx_graph import INPUT_NAME
+from onestage.export.onnx_file import INPUT_NAME
 from onestage.models import build_model
 
 CLASSES = ("cat", "dog")

@@ -17,7 +17,7 @@ from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError
 from onestage.export.exporter import export_weights
 from onestage.export.graph_check import check_graph
-from onestage.export.onnx_graph import read_onnx_metadata, with_metadata
+from onestage.export.onnx_file import read_onnx_metadata, with_metadata
 from onestage.export.seal import HASH_KEY, PLACEHOLDER, seal_bytes
 from onestage.models import build_model
 from onestage.runtime.onnxruntime_backend import OnnxRuntimeForward

@@ -17,10 +17,11 @@ from onestage.checkpoint import save_weights
 from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError
 from onestage.export.exporter import export_weights
-from onestage.export.onnx_graph import onnx_model_bytes, read_onnx_metadata, with_metadata
+from onestage.export.in_memory import export_metadata
+from onestage.export.onnx_file import read_onnx_metadata, with_metadata
+from onestage.export.onnx_graph import onnx_model_bytes
 from onestage.export.seal import HASH_KEY, PLACEHOLDER, check_seal, files_of
 from onestage.models import build_model
-from onestage.runtime.choice import export_metadata
 
 CORRUPT = "does not match its content hash (the file is corrupt)"
 

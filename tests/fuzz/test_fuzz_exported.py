@@ -23,7 +23,7 @@ from fuzz.fuzzing import (
 from onestage.engine.predictor import Detector
 from onestage.errors import OnestageError
 from onestage.export.exporter import export_weights
-from onestage.export.onnx_graph import metadata_from_map, read_onnx_metadata, with_metadata
+from onestage.export.onnx_file import metadata_from_map, read_onnx_metadata, with_metadata
 from onestage.export.seal import HASH_KEY, PLACEHOLDER, seal_bytes
 
 READER = "exported"

@@ -172,7 +172,7 @@ def test_a_layer_too_large_to_allocate_is_refused_before_it_is(tmp_path: Path) -
 
 @pytest.mark.parametrize("value", ["null", "7", "[1]", '"text"'])
 def test_exported_metadata_that_is_not_an_object(value: str) -> None:
-    from onestage.export.onnx_graph import metadata_from_map
+    from onestage.export.onnx_file import metadata_from_map
 
     with pytest.raises(OnestageError) as caught:  # exported generated case: TypeError
         metadata_from_map({"onestage": value}, "m.onnx")

@@ -73,13 +73,17 @@ def test_loaded_detector_predicts_through_the_fused_copy(tmp_path) -> None:
 
     detector = Detector.load(path, device="cpu")
 
-    assert detector.inference_model is not detector.model
+    assert detector.forward.inference_model is not detector.model
     assert any(isinstance(m, nn.BatchNorm2d) for m in detector.model.modules())
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in detector.inference_model.modules())
+    assert not any(
+        isinstance(m, nn.BatchNorm2d) for m in detector.forward.inference_model.modules()
+    )
     images = torch.rand(1, 3, 64, 64, generator=generator)
     with torch.no_grad():
         expected = detector.model.eval()(images)
-        torch.testing.assert_close(detector.inference_model(images), expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            detector.forward.inference_model(images), expected, atol=1e-4, rtol=1e-4
+        )
 
 
 def test_a_model_without_conv_bn_is_used_as_it_is() -> None:

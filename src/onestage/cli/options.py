@@ -63,7 +63,10 @@ TrustPluginOption = Annotated[
 
 def load_user_plugins(plugin: list[Path] | None, trust_plugin: list[Path] | None = None) -> None:
     """Run the plugin files named by --plugin and --trust-plugin (the only code onestage runs
-    that is not its own)."""
+    that is not its own); with none named, nothing is imported (an exported file's run needs
+    no torch)."""
+    if not (plugin or trust_plugin):
+        return
     from onestage.models import load_plugins
 
     load_plugins(plugin or [])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import platform
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -109,21 +107,3 @@ def machine_description() -> str:
         f"{cpu_model()}, {os.cpu_count()} cores, AMX {said('amx_bf16' in flags)}, "
         f"AVX-512-bf16 {said('avx512_bf16' in flags)}{gpu}"
     )
-
-
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Torch's intra-op thread count for the calling thread set to `count` inside the block
-    and restored after it (None: unchanged; OpenMP keeps the count per thread, so other
-    threads are not affected). A detector on another runtime runs its small torch steps on
-    one thread: torch's idle worker threads otherwise spin beside the runtime's own
-    (BENCHMARKS.md, third inference run: ONNX Runtime's batch-1 forward 1.9x slower)."""
-    if count is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

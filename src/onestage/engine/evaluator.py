@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from onestage.data.formats import read_dataset
 from onestage.data.images import load_image_rgb, save_image
@@ -226,10 +225,10 @@ def evaluate_detector(
             fit_image(eval_set.load_image(i), detector.input_size, detector.letterbox)
             for i in indices
         ]
-        batch = torch.from_numpy(np.stack([image for image, _ in fitted])).permute(0, 3, 1, 2)
+        batch = np.stack([image for image, _ in fitted]).transpose(0, 3, 1, 2)  # (B, 3, S, S)
         seconds["load_and_fit"] += time.perf_counter() - began
         timing: dict[str, float] = {}
-        detections += detector.detect_tensor(
+        detections += detector.detect_fitted(
             batch,
             [transform for _, transform in fitted],
             [eval_set.sizes[i] for i in indices],

@@ -36,6 +36,7 @@ from onestage.engine.run_checkpoint import (
 from onestage.engine.run_folder import new_run_dir, remove_run_temp_files, run_dir_of
 from onestage.engine.schedule import describe_extension, extend_segments, initial_segments
 from onestage.engine.step_loop import StepLoop
+from onestage.engine.torch_forward import TorchForward
 from onestage.engine.train_process import join_training
 from onestage.engine.train_settings import (
     criterion_for,
@@ -289,11 +290,10 @@ class Trainer(StepLoop):
             return {}
         if not validation_due(epochs_done, self.config.val_every, self.config.epochs):
             return dict.fromkeys(VAL_COLUMNS, math.nan)
-        detector = Detector(
-            self.deployed_model, self.weights_metadata(epochs_done, {}), self.device
-        )
-        detector.amp_dtype = self.amp_dtype
-        detector.channels_last = self.config.channels_last
+        forward = TorchForward(self.deployed_model, self.device)
+        forward.amp_dtype = self.amp_dtype
+        forward.channels_last = self.config.channels_last
+        detector = Detector(forward, self.weights_metadata(epochs_done, {}))
         return validate(detector, self.val_set, epochs_done, self.run_dir)
 
     # ---- output ----

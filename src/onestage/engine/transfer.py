@@ -32,9 +32,10 @@ from onestage.config import DEFAULT_MODEL, TrainConfig
 from onestage.engine.predictor import resolve_weights
 from onestage.engine.train_settings import model_options_for
 from onestage.errors import OnestageError
+from onestage.metadata import check_metadata
 from onestage.models import build_model
 from onestage.models.plugins import check_recorded_plugins
-from onestage.models.recorded import check_metadata, model_from_metadata
+from onestage.models.recorded import model_from_metadata
 
 LISTED_LAYERS = 6  # re-initialised layers the message names before it counts the rest
 

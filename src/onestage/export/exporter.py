@@ -1,7 +1,7 @@
 """`onestage export`: weights to an ONNX file or an OpenVINO IR that predicts on its own.
 
 The file holds the graph up to the head's raw output (`onestage.export.onnx_graph`) and the
-export metadata (`onestage.runtime.choice.export_metadata`); post-processing stays onestage's,
+export metadata (`onestage.export.in_memory.export_metadata`); post-processing stays onestage's,
 the same for every backend. Every export is written to a temporary name first, then loaded
 back from its final name and run against torch on a few images: the largest raw-output
 difference is reported (`ExportResult.max_abs_diff`), not judged (int8 differs by design). Each
@@ -15,13 +15,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from onestage.data.icons import SEED_CLASS_NAMES
 from onestage.engine.evaluator import EvalSet, dataset_eval_set, synthetic_eval_set
 from onestage.engine.predictor import WEIGHTS_DIR, Detector, resolve_weights
 from onestage.errors import OnestageError
-from onestage.export.onnx_graph import onnx_model_bytes, with_metadata
+from onestage.export.in_memory import export_metadata
+from onestage.export.onnx_file import with_metadata
+from onestage.export.onnx_graph import onnx_model_bytes
 from onestage.export.quantize import (
     DEFAULT_CALIBRATION_IMAGES,
     calibration_inputs,
@@ -30,7 +32,6 @@ from onestage.export.quantize import (
 )
 from onestage.export.seal import HASH_KEY, PLACEHOLDER, seal_bytes
 from onestage.fileio import atomic_write_bytes
-from onestage.runtime.choice import export_metadata
 
 FORMAT_PRECISIONS = {"onnx": ("f32", "int8"), "openvino": ("f32", "bf16", "int8")}
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
@@ -104,9 +105,9 @@ def export_weights(
         else:
             save_ir(model_from_onnx(graph), metadata, out)
     exported = Detector.load(out)
-    checked = [torch.from_numpy(array) for array in inputs[:PARITY_IMAGES]]
+    checked = inputs[:PARITY_IMAGES]
     diff = max(
-        float((exported.raw_outputs(x) - detector.raw_outputs(x)).abs().max()) for x in checked
+        float(np.abs(exported.raw_outputs(x) - detector.raw_outputs(x)).max()) for x in checked
     )
     return ExportResult(out, fmt, precision, time.perf_counter() - began, diff, len(checked))
 

@@ -10,8 +10,9 @@ mismatch in one line naming the file and the field:
 - the levels ("coding.feature_sizes"): largest first, the order the head lays out its output
   (the layout records no strides, so a level's size is not checked against one);
 - the output (batch, A, values): A == the priors the levels give, h * w per level times
-  "coding.anchors_per_cell" (anchors) or once (points); values == `models.output_values` of the
-  box coding, "coding.reg_max" (points) and the number of "class_names".
+  "coding.anchors_per_cell" (anchors) or once (points); values ==
+  `priors.numpy_codings.output_values` of the box coding, "coding.reg_max" (points) and the
+  number of "class_names".
 
 A dynamic dimension (the batch, or one the runtime cannot know before it runs) is accepted.
 Where a count disagrees, the field blamed is the one whose value would make it agree: A
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from onestage.errors import OnestageError
-from onestage.models import BOX_CODINGS, output_values
+from onestage.priors.numpy_codings import BOX_CODINGS, output_values
 from onestage.runtime import Shape
 
 

@@ -21,7 +21,8 @@ import numpy as np
 from onestage.engine.evaluator import EvalSet
 from onestage.engine.predictor import Detector
 from onestage.export import nncf_int8
-from onestage.export.onnx_graph import INPUT_NAME
+from onestage.export.onnx_file import INPUT_NAME
+from onestage.runtime import unit_float
 
 DEFAULT_CALIBRATION_IMAGES = 200
 
@@ -31,7 +32,7 @@ def calibration_inputs(detector: Detector, eval_set: EvalSet, count: int) -> lis
     inputs = []
     for index in range(min(count, len(eval_set))):
         batch, _, _ = detector.fit_batch([eval_set.load_image(index)])
-        inputs.append(batch.float().div_(255.0).numpy())
+        inputs.append(unit_float(batch))
     return inputs
 
 

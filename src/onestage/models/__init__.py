@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from onestage.models.blocks import BLOCKS, register_block
 from onestage.models.fuse import fused_for_inference
-from onestage.models.heads import BOX_CODINGS, output_values
 from onestage.models.plugins import Plugin, load_plugins
 from onestage.models.registry import (
     MODELS,
@@ -28,6 +27,8 @@ from onestage.models.registry import (
 from onestage.models.seed import SeedModel  # registers "seed-reference"
 from onestage.models.spec import Layer, Spec, load_spec, parse_spec, spec_names
 from onestage.models.spec_model import SpecModel, build_spec_model
+from onestage.models.summary import summarize
+from onestage.priors.numpy_codings import BOX_CODINGS, output_values
 
 __all__ = [
     "BLOCKS",
@@ -52,4 +53,5 @@ __all__ = [
     "register_block",
     "register_model",
     "spec_names",
+    "summarize",
 ]

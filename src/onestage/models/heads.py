@@ -33,7 +33,11 @@ from torch import nn
 from onestage.errors import OnestageError
 from onestage.models.blocks import Conv, ConvBN, check_activation, register_block
 from onestage.priors.anchors import DEFAULT_ANCHOR_CONFIG, check_anchor_head
-from onestage.priors.numpy_codings import check_score_mode, default_score_mode
+from onestage.priors.numpy_codings import (
+    BOX_CODINGS,
+    check_score_mode,
+    default_score_mode,
+)
 
 # The prior probability of an object the anchor-free head's class logits start from (as
 # RetinaNet's): almost every cell is background at first, so the loss starts small. With more
@@ -224,7 +228,6 @@ class DecoupledHead(nn.Module):
 
 
 HEAD_ATTRIBUTES = ("box_coding", "anchors_per_cell", "reg_max", "feature_sizes_of")
-BOX_CODINGS = ("anchors", "points")
 
 
 def head_priors(
@@ -255,11 +258,3 @@ def is_head(module: nn.Module) -> bool:
     return all(hasattr(module, name) for name in HEAD_ATTRIBUTES) and (
         module.box_coding in BOX_CODINGS
     )
-
-
-def output_values(box_coding: str, reg_max: int, num_classes: int) -> int:
-    """Values per prior of a head's output: 4 + num_classes + 1 for "anchors", 4 (reg_max + 1)
-    + num_classes for "points"."""
-    if box_coding == "anchors":
-        return 4 + num_classes + 1
-    return 4 * (reg_max + 1) + num_classes

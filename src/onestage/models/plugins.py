@@ -24,11 +24,13 @@ from typing import Any
 from onestage import limits
 from onestage.errors import DataError, OnestageError, first_line
 from onestage.limits import read_bytes_within
+from onestage.metadata import PLUGIN_RECORD_KEYS
 from onestage.models.blocks import BLOCKS
 from onestage.models.registry import MODELS
 from onestage.registry import Registry
 
-RECORD_KINDS = {"blocks": BLOCKS, "models": MODELS}  # what a plugin registers, by record key
+# what a plugin registers, by record key
+RECORD_KINDS = dict(zip(PLUGIN_RECORD_KEYS, (BLOCKS, MODELS), strict=True))
 
 
 @dataclass(frozen=True)
@@ -156,25 +158,3 @@ def _check_one(
         f"the {file} these weights were trained with (sha256 {digest[:12]}); to run it anyway, "
         f"give it with --trust-plugin {plugin.file}"
     )
-
-
-def validate_records(records: Any) -> bool:
-    """Whether `records` has the shape a weights file's `plugins` takes: a list of records
-    (`plugin_records`) or, from older onestage, of file paths."""
-    if not isinstance(records, list):
-        return False
-    for record in records:
-        if isinstance(record, str):
-            continue
-        if not (
-            isinstance(record, dict)
-            and isinstance(record.get("file"), str)
-            and isinstance(record.get("sha256"), str)
-            and all(
-                isinstance(record.get(kind, []), list)
-                and all(isinstance(name, str) for name in record.get(kind, []))
-                for kind in RECORD_KINDS
-            )
-        ):
-            return False
-    return True

@@ -60,7 +60,7 @@ from typing import Any
 import yaml
 
 from onestage.errors import OnestageError, first_line
-from onestage.limits import read_text_within
+from onestage.limits import MAX_INPUT_SIZE, read_text_within
 from onestage.parsing import MalformedText, parse_yaml
 
 SPECS_DIR = Path(__file__).parent / "specs"
@@ -69,7 +69,6 @@ TOP_KEYS = ("name", "input_size", "init", "imports", *SECTIONS)
 LAYER_KEYS = ("name", "block", "from", "args")
 INITS = ("torch", "glorot")
 INPUT = "input"  # the name under which layers read the image
-MAX_INPUT_SIZE = 4096  # pixels, the side of the square input
 
 
 class _SpecLoader(yaml.SafeLoader):

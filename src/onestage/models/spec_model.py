@@ -14,8 +14,9 @@ from torch import nn
 
 from onestage.errors import OnestageError, first_line
 from onestage.models.blocks import BLOCKS, keras_initialise
-from onestage.models.heads import HEAD_ATTRIBUTES, head_priors, is_head, output_values
+from onestage.models.heads import HEAD_ATTRIBUTES, head_priors, is_head
 from onestage.models.spec import INITS, INPUT, Layer, Spec, as_spec, did_you_mean
+from onestage.priors.numpy_codings import output_values
 
 MAX_LAYER_PARAMETERS = 50_000_000
 
@@ -241,7 +242,7 @@ class SpecModel(nn.Module):
         self, output: torch.Tensor, inputs: list[torch.Tensor], head: nn.Module
     ) -> None:
         """The head's output must be (1, A, values), A matching its levels and values its box
-        coding (`heads.output_values`)."""
+        coding (`priors.numpy_codings.output_values`)."""
         sizes = head.feature_sizes_of([tuple(t.shape) for t in inputs])
         priors = sum(h * w for h, w in sizes) * head.anchors_per_cell
         values = output_values(head.box_coding, head.reg_max, self.num_classes)

@@ -18,6 +18,7 @@ import numpy as np
 from onestage.errors import OnestageError
 from onestage.priors.anchors import ANCHOR_CONFIGS, anchor_counts_per_level, generate_anchors
 
+BOX_CODINGS = ("anchors", "points")
 SCORE_MODES = ("softmax", "sigmoid")
 # SSD offsets: centre offsets are in units of variances[0] x the anchor's size, log size ratios
 # in units of variances[1] (the seed's 0.1 and 0.2).
@@ -25,6 +26,14 @@ DEFAULT_VARIANCES = (0.1, 0.2)
 # A decoded log size ratio is clamped to this before exp (torchvision's log(1000 / 16)), so a
 # wild prediction cannot overflow to inf.
 MAX_LOG_SIZE_RATIO = math.log(1000.0 / 16)
+
+
+def output_values(box_coding: str, reg_max: int, num_classes: int) -> int:
+    """Values per prior of a head's output: 4 + num_classes + 1 for "anchors", 4 (reg_max + 1)
+    + num_classes for "points"."""
+    if box_coding == "anchors":
+        return 4 + num_classes + 1
+    return 4 * (reg_max + 1) + num_classes
 
 
 def check_score_mode(box_coding: str, score_mode: str) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from onestage.errors import OnestageError, first_line
-from onestage.export.onnx_graph import INPUT_NAME, OUTPUT_NAME
-from onestage.runtime import Shape
+from onestage.export.onnx_file import INPUT_NAME, OUTPUT_NAME
+from onestage.runtime import Shape, unit_float
 
 
 class OnnxRuntimeForward:
@@ -58,9 +58,9 @@ class OnnxRuntimeForward:
         return inputs, (outputs[0], *probe.shape[1:])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """(B, 3, S, S) float32 images in [0, 1] -> (B, A, values) float32 raw outputs."""
-        array = np.ascontiguousarray(images, dtype=np.float32)
-        (output,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})
+        """(B, 3, S, S) images, uint8 pixels or float32 in [0, 1] -> (B, A, values) float32 raw
+        outputs."""
+        (output,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: unit_float(images)})
         return output
 
 

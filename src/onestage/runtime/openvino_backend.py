@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from onestage.errors import OnestageError
-from onestage.export.onnx_graph import METADATA_KEY, metadata_from_map, read_onnx_metadata
+from onestage.export.onnx_file import METADATA_KEY, metadata_from_map, read_onnx_metadata
 from onestage.export.seal import files_of, seal
 from onestage.fileio import WriteError
-from onestage.runtime import Shape
+from onestage.runtime import Shape, unit_float
 from onestage.runtime.signal_stack import kept_signal_stack
 
 PRECISIONS = ("f32", "bf16", "int8")
@@ -148,9 +148,9 @@ class OpenVinoForward:
         return _dims(self.compiled.inputs[0]), _dims(self.compiled.outputs[0])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """(B, 3, S, S) float32 images in [0, 1] -> (B, A, values) float32 raw outputs; calls
-        from several threads take turns."""
-        array = np.ascontiguousarray(images, dtype=np.float32)
+        """(B, 3, S, S) images, uint8 pixels or float32 in [0, 1] -> (B, A, values) float32 raw
+        outputs; calls from several threads take turns."""
+        array = unit_float(images)
         with self._lock:
             output = self.request.infer({0: array})[0]  # a view of the request's output buffer
             return np.array(output, dtype=np.float32, copy=True)

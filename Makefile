@@ -3,8 +3,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The torch-free runtime environment (requirements-runtime.txt), where tests/torch_free runs too.
+RUNTIME_VENV := .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/.installed
+RUNTIME_EXPORTS := runs/runtime-exports
 
-.PHONY: demo test chromium lint bench fuzz clean reliability mutate
+.PHONY: demo test test-runtime chromium lint bench fuzz clean reliability mutate
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +21,26 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+	$(MAKE) test-runtime
+
+$(RUNTIME_STAMP): requirements-runtime.txt constraints.txt
+	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet -r requirements-runtime.txt \
+		-c constraints.txt pytest hypothesis
+	touch $(RUNTIME_STAMP)
+
+# The runtime environment as the README installs it (the requirements, then onestage without
+# its dependencies), checked to hold no torch; the torch environment exports the files its
+# tests read.
+test-runtime: $(STAMP) $(RUNTIME_STAMP)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
+	! $(RUNTIME_VENV)/bin/python -c "import torch" 2>/dev/null
+	mkdir -p $(RUNTIME_EXPORTS)
+	$(BIN)/python -m onestage export --weights seed_animals --out $(RUNTIME_EXPORTS)/model.onnx
+	$(BIN)/python -m onestage export --weights seed_animals --format openvino \
+		--out $(RUNTIME_EXPORTS)/model.xml
+	ONESTAGE_EXPORTS=$(RUNTIME_EXPORTS) $(RUNTIME_VENV)/bin/python -m pytest tests/torch_free
 
 # The browser test of `onestage serve` (tests/serve/test_server.py) needs Chromium, and fails
 # without it: Debian's package is installed when missing, as root or through `sudo -n`.
@@ -64,4 +88,4 @@ mutate: $(STAMP)
 	$(BIN)/python tests/mutation_score.py
 
 clean:
-	rm -rf $(VENV) runs mutants
+	rm -rf $(VENV) $(RUNTIME_VENV) runs mutants

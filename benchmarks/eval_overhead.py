@@ -28,9 +28,9 @@ def main() -> None:
     parser.add_argument("--seed-assets", type=Path, default=Path("../shared/seed_animals"))
     args = parser.parse_args()
     detector = Detector.load(args.weights, device="cpu")
-    detector.amp_dtype = torch.bfloat16
-    detector.channels_last = True
-    detector.inference_model.to(memory_format=torch.channels_last)
+    detector.forward.amp_dtype = torch.bfloat16
+    detector.forward.channels_last = True
+    detector.forward.inference_model.to(memory_format=torch.channels_last)
     eval_set, _ = seed_test_set(detector.class_names, args.images, args.seed_assets)
     runs = [evaluate_detector(detector, eval_set).seconds for _ in range(args.runs)]
     scale = 1000 / args.images

@@ -40,6 +40,8 @@ test-runtime: $(STAMP) $(RUNTIME_STAMP)
 	$(BIN)/python -m onestage export --weights seed_animals --out $(RUNTIME_EXPORTS)/model.onnx
 	$(BIN)/python -m onestage export --weights seed_animals --format openvino \
 		--out $(RUNTIME_EXPORTS)/model.xml
+	$(BIN)/python -m onestage export --weights seed_animals --nms \
+		--out $(RUNTIME_EXPORTS)/model_nms.onnx
 	ONESTAGE_EXPORTS=$(RUNTIME_EXPORTS) $(RUNTIME_VENV)/bin/python -m pytest tests/torch_free
 
 # The browser test of `onestage serve` (tests/serve/test_server.py) needs Chromium, and fails

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-EXPORTED_NAMES = {"onnx": "model.onnx", "openvino": "model.xml"}
+EXPORTED_NAMES = {"onnx": "model.onnx", "openvino": "model.xml", "onnx-nms": "model_nms.onnx"}
 
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """format ("onnx", "openvino") -> an exported `seed_animals` file."""
+    """format ("onnx", "openvino", "onnx-nms": whole graph) -> an exported `seed_animals`."""
     given = os.environ.get("ONESTAGE_EXPORTS")
     if given:
         files = {fmt: Path(given).resolve() / name for fmt, name in EXPORTED_NAMES.items()}
@@ -25,6 +25,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     folder = tmp_path_factory.mktemp("exports")
     return {
-        fmt: export_weights("seed_animals", fmt, out=folder / name).path
+        fmt: export_weights(
+            "seed_animals", fmt.removesuffix("-nms"), out=folder / name, nms=fmt.endswith("-nms")
+        ).path
         for fmt, name in EXPORTED_NAMES.items()
     }

@@ -36,6 +36,12 @@ def export_command(
         Path | None,
         typer.Option("--out", help="Output file (.onnx or .xml; default beside the weights)."),
     ] = None,
+    nms: Annotated[
+        bool,
+        typer.Option(
+            "--nms", help="Decoding, scores and NMS in the graph: one runtime call, detections out."
+        ),
+    ] = False,
     plugin: PluginOption = None,
     trust_plugin: TrustPluginOption = None,
 ) -> None:
@@ -44,11 +50,14 @@ def export_command(
 
     load_user_plugins(plugin, trust_plugin)
     with console.status(f"exporting to {fmt} ({precision})"):
-        result = export_weights(weights, fmt, precision, out, calib, calib_data, calib_split)
+        result = export_weights(
+            weights, fmt, precision, out, calib, calib_data, calib_split, nms=nms
+        )
     extra = f" and {result.path.with_suffix('.bin').name}" if fmt == "openvino" else ""
     console.print(
         f"exported [bold]{result.path}[/]{extra} ({fmt}, {precision}) in {result.seconds:.1f} s; "
-        f"raw outputs within {result.max_abs_diff:.2g} of torch fp32 on "
+        f"{'boxes and scores' if nms else 'raw outputs'} within {result.max_abs_diff:.2g} of "
+        "torch fp32 on "
         f"{result.parity_images} images",
         highlight=False,
     )

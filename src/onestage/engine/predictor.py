@@ -22,12 +22,13 @@ from onestage.data.images import load_image_rgb
 from onestage.data.transforms import FitTransform, fit_image
 from onestage.detections import ImageDetections
 from onestage.errors import OnestageError
+from onestage.export.onnx_file import WHOLE_GRAPH_KEY
 from onestage.metadata import check_metadata, exported_coding_layout
 from onestage.predict_options import PredictOptions
 from onestage.priors.numpy_codings import numpy_coding
 from onestage.runtime import EXPORTED_SUFFIXES
 from onestage.runtime.exported import Runtime, exported_runtime
-from onestage.runtime.postprocess import postprocess
+from onestage.runtime.postprocess import postprocess, selected_detections
 
 if TYPE_CHECKING:
     from onestage.engine.torch_forward import TorchForward
@@ -84,6 +85,8 @@ class Detector:
             else exported_coding_layout(metadata)
         )
         self.coding = numpy_coding(layout)
+        # a whole-graph export (`export.whole_graph`) decodes and runs NMS itself
+        self.nms_in_graph = bool(metadata.get(WHOLE_GRAPH_KEY, False))
 
     @classmethod
     def load(
@@ -139,7 +142,10 @@ class Detector:
 
     def raw_outputs(self, images: np.ndarray) -> np.ndarray:
         """The head's raw output (B, A, values) for (B, 3, S, S) float32 images in [0, 1], as
-        this detector's forward computes it (no autocast, no decoding)."""
+        this detector's forward computes it (no autocast, no decoding; a whole-graph export has
+        none to give)."""
+        if self.nms_in_graph:
+            raise OnestageError("a whole-graph export (--nms) gives detections, not raw outputs")
         return self.forward(images)
 
     @property
@@ -201,21 +207,32 @@ class Detector:
 
         `transforms` map input pixels back to each original image (None: the batch is the
         original images); `sizes` are the original (width, height) used to clip boxes. When
-        given, `timing` receives the seconds spent in "forward" and "postprocess".
+        given, `timing` receives the seconds spent in "forward" and "postprocess" (a whole-graph
+        export's decoding and NMS count as its forward).
         """
         options = options or PredictOptions()
         began = time.perf_counter()
-        predictions = self.forward(batch)
-        forward_done = time.perf_counter()
-        found = postprocess(
-            predictions,
-            self.coding,
-            candidates=options.candidates,
-            conf_threshold=options.conf,
-            iou_threshold=options.iou,
-            pre_nms_topk=options.pre_nms_topk,
-            max_det=options.max_det,
-        )
+        if self.nms_in_graph:
+            if options.candidates != "all":
+                raise OnestageError(
+                    f"a whole-graph export (--nms) takes every class of a prior as a candidate; "
+                    f"candidates {options.candidates!r} needs an export without --nms"
+                )
+            outputs = self.forward.whole_graph(batch, options.max_det, options.iou, options.conf)
+            forward_done = time.perf_counter()
+            found = selected_detections(*outputs, options.max_det)
+        else:
+            predictions = self.forward(batch)
+            forward_done = time.perf_counter()
+            found = postprocess(
+                predictions,
+                self.coding,
+                candidates=options.candidates,
+                conf_threshold=options.conf,
+                iou_threshold=options.iou,
+                pre_nms_topk=options.pre_nms_topk,
+                max_det=options.max_det,
+            )
         results = []
         for index, detections in enumerate(found):
             boxes = detections.boxes_xyxy.astype(np.float64) * self.input_size

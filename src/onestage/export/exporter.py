@@ -22,7 +22,7 @@ from onestage.engine.evaluator import EvalSet, dataset_eval_set, synthetic_eval_
 from onestage.engine.predictor import WEIGHTS_DIR, Detector, resolve_weights
 from onestage.errors import OnestageError
 from onestage.export.in_memory import export_metadata
-from onestage.export.onnx_file import with_metadata
+from onestage.export.onnx_file import WHOLE_GRAPH_KEY, with_metadata
 from onestage.export.onnx_graph import onnx_model_bytes
 from onestage.export.quantize import (
     DEFAULT_CALIBRATION_IMAGES,
@@ -31,6 +31,7 @@ from onestage.export.quantize import (
     write_openvino_int8,
 )
 from onestage.export.seal import HASH_KEY, PLACEHOLDER, seal_bytes
+from onestage.export.whole_graph import whole_graph_bytes
 from onestage.fileio import atomic_write_bytes
 
 FORMAT_PRECISIONS = {"onnx": ("f32", "int8"), "openvino": ("f32", "bf16", "int8")}
@@ -47,15 +48,15 @@ class ExportResult:
     format: str
     precision: str
     seconds: float
-    max_abs_diff: float  # raw outputs against torch fp32, largest over the parity images
+    max_abs_diff: float  # raw outputs (whole graph: boxes and scores) against torch fp32
     parity_images: int
 
 
-def default_export_path(weights: Path, fmt: str, precision: str) -> Path:
+def default_export_path(weights: Path, fmt: str, precision: str, nms: bool = False) -> Path:
     """Beside the weights (shipped weights: the current folder), named after them:
-    best.onnx, best_int8.onnx, best.xml (+ best.bin), best_bf16.xml..."""
+    best.onnx, best_int8.onnx, best.xml (+ best.bin), best_bf16.xml, best_nms.onnx..."""
     folder = Path.cwd() if weights.parent == WEIGHTS_DIR else weights.parent
-    tag = "" if precision == "f32" else f"_{precision}"
+    tag = ("" if precision == "f32" else f"_{precision}") + ("_nms" if nms else "")
     return folder / f"{weights.stem}{tag}{SUFFIXES[fmt]}"
 
 
@@ -67,10 +68,12 @@ def export_weights(
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     calibration_data: Path | None = None,
     calibration_split: str | None = None,
+    nms: bool = False,
 ) -> ExportResult:
     """Export `weights` to `fmt` ("onnx" or "openvino") at `precision` (see FORMAT_PRECISIONS);
     int8 is calibrated on `calibration_images` synthetic images, or on the images of a dataset
-    split (`calibration_data`, default split train). The export is run once before it is
+    split (`calibration_data`, default split train); `nms` puts decoding, scoring and NMS in
+    the graph (`export.whole_graph`; f32 and bf16). The export is run once before it is
     returned, so bf16 needs a CPU that runs bf16."""
     if fmt not in FORMAT_PRECISIONS:
         raise OnestageError(f"unknown format {fmt!r}; valid: {', '.join(FORMAT_PRECISIONS)}")
@@ -78,6 +81,8 @@ def export_weights(
         raise OnestageError(
             f"format {fmt} exports {', '.join(FORMAT_PRECISIONS[fmt])}, not {precision!r}"
         )
+    if nms and precision == "int8":
+        raise OnestageError("a whole-graph export (--nms) is f32 or bf16, not int8")
     began = time.perf_counter()
     path = resolve_weights(weights)
     if fmt == "openvino":
@@ -85,14 +90,17 @@ def export_weights(
 
         check_precision(precision, path)
     detector = Detector.load(path, device="cpu")
-    out = out or default_export_path(path, fmt, precision)
+    out = out or default_export_path(path, fmt, precision, nms)
     if out.suffix != SUFFIXES[fmt]:
         raise OnestageError(f"{out}: a {fmt} export is named *{SUFFIXES[fmt]}")
-    graph = onnx_model_bytes(detector.model, detector.input_size)
+    make_graph = whole_graph_bytes if nms else onnx_model_bytes
+    graph = make_graph(detector.model, detector.input_size)
     count = calibration_images if precision == "int8" else PARITY_IMAGES
     samples = _sample_set(detector, count, calibration_data, calibration_split)
     inputs = calibration_inputs(detector, samples, count)
     metadata = {**export_metadata(detector.model, detector.metadata, precision), **UNSEALED}
+    if nms:
+        metadata[WHOLE_GRAPH_KEY] = True
     if fmt == "onnx":
         if precision == "int8":
             graph = quantize_onnx_int8(graph, inputs)
@@ -106,10 +114,25 @@ def export_weights(
             save_ir(model_from_onnx(graph), metadata, out)
     exported = Detector.load(out)
     checked = inputs[:PARITY_IMAGES]
-    diff = max(
-        float(np.abs(exported.raw_outputs(x) - detector.raw_outputs(x)).max()) for x in checked
-    )
+    difference = _decoded_difference if nms else _raw_difference
+    diff = max(difference(exported, detector, x) for x in checked)
     return ExportResult(out, fmt, precision, time.perf_counter() - began, diff, len(checked))
+
+
+def _raw_difference(exported: Detector, reference: Detector, images: np.ndarray) -> float:
+    """The largest raw-output difference of two detectors on `images`."""
+    return float(np.abs(exported.raw_outputs(images) - reference.raw_outputs(images)).max())
+
+
+def _decoded_difference(exported: Detector, reference: Detector, images: np.ndarray) -> float:
+    """The largest difference between a whole-graph export's boxes and scores on `images` and
+    those decoded on the host from the reference's raw outputs (`export.whole_graph`)."""
+    boxes, scores, _ = exported.forward.whole_graph(images, 1, 0.5, 1.0)
+    box_part, logits = reference.coding.split(reference.raw_outputs(images))
+    expected_boxes = np.clip(reference.coding.decode(box_part), 0.0, 1.0)
+    drawn = (expected_boxes[..., 2:] > expected_boxes[..., :2]).all(axis=-1, keepdims=True)
+    expected_scores = (reference.coding.class_scores(logits) * drawn).transpose(0, 2, 1)
+    return float(max(np.abs(boxes - expected_boxes).max(), np.abs(scores - expected_scores).max()))
 
 
 def _sample_set(detector: Detector, count: int, data: Path | None, split: str | None) -> EvalSet:

@@ -92,6 +92,32 @@ def check_graph(
         _check_values(path, graph, values)
 
 
+def check_whole_graph(
+    path: Path, metadata: dict[str, Any], boxes_shape: Shape, scores_shape: Shape
+) -> None:
+    """As `check_graph`, for a whole-graph file (`export.whole_graph`) from the boxes (B, A, 4)
+    and scores (B, C, A) of one run: A against the levels, C against "class_names"."""
+    if not (
+        len(boxes_shape) == 3
+        and boxes_shape[2] == 4
+        and len(scores_shape) == 3
+        and scores_shape[2] == boxes_shape[1]
+    ):
+        raise OnestageError(
+            f"{path}: the graph gives {_text(boxes_shape)} and {_text(scores_shape)}, not "
+            "(batch, priors, 4) boxes and (batch, classes, priors) scores"
+        )
+    graph = _described(metadata)
+    if graph is None:
+        return
+    _check_priors(path, graph, boxes_shape[1])
+    if scores_shape[1] != graph.num_classes:
+        raise OnestageError(
+            f"{path}: metadata 'class_names' ({_classes(graph.num_classes)}) does not match the "
+            f"graph's scores ({_classes(scores_shape[1])})"
+        )
+
+
 def _check_input(path: Path, graph: _Described, sides: Shape) -> None:
     if any(side not in (graph.input_size, None) for side in sides):
         height, width = ("?" if side is None else str(side) for side in sides)

@@ -18,6 +18,13 @@ from onestage.parsing import MalformedText, parse_json
 INPUT_NAME = "images"
 OUTPUT_NAME = "preds"
 METADATA_KEY = "onestage"
+# A whole-graph file (`export.whole_graph`) says so in its metadata under WHOLE_GRAPH_KEY; its
+# outputs are BOXES_NAME, SCORES_NAME and SELECTED_NAME, and NMS_INPUTS its NMS settings.
+WHOLE_GRAPH_KEY = "nms_in_graph"
+BOXES_NAME = "boxes"
+SCORES_NAME = "scores"
+SELECTED_NAME = "selected"
+NMS_INPUTS = ("max_det", "iou", "conf")
 # What an exported file must say to be read without its torch model.
 REQUIRED_KEYS = ("model", "class_names", "input_size", "anchors", "coding")
 

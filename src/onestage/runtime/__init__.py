@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onestage.export.onnx_file import NMS_INPUTS
+
 BACKENDS = ("torch", "onnxruntime", "openvino")
 EXPORTED_SUFFIXES = {".onnx": "onnxruntime", ".xml": "openvino"}
 # A graph's input or output shape as a runtime reports it: None for a dynamic dimension.
@@ -25,3 +27,13 @@ def unit_float(images: np.ndarray) -> np.ndarray:
     scaled = np.empty(images.shape, dtype=np.float32)
     np.divide(images, np.float32(255.0), out=scaled)
     return scaled
+
+
+def nms_feeds(max_det: int, iou: float, conf: float) -> dict[str, np.ndarray]:
+    """A whole-graph file's NMS inputs (`export.whole_graph`), by name."""
+    values = (
+        np.array([max_det], dtype=np.int64),
+        np.array([iou], dtype=np.float32),
+        np.array([conf], dtype=np.float32),
+    )
+    return dict(zip(NMS_INPUTS, values, strict=True))

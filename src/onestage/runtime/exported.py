@@ -16,10 +16,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from onestage.errors import OnestageError
-from onestage.export.graph_check import check_graph
-from onestage.export.onnx_file import read_onnx_metadata
+from onestage.errors import OnestageError, first_line
+from onestage.export.graph_check import check_graph, check_whole_graph
+from onestage.export.onnx_file import WHOLE_GRAPH_KEY, read_onnx_metadata
 from onestage.export.seal import HASH_KEY, check_seal
+from onestage.limits import MAX_INPUT_SIZE
 from onestage.runtime import BACKENDS, EXPORTED_SUFFIXES
 
 log = logging.getLogger("onestage.runtimes")
@@ -63,7 +64,7 @@ def exported_runtime(
         metadata = read_onnx_metadata(path)  # before ONNX Runtime reads the file
         runtime = OnnxRuntimeForward(path, path)
         _check_unsealed(path, sealed, metadata)
-        check_graph(path, metadata, *runtime.shapes())
+        _check_outputs(path, metadata, runtime)
         return runtime, metadata
     from onestage.runtime.openvino_backend import OpenVinoForward, read_ir
 
@@ -73,8 +74,25 @@ def exported_runtime(
     if metadata.get("precision") == "int8" and chosen != "int8":
         raise OnestageError(f"{path}: an int8 export runs as int8, not {chosen}")
     runtime = OpenVinoForward(model, chosen, path)
-    check_graph(path, metadata, *runtime.shapes())
+    _check_outputs(path, metadata, runtime)
     return runtime, metadata
+
+
+def _check_outputs(path: Path, metadata: dict[str, Any], runtime: Any) -> None:
+    """The graph against its metadata (`graph_check`); a whole-graph file's outputs are read
+    from one run on a blank image of the input size its metadata gives."""
+    if not metadata.get(WHOLE_GRAPH_KEY):
+        check_graph(path, metadata, *runtime.shapes())
+        return
+    size = metadata.get("input_size")
+    if type(size) is not int or not 1 <= size <= MAX_INPUT_SIZE:
+        return  # refused by the metadata check that follows
+    try:
+        blank = np.zeros((1, 3, size, size), dtype=np.float32)
+        boxes, scores, _ = runtime.whole_graph(blank, 1, 0.5, 1.0)
+    except Exception as error:  # each runtime's own error types
+        raise OnestageError(f"{path}: the runtime cannot run it ({first_line(error)})") from None
+    check_whole_graph(path, metadata, boxes.shape, scores.shape)
 
 
 def _check_unsealed(path: Path, sealed: bool, metadata: dict[str, Any]) -> None:

@@ -7,8 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from onestage.errors import OnestageError, first_line
-from onestage.export.onnx_file import INPUT_NAME, OUTPUT_NAME
-from onestage.runtime import Shape, unit_float
+from onestage.export.onnx_file import (
+    BOXES_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SCORES_NAME,
+    SELECTED_NAME,
+)
+from onestage.runtime import Shape, nms_feeds, unit_float
 
 
 class OnnxRuntimeForward:
@@ -62,6 +68,15 @@ class OnnxRuntimeForward:
         outputs."""
         (output,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: unit_float(images)})
         return output
+
+    def whole_graph(
+        self, images: np.ndarray, max_det: int, iou: float, conf: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A whole-graph file's run (`export.whole_graph`): images as `__call__` takes them ->
+        boxes (B, A, 4), scores (B, C, A), selected (N, 3)."""
+        feeds = {INPUT_NAME: unit_float(images), **nms_feeds(max_det, iou, conf)}
+        boxes, scores, selected = self.session.run([BOXES_NAME, SCORES_NAME, SELECTED_NAME], feeds)
+        return boxes, scores, selected
 
 
 def _dims(shape: list[int | str | None]) -> Shape:

@@ -19,10 +19,18 @@ from typing import Any
 import numpy as np
 
 from onestage.errors import OnestageError
-from onestage.export.onnx_file import METADATA_KEY, metadata_from_map, read_onnx_metadata
+from onestage.export.onnx_file import (
+    BOXES_NAME,
+    INPUT_NAME,
+    METADATA_KEY,
+    SCORES_NAME,
+    SELECTED_NAME,
+    metadata_from_map,
+    read_onnx_metadata,
+)
 from onestage.export.seal import files_of, seal
 from onestage.fileio import WriteError
-from onestage.runtime import Shape, unit_float
+from onestage.runtime import Shape, nms_feeds, unit_float
 from onestage.runtime.signal_stack import kept_signal_stack
 
 PRECISIONS = ("f32", "bf16", "int8")
@@ -154,6 +162,19 @@ class OpenVinoForward:
         with self._lock:
             output = self.request.infer({0: array})[0]  # a view of the request's output buffer
             return np.array(output, dtype=np.float32, copy=True)
+
+    def whole_graph(
+        self, images: np.ndarray, max_det: int, iou: float, conf: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A whole-graph file's run (`export.whole_graph`): images as `__call__` takes them ->
+        boxes (B, A, 4), scores (B, C, A), selected (N, 3)."""
+        feeds = {INPUT_NAME: unit_float(images), **nms_feeds(max_det, iou, conf)}
+        with self._lock:
+            outputs = self.request.infer(feeds)
+            return tuple(  # copies: the outputs are views of the request's buffers
+                np.array(outputs[self.compiled.output(name)], copy=True)
+                for name in (BOXES_NAME, SCORES_NAME, SELECTED_NAME)
+            )
 
 
 def _dims(port: Any) -> Shape:

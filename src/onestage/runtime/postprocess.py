@@ -184,3 +184,28 @@ def _image_detections(
     drawn = (boxes[:, 2:] > boxes[:, :2]).all(axis=1)  # width and height > 0 after clipping
     kept = greedy_nms(boxes, class_ids, drawn, iou_threshold, max_det)
     return Detections(boxes[kept], top_scores[kept], class_ids[kept].astype(np.int64))
+
+
+def selected_detections(
+    boxes_xyxy: np.ndarray, scores: np.ndarray, selected: np.ndarray, max_det: int
+) -> list[Detections]:
+    """A whole-graph file's outputs (`export.whole_graph`) -> one Detections per image: boxes
+    (B, A, 4) normalised xyxy, scores (B, C, A) and the rows (image, class, prior) its NMS kept
+    (N, 3; rows with a negative entry are padding); each image's `max_det` best by score (ties:
+    the lower prior, then the lower class, first, as `postprocess`)."""
+    num_classes = scores.shape[1]
+    selected = selected[(selected >= 0).all(axis=1)]
+    found = []
+    for image in range(boxes_xyxy.shape[0]):
+        rows = selected[selected[:, 0] == image]
+        class_ids, priors = rows[:, 1], rows[:, 2]
+        image_scores = scores[image, class_ids, priors]
+        order = np.lexsort((priors * num_classes + class_ids, -image_scores))[:max_det]
+        found.append(
+            Detections(
+                boxes_xyxy[image, priors[order]],
+                image_scores[order],
+                class_ids[order].astype(np.int64),
+            )
+        )
+    return found

@@ -277,6 +277,7 @@ RECIPES["nano"] = {**RECIPES["fast"], "model": "nano"}
 RECIPES["csp-n"] = {**RECIPES["fast"], "model": "csp-n", "loss": "quality"}
 RECIPES["csp-s"] = {**RECIPES["fast"], "model": "csp-s", "loss": "quality"}
 RECIPES["csp-t"] = {**RECIPES["fast"], "model": "csp-t", "loss": "quality"}
+RECIPES["csp-t-nms-free"] = {**RECIPES["fast"], "model": "csp-t-nms-free", "loss": "quality"}
 
 
 # What training on a dataset folder with no recipe named adds to the model's own recipe (the

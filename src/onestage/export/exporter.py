@@ -90,6 +90,8 @@ def export_weights(
 
         check_precision(precision, path)
     detector = Detector.load(path, device="cpu")
+    if nms and getattr(detector.coding, "one_to_one", False):
+        raise OnestageError(f"{path}: an NMS-free head needs no --nms; export it without")
     out = out or default_export_path(path, fmt, precision, nms)
     if out.suffix != SUFFIXES[fmt]:
         raise OnestageError(f"{out}: a {fmt} export is named *{SUFFIXES[fmt]}")

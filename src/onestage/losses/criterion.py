@@ -12,6 +12,11 @@ One path for every head: assigner -> `PriorTargets` -> loss. The assigner comes 
 anchors, "tal" for points (YOLOv8's settings: topk 10, alpha 0.5, beta 6). The loss comes from
 `losses.LOSSES` and must fit the head's box coding: seed, ssd or focal for anchors (they encode
 the matched boxes as offsets against the anchors), quality for points.
+
+An NMS-free head (`coding.one_to_one`, `models.heads.DualDecoupledHead`) gives in training its
+one-to-many priors then its one-to-one ones: the first half is assigned as above, the second
+by TAL with the same metric and one prior per object (ONE_TO_ONE_TAL), each half goes through
+the loss, and the parts are summed (YOLOv10's consistent dual assignment).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from onestage.train_choices import ASSIGNER_NAMES
 
 # The TAL settings of YOLOv8's detection loss (the assigner's own defaults are TOOD's).
 HEAD_TAL = {"topk": 10, "alpha": 0.5, "beta": 6.0}
+# An NMS-free head's one-to-one branch: the same matching metric, its one best prior (YOLOv10).
+ONE_TO_ONE_TAL = {**HEAD_TAL, "topk": 1}
 
 
 def default_assigner(coding: BoxCoding) -> str:
@@ -51,6 +58,7 @@ class Criterion:
     loss_name: str
     loss: DetectionLoss
     assigner: Assigner
+    one_to_one_assigner: Assigner | None = None  # an NMS-free head's second branch
     priors: Priors = field(init=False)  # the coding's, made once
 
     def __post_init__(self) -> None:
@@ -59,14 +67,26 @@ class Criterion:
     def __call__(
         self, pred: Tensor, gt_boxes_xyxy: Tensor, gt_class_ids: Tensor
     ) -> dict[str, Tensor]:
-        """pred (B, A, values) of the model -> named scalar loss parts (float32)."""
+        """pred (B, A, values) of the model (an NMS-free head in training: (B, 2A, values))
+        -> named scalar loss parts (float32)."""
         pred = pred.float()
+        priors = self.priors.boxes.shape[0]
+        if self.one_to_one_assigner is None or pred.shape[1] != 2 * priors:
+            return self._parts(pred, gt_boxes_xyxy, gt_class_ids, self.assigner)
+        many = self._parts(pred[:, :priors], gt_boxes_xyxy, gt_class_ids, self.assigner)
+        one = self._parts(pred[:, priors:], gt_boxes_xyxy, gt_class_ids, self.one_to_one_assigner)
+        return {name: many[name] + one[name] for name in many}
+
+    def _parts(
+        self, pred: Tensor, gt_boxes_xyxy: Tensor, gt_class_ids: Tensor, assigner: Assigner
+    ) -> dict[str, Tensor]:
+        """The loss parts of one output (B, A, values) under `assigner`."""
         scores = boxes = None
-        if self.assigner.uses_predictions:
+        if assigner.uses_predictions:
             box_part, logits = self.coding.split(pred)
             scores = self.coding.class_scores(logits.detach())  # (B, A, C)
             boxes = self.coding.decode(box_part.detach())  # (B, A, 4)
-        targets = self.assigner(
+        targets = assigner(
             self.priors, gt_boxes_xyxy, gt_class_ids, self.num_classes, scores, boxes
         )
         return self.loss(pred, targets, self.coding)
@@ -113,4 +133,7 @@ def build_criterion(
         loss_name=loss,
         loss=build_loss(loss, **options),
         assigner=build_assigner(assigner, **assigner_options.get(assigner, {})),
+        one_to_one_assigner=(
+            build_assigner("tal", **ONE_TO_ONE_TAL) if points and coding.one_to_one else None
+        ),
     )

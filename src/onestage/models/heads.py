@@ -227,6 +227,39 @@ class DecoupledHead(nn.Module):
         return torch.cat(outputs, dim=1)  # (B, A, 4 (reg_max + 1) + K)
 
 
+@register_block("dual_head")
+class DualDecoupledHead(DecoupledHead):
+    """An NMS-free head (YOLOv10's consistent dual assignment): a `DecoupledHead`, trained
+    one-to-many (TAL's top 10 priors per object: the training signal), and a twin of its
+    branches, trained one-to-one (the same matching metric's top prior), on the same levels
+    (detached: the one-to-one loss does not reach the features). Training gives both outputs,
+    the one-to-many priors then the one-to-one ones, (B, 2A, values); evaluation and export give
+    the one-to-one output (B, A, values) alone, whose detections need no NMS (`one_to_one`:
+    post-processing keeps the top scores)."""
+
+    one_to_one = True
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        num_classes: int,
+        reg_max: int = 16,
+        box_width: int | None = None,
+        class_width: int | None = None,
+        act: str | None = "silu",
+    ) -> None:
+        super().__init__(in_channels, num_classes, reg_max, box_width, class_width, act)
+        self.one_to_one_head = DecoupledHead(
+            in_channels, num_classes, reg_max, box_width, class_width, act
+        )
+
+    def forward(self, *levels: torch.Tensor) -> torch.Tensor:
+        one_to_one = self.one_to_one_head(*(level.detach() for level in levels))
+        if not self.training:
+            return one_to_one
+        return torch.cat((super().forward(*levels), one_to_one), dim=1)  # (B, 2A, values)
+
+
 HEAD_ATTRIBUTES = ("box_coding", "anchors_per_cell", "reg_max", "feature_sizes_of")
 
 

@@ -134,6 +134,7 @@ class SpecModel(nn.Module):
         self.anchors_per_cell = int(head.anchors_per_cell)
         self.box_coding = str(head.box_coding)
         self.reg_max = int(head.reg_max)
+        self.one_to_one = bool(getattr(head, "one_to_one", False))
         self.feature_sizes = head.feature_sizes_of(head_inputs)
         try:
             self.anchor_config, self.score_mode = head_priors(

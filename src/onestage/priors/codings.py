@@ -127,6 +127,7 @@ class PointCoding:
     strides: Tensor
     level_sizes: tuple[int, ...]
     reg_max: int = 16
+    one_to_one: bool = False  # an NMS-free head: its training output holds two heads' priors
     score_mode = "sigmoid"
     has_background = False
 
@@ -179,8 +180,9 @@ def coding_layout(model: nn.Module, input_size: int) -> dict[str, Any]:
     it in their metadata, so they decode without the torch model): "box_coding" ("anchors" or
     "points"), "feature_sizes" ([height, width] per level), "reg_max", "anchors_per_cell", and
     the priors and score mode the model was built with: "anchor_config" (anchor heads; None for
-    points) and "score_mode". A registered model class written before the head contract reads
-    as an anchor head with the default anchors and score mode."""
+    points) and "score_mode"; "one_to_one" for an NMS-free head. A registered model class
+    written before the head contract reads as an anchor head with the default anchors and score
+    mode."""
     box_coding = getattr(model, "box_coding", "anchors")
     default_anchors = DEFAULT_ANCHOR_CONFIG if box_coding == "anchors" else None
     return {
@@ -190,6 +192,7 @@ def coding_layout(model: nn.Module, input_size: int) -> dict[str, Any]:
         "anchors_per_cell": int(getattr(model, "anchors_per_cell", 0)),
         "anchor_config": getattr(model, "anchor_config", default_anchors),
         "score_mode": getattr(model, "score_mode", default_score_mode(box_coding)),
+        "one_to_one": bool(getattr(model, "one_to_one", False)),
     }
 
 
@@ -199,7 +202,7 @@ def coding_from_layout(layout: dict[str, Any]) -> AnchorCoding | PointCoding:
     arrays = numpy_coding(layout)
     if isinstance(arrays, PointArrays):
         points, strides = torch.from_numpy(arrays.points_xy), torch.from_numpy(arrays.strides)
-        return PointCoding(points, strides, arrays.level_sizes, arrays.reg_max)
+        return PointCoding(points, strides, arrays.level_sizes, arrays.reg_max, arrays.one_to_one)
     anchors = torch.from_numpy(arrays.anchors_xyxy)
     return AnchorCoding(anchors, arrays.level_sizes, arrays.score_mode)
 

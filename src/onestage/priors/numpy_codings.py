@@ -132,6 +132,7 @@ class PointArrays:
     strides: np.ndarray
     level_sizes: tuple[int, ...]
     reg_max: int = 16
+    one_to_one: bool = False  # an NMS-free head (`models.heads.DualDecoupledHead`)
     score_mode = "sigmoid"
 
     def split(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,12 +166,14 @@ class PointArrays:
 
 def numpy_coding(layout: dict[str, Any]) -> AnchorArrays | PointArrays:
     """The coding a coding layout describes: an anchor head's anchors are those of its
-    "anchor_config", scored by its "score_mode"; anchor-free heads score by sigmoid."""
+    "anchor_config", scored by its "score_mode"; anchor-free heads score by sigmoid, and one
+    with "one_to_one" (true for an NMS-free head; absent before) needs no NMS."""
     feature_sizes = tuple((int(h), int(w)) for h, w in layout["feature_sizes"])
     if layout["box_coding"] == "points":
         points, strides = cell_points(feature_sizes)
         sizes = tuple(h * w for h, w in feature_sizes)
-        return PointArrays(points, strides, sizes, int(layout["reg_max"]))
+        one_to_one = bool(layout.get("one_to_one", False))
+        return PointArrays(points, strides, sizes, int(layout["reg_max"]), one_to_one)
     anchors, per_cell = layout["anchor_config"], int(layout["anchors_per_cell"])
     if anchors is None:
         raise OnestageError(

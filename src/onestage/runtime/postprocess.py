@@ -140,7 +140,8 @@ def postprocess(
     mAP with a low threshold such as 0.001); "argmax" = each prior's best class only. Per image,
     the `pre_nms_topk` best candidates are decoded, clipped to [0, 1] (a box left with zero width
     or height is dropped) and go through per-class NMS (IoU > iou_threshold suppresses); at most
-    `max_det` survive. Computes in float32 whatever the input dtype.
+    `max_det` survive. An NMS-free head's coding (`one_to_one`) skips the NMS: its `max_det`
+    best candidates are its detections. Computes in float32 whatever the input dtype.
     """
     pred = np.asarray(pred, dtype=np.float32)
     box_part, logits = coding.split(pred)
@@ -182,7 +183,10 @@ def _image_detections(
     boxes = coding.decode(box_part[None, priors], priors[None])[0]
     boxes = np.clip(boxes, np.float32(0.0), np.float32(1.0))
     drawn = (boxes[:, 2:] > boxes[:, :2]).all(axis=1)  # width and height > 0 after clipping
-    kept = greedy_nms(boxes, class_ids, drawn, iou_threshold, max_det)
+    if getattr(coding, "one_to_one", False):  # an NMS-free head: its best scores are its answer
+        kept = np.flatnonzero(drawn)[:max_det]
+    else:
+        kept = greedy_nms(boxes, class_ids, drawn, iou_threshold, max_det)
     return Detections(boxes[kept], top_scores[kept], class_ids[kept].astype(np.int64))
 
 

@@ -225,6 +225,7 @@ def test_a_model_without_head_attributes_reads_as_an_anchor_head():
         "anchors_per_cell": 0,
         "anchor_config": "seed",
         "score_mode": "softmax",
+        "one_to_one": False,
     }
 
 

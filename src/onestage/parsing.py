@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from onestage.errors import first_line
+
+if TYPE_CHECKING:
+    import yaml
 
 # PyYAML's scanner takes time quadratic in the depth of flow nesting ([[[... or {{{...: 1.2 s
 # for 20,000 levels, before its parser gives up at the recursion limit); no config nests more
@@ -30,8 +31,12 @@ class MalformedText(ValueError):
         super().__init__(problem)
 
 
-def parse_yaml(text: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
-    """The document in YAML `text`, read with `loader` (a SafeLoader or a subclass)."""
+def parse_yaml(text: str, loader: type[yaml.SafeLoader] | None = None) -> Any:
+    """The document in YAML `text`, read with `loader` (a SafeLoader or a subclass; default
+    SafeLoader). PyYAML is imported here: reading an exported file's JSON needs none of it."""
+    import yaml
+
+    loader = loader or yaml.SafeLoader
     _check_flow_depth(text)
     try:
         return yaml.load(text, Loader=loader)

@@ -208,3 +208,23 @@ def test_a_graph_the_shape_probe_cannot_run_is_refused_in_one_line(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     with pytest.raises(OnestageError, match=r"ints.onnx: ONNX Runtime cannot run it \("):
         OnnxRuntimeForward(path, path).shapes()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_a_whole_graph_export_whose_classes_disagree_with_its_scores_is_refused(tmp_path, fmt):
+    model = build_model("nano", num_classes=2).eval()
+    metadata = {"model": "nano", "spec": model.spec.to_dict(), "class_names": ["cat", "dog"],
+                "anchors": "seed", "input_size": model.input_size}  # fmt: skip
+    weights = tmp_path / "nano.safetensors"
+    save_weights(weights, model, metadata)
+    exported = export_weights(weights, fmt, nms=True).path
+    assert Detector.load(exported).nms_in_graph
+
+    def drop_a_class(metadata: dict[str, Any]) -> None:
+        metadata["class_names"] = metadata["class_names"][:-1]
+
+    (tmp_path / "edited").mkdir()
+    edited = edited_copy(exported, tmp_path / "edited", drop_a_class)
+    message = rf"^{edited}: metadata 'class_names' \(1 class\) does not match the graph's scores"
+    with pytest.raises(OnestageError, match=message):
+        Detector.load(edited)

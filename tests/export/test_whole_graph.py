@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.export.test_export_graph_check import edited_copy
 
 from onestage.engine.evaluator import synthetic_eval_set
 from onestage.engine.predictor import Detector
@@ -69,17 +68,6 @@ def test_a_whole_graph_file_refuses_what_it_cannot_do(whole_graph_files, tmp_pat
     with pytest.raises(OnestageError, match="f32 or bf16, not int8"):
         export_weights("seed_animals", "onnx", "int8", out=tmp_path / "x.onnx", nms=True)
     assert not (tmp_path / "x.onnx").exists()
-
-
-def test_a_whole_graph_file_whose_classes_disagree_with_its_scores_is_refused(
-    whole_graph_files, tmp_path
-):
-    def drop_a_class(metadata: dict) -> None:
-        metadata["class_names"] = metadata["class_names"][:-1]
-
-    edited = edited_copy(whole_graph_files["seed_animals"], tmp_path, drop_a_class)
-    with pytest.raises(OnestageError, match=r"'class_names' \(14 classes\) does not match the "):
-        Detector.load(edited)
 
 
 def test_a_whole_graph_export_is_named_apart_from_the_plain_one(tmp_path):

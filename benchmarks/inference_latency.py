@@ -5,8 +5,9 @@ Usage:
       [--record]
 
 Exports the weights (f32 ONNX, int8 ONNX, f32 / bf16 / int8 OpenVINO IR; int8 quantised by
-NNCF, calibrated on 200 synthetic images; and the whole-graph f32 ONNX and f32 / bf16 IR,
-`--nms`, whose decoding and NMS run in the runtime) into a temporary folder, then in one process,
+NNCF, calibrated on 200 synthetic images; and, but for an NMS-free head, the whole-graph f32
+ONNX and f32 / bf16 IR, `--nms`, whose decoding and NMS run in the runtime) into a temporary
+folder, then in one process,
 visiting
 every variant in turn in each round for a block of calls: batch-1 forward alone and end to end
 (a 320x320 uint8 image array in, detections out: fitting, forward, decoding, NMS), medians;
@@ -69,7 +70,8 @@ def main() -> None:
     eval_set, data = seed_test_set(reference.class_names, args.test_images, args.seed_assets)
     image = np.ascontiguousarray(eval_set.load_image(0))
     with tempfile.TemporaryDirectory() as folder:
-        files = export_all(args.weights, Path(folder))
+        one_to_one = getattr(reference.coding, "one_to_one", False)  # an NMS-free head
+        files = export_all(args.weights, Path(folder), whole_graph=not one_to_one)
         variants = load_variants(args.weights, files)
         latency = batch1_latency(variants, image, args.rounds, args.calls)
         throughput = batch32_throughput(variants, eval_set)
@@ -104,8 +106,9 @@ def main() -> None:
     report(header, lines, args.record)
 
 
-def export_all(weights: str, folder: Path) -> dict[str, Path]:
-    """Every exported variant of `weights` in `folder`, by variant name."""
+def export_all(weights: str, folder: Path, whole_graph: bool = True) -> dict[str, Path]:
+    """Every exported variant of `weights` in `folder`, by variant name (`whole_graph`: the
+    `--nms` ones too; an NMS-free head has no NMS to take into the graph)."""
     plan = {
         "onnxruntime f32": ("onnx", "f32", "model.onnx"),
         "onnxruntime int8": ("onnx", "int8", "model_int8.onnx"),
@@ -115,7 +118,7 @@ def export_all(weights: str, folder: Path) -> dict[str, Path]:
     if cpu_supports_bf16():
         plan["openvino bf16"] = ("openvino", "bf16", "model_bf16.xml")
     for name in ("onnxruntime f32", "openvino f32", "openvino bf16"):
-        if name in plan:
+        if whole_graph and name in plan:
             fmt, precision, filename = plan[name]
             plan[name + WHOLE_GRAPH] = (fmt, precision, filename.replace(".", "_nms."))
     files = {}

@@ -36,7 +36,6 @@ from onestage.runtime.postprocess import postprocess
 
 PARITY_ATOL = 1e-4
 INT8_AP_TOLERANCE = 0.015  # mAP@[.5:.95] on 8 images, int8 against f32 (3x what is measured)
-THREADS_BEFORE = torch.get_num_threads()
 
 
 def sensitive(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -221,24 +220,6 @@ def test_files_exported_before_the_layout_named_its_priors_decode_as_their_weigh
     logits = new.coding.split(raw)[1]
     expected = torch.from_numpy(logits[..., :-1]).sigmoid().numpy()
     np.testing.assert_allclose(old.coding.class_scores(logits), expected, rtol=1e-6, atol=1e-7)
-
-
-def test_a_runtime_detector_runs_its_torch_steps_on_one_thread_and_restores_the_count(tmp_path):
-    exported = Detector.load(export_weights(_trained_like_weights(tmp_path), "onnx").path)
-    runtime, threads_seen = exported._forward, []
-
-    def recording_forward(images: torch.Tensor) -> torch.Tensor:
-        threads_seen.append(torch.get_num_threads())
-        return runtime(images)
-
-    exported._forward = recording_forward
-    torch.set_num_threads(2)
-    try:
-        exported.detect([np.full((64, 96, 3), 120, np.uint8)])
-        assert threads_seen == [1]
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(THREADS_BEFORE)
 
 
 def _letterbox_weights(folder: Path) -> Path:

@@ -479,3 +479,32 @@ def test_candidates_of_equal_score_keep_the_prior_order() -> None:
     (found,) = postprocess(_pred([[5.0, 0.0], [4.0, 0.0]] * 20), coding(anchors))
     order = [*range(0, 40, 2), *range(1, 40, 2)]
     np.testing.assert_allclose(found.boxes_xyxy, anchors[order], atol=1e-6)
+
+
+def test_selected_rows_of_a_whole_graph_become_each_images_best_detections() -> None:
+    boxes = np.array(  # (B=2, A=3, 4) normalised xyxy
+        [
+            [[0.0, 0.0, 0.1, 0.1], [0.2, 0.2, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]],
+            [[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.7, 0.7], [0.0, 0.5, 0.5, 1.0]],
+        ],
+        dtype=np.float32,
+    )
+    scores = np.zeros((2, 2, 3), dtype=np.float32)  # (B, C=2, A)
+    scores[0, 1, 2], scores[0, 0, 1], scores[0, 1, 1] = 0.9, 0.6, 0.6  # a tie at 0.6
+    scores[1, 0, 0], scores[1, 1, 2] = 0.3, 0.8
+    selected = np.array(  # (image, class, prior); -1 rows are an engine's padding
+        [[0, 0, 1], [0, 1, 1], [0, 1, 2], [1, 0, 0], [1, 1, 2], [-1, -1, -1]], dtype=np.int64
+    )
+    first, second = postprocess_module.selected_detections(boxes, scores, selected, max_det=2)
+    np.testing.assert_array_equal(first.class_ids, [1, 0])  # 0.9, then the tie's lower class
+    np.testing.assert_array_equal(first.scores, np.float32([0.9, 0.6]))
+    np.testing.assert_array_equal(first.boxes_xyxy, boxes[0, [2, 1]])
+    assert first.class_ids.dtype == np.int64
+    np.testing.assert_array_equal(second.class_ids, [1, 0])
+    np.testing.assert_array_equal(second.boxes_xyxy, boxes[1, [2, 0]])
+    (only,) = postprocess_module.selected_detections(boxes[:1], scores[:1], selected[:3], 5)
+    assert len(only) == 3
+    (none,) = postprocess_module.selected_detections(
+        boxes[:1], scores[:1], np.zeros((0, 3), dtype=np.int64), 5
+    )
+    assert len(none) == 0 and none.boxes_xyxy.shape == (0, 4)

@@ -70,8 +70,7 @@ def main() -> None:
     eval_set, data = seed_test_set(reference.class_names, args.test_images, args.seed_assets)
     image = np.ascontiguousarray(eval_set.load_image(0))
     with tempfile.TemporaryDirectory() as folder:
-        one_to_one = getattr(reference.coding, "one_to_one", False)  # an NMS-free head
-        files = export_all(args.weights, Path(folder), whole_graph=not one_to_one)
+        files = export_all(args.weights, Path(folder), whole_graph=not reference.coding.one_to_one)
         variants = load_variants(args.weights, files)
         latency = batch1_latency(variants, image, args.rounds, args.calls)
         throughput = batch32_throughput(variants, eval_set)

@@ -71,9 +71,9 @@ class TorchForward:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         was_training = self.model.training
         self.model.eval()
-        batch = torch.from_numpy(images).to(self.device)
-        scale = 255.0 if batch.dtype == torch.uint8 else 1.0
-        batch = batch.to(self.input_dtype).div_(scale)
+        batch = torch.from_numpy(images).to(self.device).to(self.input_dtype)
+        if images.dtype == np.uint8:  # a new tensor: dividing in place leaves `images` alone
+            batch = batch.div_(255.0)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(

@@ -90,7 +90,7 @@ def export_weights(
 
         check_precision(precision, path)
     detector = Detector.load(path, device="cpu")
-    if nms and getattr(detector.coding, "one_to_one", False):
+    if nms and detector.coding.one_to_one:
         raise OnestageError(f"{path}: an NMS-free head needs no --nms; export it without")
     out = out or default_export_path(path, fmt, precision, nms)
     if out.suffix != SUFFIXES[fmt]:

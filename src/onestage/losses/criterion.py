@@ -134,6 +134,6 @@ def build_criterion(
         loss=build_loss(loss, **options),
         assigner=build_assigner(assigner, **assigner_options.get(assigner, {})),
         one_to_one_assigner=(
-            build_assigner("tal", **ONE_TO_ONE_TAL) if points and coding.one_to_one else None
+            build_assigner("tal", **ONE_TO_ONE_TAL) if coding.one_to_one else None
         ),
     )

@@ -83,6 +83,7 @@ class AnchorCoding:
     score_mode: str = "softmax"
     variances: tuple[float, float] = DEFAULT_VARIANCES
     has_background = True
+    one_to_one = False  # anchor heads are all trained one-to-many: they need NMS
 
     def __post_init__(self) -> None:
         _check_score_mode(self.score_mode)

@@ -90,6 +90,7 @@ class AnchorArrays:
     score_mode: str = "softmax"
     variances: tuple[float, float] = DEFAULT_VARIANCES
     anchors_cxcywh: np.ndarray = field(init=False, repr=False)
+    one_to_one = False  # anchor heads are all trained one-to-many: they need NMS
 
     def __post_init__(self) -> None:
         check_score_mode("anchors", self.score_mode)

@@ -27,8 +27,9 @@ log = logging.getLogger("onestage.runtimes")
 
 
 class Runtime(Protocol):
-    """A forward on another runtime, on the CPU: (B, 3, S, S) float32 images in [0, 1] ->
-    (B, A, values) float32 raw outputs, numpy arrays both."""
+    """A forward on another runtime, on the CPU: (B, 3, S, S) images, uint8 pixels or float32
+    in [0, 1] -> (B, A, values) float32 raw outputs, numpy arrays both (`runtime.unit_float`
+    scales them). A whole-graph file's runtime gives detections through `whole_graph` instead."""
 
     backend: str
 

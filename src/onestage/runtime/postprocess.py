@@ -183,7 +183,7 @@ def _image_detections(
     boxes = coding.decode(box_part[None, priors], priors[None])[0]
     boxes = np.clip(boxes, np.float32(0.0), np.float32(1.0))
     drawn = (boxes[:, 2:] > boxes[:, :2]).all(axis=1)  # width and height > 0 after clipping
-    if getattr(coding, "one_to_one", False):  # an NMS-free head: its best scores are its answer
+    if coding.one_to_one:  # an NMS-free head: its best scores are its answer
         kept = np.flatnonzero(drawn)[:max_det]
     else:
         kept = greedy_nms(boxes, class_ids, drawn, iou_threshold, max_det)

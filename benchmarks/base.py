@@ -2,7 +2,7 @@
 
 Usage:
   python benchmarks/base.py [--model csp-t] [--images 192000] [--out runs/base]
-                            [--set KEY=VALUE ...] [--ship] [--record]
+                            [--start base] [--set KEY=VALUE ...] [--ship] [--record]
 
 Trains the model on synthetic images of every single-code-point OpenMoji emoji but the held-out
 ones (`onestage.data.emoji_catalog.base_emoji`: the 40 classes of HELD_OUT_EMOJI and every emoji
@@ -12,7 +12,10 @@ paste size and its background from the seed's photos (--backgrounds) or procedur
 with 1-10 objects of 5-50 % of the side. Then scores the final weights on a fixed 300-image test
 set of the same distribution. --ship writes them as fp16 to src/onestage/weights/base.safetensors
 with the training data, the held-out list and the command in the metadata; --record appends the
-line to BENCHMARKS.md. Its transfer to unseen classes is measured by benchmarks/own_data.py.
+line to BENCHMARKS.md. --start continues from earlier weights of the same classes (the shipped
+`base`, say, at another --set imgsz): the shipped metadata then counts both stages' images and
+minutes and joins their commands. Its transfer to unseen classes is measured by
+benchmarks/own_data.py.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def main() -> None:
         "--backgrounds", type=Path, default=Path("../shared/seed_animals/backgrounds")
     )
     parser.add_argument("--out", type=Path, default=Path("runs/base"))
+    parser.add_argument("--start", help="weights to continue from (a file or a shipped name)")
     parser.add_argument("--set", nargs="*", default=[], help="extra config overrides KEY=VALUE")
     parser.add_argument("--ship", action="store_true", help="write the shipped fp16 weights")
     parser.add_argument("--record", action="store_true", help="append the line to BENCHMARKS.md")
@@ -74,6 +78,7 @@ def main() -> None:
         "project": str(args.out / "runs"),
         "name": f"{args.model}_{args.images}",
         "exist_ok": True,
+        "weights": args.start,
         **extra,
     }
     recipe = args.model
@@ -86,18 +91,19 @@ def main() -> None:
     weights = result.run_dir / "weights" / "last.safetensors"
     detector = Detector.load(weights, device="cpu")
     if args.ship:
+        earlier = earlier_stages(args.start)
         metadata = {
             **detector.metadata,
             "recipe": recipe,
-            "training_images": args.images,
-            "training_minutes": round(minutes, 1),
+            "training_images": earlier.get("training_images", 0) + args.images,
+            "training_minutes": round(earlier.get("training_minutes", 0) + minutes, 1),
             "training_data": (
                 f"{len(detector.class_names)} OpenMoji emoji (one class each), icons from a "
                 f"{ICON_PX} px rendering or OpenMoji at paste size, on the seed's photos or "
                 f"procedural textures, {OBJECTS} objects of {SIZES} of the side"
             ),
             "held_out": list(HELD_OUT_EMOJI),
-            "command": command_line(),
+            "command": " then ".join(filter(None, [earlier.get("command"), command_line()])),
         }
         weights = WEIGHTS_DIR / f"{SHIPPED_NAME}.safetensors"
         save_weights(weights, detector.model, metadata, half=True)
@@ -125,6 +131,13 @@ def main() -> None:
     print(line)
     if args.record:
         append_to_benchmarks(line)
+
+
+def earlier_stages(start: str | None) -> dict:
+    """The shipped metadata of the weights this run continued from (empty without --start)."""
+    if start is None:
+        return {}
+    return Detector.load(start, device="cpu").metadata
 
 
 def render_icons(folder: Path) -> Path:

@@ -87,7 +87,9 @@ def main() -> None:
         pixels = np.random.default_rng(0).integers(0, 256, (320, 320, 3), dtype=np.uint8)
         np.save(image, pixels)
         files = {
-            name: export_weights(args.weights, fmt, out=Path(folder) / filename, nms=nms).path
+            name: export_weights(
+                args.weights, fmt, "f32", out=Path(folder) / filename, nms=nms
+            ).path
             for name, (fmt, nms, filename) in FILES.items()
         }
         lines = [

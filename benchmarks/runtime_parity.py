@@ -66,7 +66,8 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as folder:
         for name, (fmt, nms, filename) in VARIANTS.items():
-            path = export_weights(args.weights, fmt, out=Path(folder) / filename, nms=nms).path
+            out = Path(folder) / filename
+            path = export_weights(args.weights, fmt, "f32", out=out, nms=nms).path
             runtime = Detector.load(path)
             cells, box_difference = [], 0.0
             for setting, options in settings.items():

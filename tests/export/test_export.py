@@ -110,7 +110,7 @@ def _trained_like_weights(folder: Path, name: str = "csp-t", input_size: int = 3
 @pytest.mark.parametrize(("fmt", "suffix"), [("onnx", ".onnx"), ("openvino", ".xml")])
 def test_an_exported_file_predicts_alone_as_the_weights_do(tmp_path, fmt, suffix):
     weights = _trained_like_weights(tmp_path)
-    result = export_weights(weights, fmt)
+    result = export_weights(weights, fmt, "f32")
     assert result.path == tmp_path / f"weights{suffix}" and result.max_abs_diff < PARITY_ATOL
     weights.unlink()  # the file alone
 
@@ -375,3 +375,38 @@ def test_bf16_on_a_cpu_without_it_is_refused(tmp_path, monkeypatch):
     with pytest.raises(OnestageError, match="this CPU cannot run bf16"):
         export_weights(weights, "openvino", "bf16")
     assert not (tmp_path / "weights_bf16.xml").exists()
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_the_default_export_is_the_fastest_accurate_variant_this_cpu_runs(
+    tmp_path, monkeypatch, capsys, bf16
+):
+    weights = _trained_like_weights(tmp_path)
+    monkeypatch.setattr(openvino_backend, "cpu_supports_bf16", lambda: bf16)
+    assert exporter.default_target() == (("openvino", "bf16") if bf16 else ("onnx", "f32"))
+    assert exporter.default_target("onnx") == ("onnx", "f32")
+    assert exporter.default_target("openvino") == ("openvino", "bf16" if bf16 else "f32")
+    assert exporter.default_target(None, "int8")[1] == "int8"
+    done = run_in_process(monkeypatch, capsys, "export", "--weights", str(weights))
+    assert done.returncode == 0, done.stderr
+    expected = tmp_path / ("weights_bf16.xml" if bf16 else "weights.onnx")
+    assert expected.is_file()
+    assert f"({'openvino, bf16' if bf16 else 'onnx, f32'})" in done.stdout
+    assert Detector.load(expected).runtime_description == (
+        "openvino bf16" if bf16 else "onnxruntime"
+    )
+    named = export_weights(weights, out=tmp_path / "named.xml")  # the suffix names the format
+    assert (named.format, named.precision) == ("openvino", "bf16" if bf16 else "f32")
+
+
+def test_a_bf16_export_runs_in_f32_on_a_cpu_without_bf16(tmp_path, monkeypatch, caplog):
+    weights = _trained_like_weights(tmp_path)
+    monkeypatch.setattr(openvino_backend, "cpu_supports_bf16", lambda: True)
+    exported = export_weights(weights, "openvino", "bf16").path
+    monkeypatch.setattr(openvino_backend, "cpu_supports_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="onestage.runtimes"):
+        detector = Detector.load(exported)
+    assert detector.runtime_description == "openvino f32"
+    assert "exported for bf16; this CPU has none, so it runs in f32" in caplog.text
+    with pytest.raises(OnestageError, match="this CPU cannot run bf16"):
+        Detector.load(exported, precision="bf16")  # asked for by name: refused

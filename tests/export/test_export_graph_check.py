@@ -44,7 +44,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], P
         weights = folder / f"{name}.safetensors"
         save_weights(weights, model, metadata)
         for fmt in ("onnx", "openvino"):
-            paths[name, fmt] = export_weights(weights, fmt).path
+            paths[name, fmt] = export_weights(weights, fmt, "f32").path
     return paths
 
 
@@ -217,7 +217,7 @@ def test_a_whole_graph_export_whose_classes_disagree_with_its_scores_is_refused(
                 "anchors": "seed", "input_size": model.input_size}  # fmt: skip
     weights = tmp_path / "nano.safetensors"
     save_weights(weights, model, metadata)
-    exported = export_weights(weights, fmt, nms=True).path
+    exported = export_weights(weights, fmt, "f32", nms=True).path
     assert Detector.load(exported).nms_in_graph
 
     def drop_a_class(metadata: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "weights": weights,
         "onnx": export_weights(weights, "onnx").path,
-        "openvino": export_weights(weights, "openvino").path,
+        "openvino": export_weights(weights, "openvino", "f32").path,
     }
 
 

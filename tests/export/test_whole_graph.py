@@ -23,7 +23,7 @@ CASES = [("seed_animals", "onnx"), ("animals", "openvino")]  # anchors + softmax
 def whole_graph_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("whole_graph")
     paths = {weights: folder / f"{weights}{SUFFIXES[fmt]}" for weights, fmt in CASES}
-    return {weights: export_weights(weights, fmt, out=paths[weights], nms=True).path
+    return {weights: export_weights(weights, fmt, "f32", out=paths[weights], nms=True).path
             for weights, fmt in CASES}  # fmt: skip
 
 

@@ -106,3 +106,38 @@ def test_a_distance_is_the_expected_bin_times_the_stride() -> None:
     np.testing.assert_allclose(
         softplus_coding.decode(np.full((1, 1, 4), half)), [[[0.0, 0.0, 1.0, 1.0]]], atol=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [ANCHOR_LAYOUT, {**ANCHOR_LAYOUT, "score_mode": "sigmoid"}, POINT_LAYOUT],
+    ids=["anchors-softmax", "anchors-sigmoid", "points"],
+)
+@pytest.mark.parametrize("conf", [0.0, 0.001, 0.25, 0.5, 0.9, 1.0])
+def test_candidate_priors_hold_every_prior_with_a_class_above_the_threshold(
+    layout: dict, conf: float
+) -> None:
+    coding = numpy_coding(layout)
+    priors = sum(coding.level_sizes)
+    values = 4 * (layout["reg_max"] + 1) + 5 + (layout["box_coding"] == "anchors")
+    rng = np.random.default_rng(int(conf * 1000))
+    pred = (rng.standard_normal((2, priors, values)) * 4).astype(np.float32)
+    _, logits = coding.split(pred)
+    exact = (coding.class_scores(logits) > np.float32(conf)).any(axis=-1)
+    possible = coding.candidate_priors(logits, conf)
+    assert possible.shape == exact.shape
+    assert not (exact & ~possible).any()  # no prior with a candidate is left out
+    if coding.score_mode == "sigmoid":  # a logit bound: exact but for BOUND_MARGIN
+        assert (possible == exact).all()
+    elif 0.25 <= conf < 1.0:  # the softmax bound is looser but still leaves priors unscored
+        assert possible.sum() < possible.size
+
+
+def test_candidate_priors_of_softmax_anchors_bound_by_the_background_logit() -> None:
+    coding = numpy_coding(ANCHOR_LAYOUT)
+    logits = np.full((1, sum(coding.level_sizes), 6), -9.0, dtype=np.float32)
+    logits[0, :, -1] = 0.0  # background
+    logits[0, 3, 2] = math.log(0.5)  # probability just under 1/3: a candidate at conf 0.25 only
+    logits[0, 7, 4] = 5.0
+    assert np.flatnonzero(coding.candidate_priors(logits, 0.25)[0]).tolist() == [3, 7]
+    assert np.flatnonzero(coding.candidate_priors(logits, 0.6)[0]).tolist() == [7]

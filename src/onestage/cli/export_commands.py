@@ -19,10 +19,20 @@ from onestage.cli.options import (
 @app.command("export")
 def export_command(
     weights: WeightsOption = "animals",
-    fmt: Annotated[str, typer.Option("--format", help="onnx or openvino.")] = "onnx",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="onnx or openvino (default: openvino where the CPU runs bf16, else onnx).",
+        ),
+    ] = None,
     precision: Annotated[
-        str, typer.Option("--precision", help="f32, int8 (both formats) or bf16 (openvino).")
-    ] = "f32",
+        str | None,
+        typer.Option(
+            "--precision",
+            help="f32, int8 (both formats) or bf16 (openvino; its default where the CPU runs it).",
+        ),
+    ] = None,
     calib: Annotated[
         int, typer.Option("--calib", help="int8: calibrate on N synthetic images.")
     ] = 200,
@@ -49,13 +59,14 @@ def export_command(
     from onestage.export.exporter import export_weights
 
     load_user_plugins(plugin, trust_plugin)
-    with console.status(f"exporting to {fmt} ({precision})"):
+    with console.status("exporting"):
         result = export_weights(
             weights, fmt, precision, out, calib, calib_data, calib_split, nms=nms
         )
-    extra = f" and {result.path.with_suffix('.bin').name}" if fmt == "openvino" else ""
+    extra = f" and {result.path.with_suffix('.bin').name}" if result.format == "openvino" else ""
     console.print(
-        f"exported [bold]{result.path}[/]{extra} ({fmt}, {precision}) in {result.seconds:.1f} s; "
+        f"exported [bold]{result.path}[/]{extra} ({result.format}, {result.precision}) in "
+        f"{result.seconds:.1f} s; "
         f"{'boxes and scores' if nms else 'raw outputs'} within {result.max_abs_diff:.2g} of "
         "torch fp32 on "
         f"{result.parity_images} images",

@@ -60,21 +60,37 @@ def default_export_path(weights: Path, fmt: str, precision: str, nms: bool = Fal
     return folder / f"{weights.stem}{tag}{SUFFIXES[fmt]}"
 
 
+def default_target(fmt: str | None = None, precision: str | None = None) -> tuple[str, str]:
+    """(format, precision) of an export where either is left out: the fastest accurate variant
+    on this CPU in the inference-latency runs (BENCHMARKS.md). A CPU that runs bf16 (AVX-512
+    bf16 or AMX) gets OpenVINO bf16; another gets ONNX Runtime f32 (OpenVINO f32 measured
+    slower); a format given without a precision gets bf16 only from OpenVINO on such a CPU."""
+    from onestage.runtime.openvino_backend import cpu_supports_bf16
+
+    bf16 = cpu_supports_bf16()
+    fmt = fmt or ("openvino" if bf16 else "onnx")
+    return fmt, precision or ("bf16" if fmt == "openvino" and bf16 else "f32")
+
+
 def export_weights(
     weights: str | Path,
-    fmt: str,
-    precision: str = "f32",
+    fmt: str | None = None,
+    precision: str | None = None,
     out: Path | None = None,
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     calibration_data: Path | None = None,
     calibration_split: str | None = None,
     nms: bool = False,
 ) -> ExportResult:
-    """Export `weights` to `fmt` ("onnx" or "openvino") at `precision` (see FORMAT_PRECISIONS);
+    """Export `weights` to `fmt` ("onnx" or "openvino"; left out: the one `out`'s suffix names,
+    else `default_target`'s) at `precision` (see FORMAT_PRECISIONS; left out: `default_target`'s);
     int8 is calibrated on `calibration_images` synthetic images, or on the images of a dataset
     split (`calibration_data`, default split train); `nms` puts decoding, scoring and NMS in
     the graph (`export.whole_graph`; f32 and bf16). The export is run once before it is
     returned, so bf16 needs a CPU that runs bf16."""
+    if fmt is None and out is not None:  # the output's name tells the format
+        fmt = next((name for name, suffix in SUFFIXES.items() if suffix == out.suffix), None)
+    fmt, precision = default_target(fmt, precision)
     if fmt not in FORMAT_PRECISIONS:
         raise OnestageError(f"unknown format {fmt!r}; valid: {', '.join(FORMAT_PRECISIONS)}")
     if precision not in FORMAT_PRECISIONS[fmt]:

@@ -26,6 +26,9 @@ DEFAULT_VARIANCES = (0.1, 0.2)
 # A decoded log size ratio is clamped to this before exp (torchvision's log(1000 / 16)), so a
 # wild prediction cannot overflow to inf.
 MAX_LOG_SIZE_RATIO = math.log(1000.0 / 16)
+# `candidate_priors` widens its bound by this much (in logits) so float32 rounding in the exact
+# scores computed afterwards can never lose a candidate.
+BOUND_MARGIN = 1e-3
 
 
 def output_values(box_coding: str, reg_max: int, num_classes: int) -> int:
@@ -57,6 +60,23 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     """Elementwise logistic function in float32, without overflow warnings for large |x|."""
     logits = logits.astype(np.float32, copy=False)
     return np.exp(-np.logaddexp(np.float32(0.0), -logits)).astype(np.float32, copy=False)
+
+
+def logit(probability: float) -> float:
+    """The logit of a probability threshold: -inf at or below 0, inf at or above 1."""
+    if probability <= 0.0:
+        return -math.inf
+    if probability >= 1.0:
+        return math.inf
+    return math.log(probability / (1.0 - probability))
+
+
+def rows_with_any(mask: np.ndarray) -> np.ndarray:
+    """(B, A, C) bool -> (B, A) bool: whether each row holds a True (`mask.any(-1)`, without
+    numpy's slow reduction over a short last axis)."""
+    rows = np.zeros(mask.shape[:-1], dtype=bool)
+    rows.reshape(-1)[np.flatnonzero(mask) // mask.shape[-1]] = True
+    return rows
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -108,6 +128,16 @@ class AnchorArrays:
             return softmax(logits.astype(np.float32, copy=False))[..., :-1]
         return sigmoid(logits[..., :-1])
 
+    def candidate_priors(self, logits: np.ndarray, conf_threshold: float) -> np.ndarray:
+        """(B, A, num_classes + 1) logits -> (B, A) bool: the anchors that may score a class
+        above `conf_threshold` (a superset, from the logits alone, so only those need scoring).
+        Softmax: a class's probability is at most exp(its logit - the background's logit)."""
+        classes = logits[..., :-1]
+        if self.score_mode == "sigmoid":
+            return rows_with_any(classes > logit(conf_threshold) - BOUND_MARGIN)
+        bound = -math.inf if conf_threshold <= 0 else math.log(conf_threshold)
+        return rows_with_any(classes - logits[..., -1:] > bound - BOUND_MARGIN)
+
     def decode(self, box_part: np.ndarray, prior_index: np.ndarray | None = None) -> np.ndarray:
         """(B, A, 4) offsets -> (B, A, 4) float32 normalised xyxy boxes; with `prior_index`
         (B, k), `box_part` (B, k, 4) holds only those anchors' offsets."""
@@ -144,6 +174,11 @@ class PointArrays:
     def class_scores(self, logits: np.ndarray) -> np.ndarray:
         """(B, A, C) logits -> float32 sigmoid probabilities."""
         return sigmoid(logits)
+
+    def candidate_priors(self, logits: np.ndarray, conf_threshold: float) -> np.ndarray:
+        """(B, A, C) logits -> (B, A) bool: the points that may score a class above
+        `conf_threshold` (a superset, from the logits alone, so only those need scoring)."""
+        return rows_with_any(logits > logit(conf_threshold) - BOUND_MARGIN)
 
     def distances(self, box_part: np.ndarray) -> np.ndarray:
         """(B, A, 4 (reg_max + 1)) -> (B, A, 4) float32 ltrb distances in strides."""

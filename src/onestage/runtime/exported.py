@@ -47,7 +47,8 @@ def exported_runtime(
 ) -> tuple[Runtime, dict[str, Any]]:
     """(runtime, metadata) for an exported .onnx (ONNX Runtime by default, or OpenVINO) or .xml
     file (OpenVINO), its metadata checked against its graph (`graph_check`); `precision`
-    (OpenVINO) defaults to the file's own."""
+    (OpenVINO) defaults to the file's own (a bf16 file on a CPU without bf16: f32, with a
+    warning, so a default export runs anywhere)."""
     backend = backend or EXPORTED_SUFFIXES[path.suffix]
     check_backend(backend, path)
     if not path.is_file():
@@ -67,11 +68,14 @@ def exported_runtime(
         _check_unsealed(path, sealed, metadata)
         _check_outputs(path, metadata, runtime)
         return runtime, metadata
-    from onestage.runtime.openvino_backend import OpenVinoForward, read_ir
+    from onestage.runtime.openvino_backend import OpenVinoForward, cpu_supports_bf16, read_ir
 
     model, metadata = read_ir(path)
     _check_unsealed(path, sealed, metadata)
     chosen = precision or metadata.get("precision", "f32")
+    if precision is None and chosen == "bf16" and not cpu_supports_bf16():
+        log.warning("%s: exported for bf16; this CPU has none, so it runs in f32", path)
+        chosen = "f32"
     if metadata.get("precision") == "int8" and chosen != "int8":
         raise OnestageError(f"{path}: an int8 export runs as int8, not {chosen}")
     runtime = OpenVinoForward(model, chosen, path)

@@ -4,7 +4,8 @@ detections for the same raw output; nothing here imports torch.
 
 The output `pred` (B, A, values) is read by its coding (`onestage.priors.numpy_codings`: SSD
 offsets against anchors, or anchor-free distances from cell points). Each image's candidates
-are its (prior, class) pairs scoring above the threshold, the best `pre_nms_topk` of them in
+are its (prior, class) pairs scoring above the threshold (scored only on the priors whose logits
+allow it: `candidate_priors`), the best `pre_nms_topk` of them in
 score order (ties: the lower prior, then the lower class, first); only those are decoded.
 Detections come back as normalised xyxy boxes clipped to [0, 1].
 """
@@ -45,11 +46,12 @@ def suppression_rows(
     (no division; degenerate pairs give False)."""
     x0, y0, x1, y1 = (side[:, None] for side in rows_xyxy.T)  # each (R, 1)
     bx0, by0, bx1, by1 = boxes_xyxy.T  # each (N,)
-    width = np.clip(np.minimum(x1, bx1) - np.maximum(x0, bx0), 0, None)  # (R, N)
-    height = np.clip(np.minimum(y1, by1) - np.maximum(y0, by0), 0, None)
+    zero = boxes_xyxy.dtype.type(0)  # np.maximum with a scalar: np.clip's overhead is 10x
+    width = np.maximum(np.minimum(x1, bx1) - np.maximum(x0, bx0), zero)  # (R, N)
+    height = np.maximum(np.minimum(y1, by1) - np.maximum(y0, by0), zero)
     intersection = width * height
-    row_area = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)  # (R, 1)
-    area = np.clip(bx1 - bx0, 0, None) * np.clip(by1 - by0, 0, None)  # (N,)
+    row_area = np.maximum(x1 - x0, zero) * np.maximum(y1 - y0, zero)  # (R, 1)
+    area = np.maximum(bx1 - bx0, zero) * np.maximum(by1 - by0, zero)  # (N,)
     union_share = (row_area + area - intersection) * boxes_xyxy.dtype.type(iou_threshold)
     return (intersection > union_share) & (row_ids[:, None] == class_ids)
 
@@ -145,27 +147,34 @@ def postprocess(
     """
     pred = np.asarray(pred, dtype=np.float32)
     box_part, logits = coding.split(pred)
-    scores = coding.class_scores(logits)  # (B, A, C)
-    valid = scores > np.float32(conf_threshold)
-    restriction = candidate_mask(scores, logits, coding, candidates)
-    if restriction is not None:
-        valid &= restriction
-    return [
-        _image_detections(
-            box_part[image],
-            scores[image],
-            valid[image],
-            coding,
-            iou_threshold,
-            pre_nms_topk,
-            max_det,
+    possible = coding.candidate_priors(logits, conf_threshold)  # (B, A): only these are scored
+    found = []
+    for image in range(pred.shape[0]):
+        priors = np.flatnonzero(possible[image])
+        image_logits = logits[image, priors][None]  # (1, n, K)
+        scores = coding.class_scores(image_logits)  # (1, n, C)
+        valid = scores > np.float32(conf_threshold)
+        restriction = candidate_mask(scores, image_logits, coding, candidates)
+        if restriction is not None:
+            valid &= restriction
+        found.append(
+            _image_detections(
+                box_part[image],
+                priors,
+                scores[0],
+                valid[0],
+                coding,
+                iou_threshold,
+                pre_nms_topk,
+                max_det,
+            )
         )
-        for image in range(pred.shape[0])
-    ]
+    return found
 
 
 def _image_detections(
     box_part: np.ndarray,
+    priors: np.ndarray,
     scores: np.ndarray,
     valid: np.ndarray,
     coding: AnchorArrays | PointArrays,
@@ -173,15 +182,16 @@ def _image_detections(
     pre_nms_topk: int,
     max_det: int,
 ) -> Detections:
-    """One image: box part (A, V), scores and candidate mask (A, C) -> its Detections."""
+    """One image: box part (A, V), the priors scored (n,) ascending, their scores and candidate
+    mask (n, C) -> its Detections."""
     num_classes = scores.shape[-1]
     flat = np.flatnonzero(valid)  # candidate (prior, class) pairs, ascending
     flat_scores = scores.reshape(-1)[flat]
     order = np.argsort(-flat_scores, kind="stable")[:pre_nms_topk]  # ties: lower pair first
     pairs, top_scores = flat[order], flat_scores[order]
-    priors, class_ids = pairs // num_classes, pairs % num_classes
+    priors, class_ids = priors[pairs // num_classes], pairs % num_classes
     boxes = coding.decode(box_part[None, priors], priors[None])[0]
-    boxes = np.clip(boxes, np.float32(0.0), np.float32(1.0))
+    boxes = np.minimum(np.maximum(boxes, np.float32(0.0)), np.float32(1.0))
     drawn = (boxes[:, 2:] > boxes[:, :2]).all(axis=1)  # width and height > 0 after clipping
     if coding.one_to_one:  # an NMS-free head: its best scores are its answer
         kept = np.flatnonzero(drawn)[:max_det]

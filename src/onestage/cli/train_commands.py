@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -130,11 +131,13 @@ def train_command(
 ) -> None:
     """Train a detector; writes runs/train/NAME/ (config, results.csv, plots, weights)."""
     from onestage.config import make_config, parse_override
+    from onestage.engine.elastic import continue_restarted_job
     from onestage.engine.run_folder import resume_config
     from onestage.engine.trainer import train
 
     load_user_plugins(plugin, trust_plugin)
 
+    is_main = int(os.environ.get("RANK", "0")) == 0  # torchrun's rank 0, or a single process
     values = dict(parse_override(text) for text in overrides or [])
     flags = {
         "model": model,
@@ -159,9 +162,9 @@ def train_command(
         config = resume_config(resume, values)
     else:
         config = make_config(recipe, config_file, values)
-    import os
-
-    is_main = int(os.environ.get("RANK", "0")) == 0
+        config, resume, note = continue_restarted_job(config, values)
+        if note is not None and is_main:
+            console.print(note, highlight=False)
     result = train(config, RichTrainProgress() if is_main else None, resume=resume)
     if is_main and result.run_dir is not None:
         console.print(training_summary(result), highlight=False)

@@ -1,4 +1,5 @@
-"""Process-group setup for `torchrun` (DistributedDataParallel): gloo on CPU, nccl on CUDA."""
+"""Process-group setup for `torchrun` (DistributedDataParallel): gloo on CPU, nccl on CUDA, on
+one machine or several (c10d rendezvous), restarts included (`engine.elastic`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,28 @@ def init_distributed(device_type: str) -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        store = _attempt_store(world_size)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, store=store)
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def _attempt_store(world_size: int) -> dist.Store | None:
+    """torchrun's agent store under a prefix of this attempt's own (None: env:// as usual).
+    The agent's store outlives a restart of the workers (`--max-restarts`), and the addresses
+    the dead attempt's workers left in it would send the new ones to peers that are gone."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    agent_store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=False,
+        timeout=default_pg_timeout,
+    )
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"/onestage/attempt_{attempt}", agent_store)
 
 
 def all_reduce_mean(value: torch.Tensor, context: DistContext) -> torch.Tensor:

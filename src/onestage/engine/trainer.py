@@ -22,6 +22,7 @@ from onestage.checkpoint import weights_epoch
 from onestage.config import DEFAULT_MODEL, TrainConfig, save_config
 from onestage.engine import distributed
 from onestage.engine.device import autocast_dtype
+from onestage.engine.elastic import config_fingerprint, mark_run
 from onestage.engine.ema import ModelEMA
 from onestage.engine.phases import NO_PHASES, Phases
 from onestage.engine.predictor import Detector
@@ -100,6 +101,7 @@ class Trainer(StepLoop):
         resume_from: Path | None = None,
     ) -> None:
         self.config = config
+        self.fingerprint = config_fingerprint(config)  # as the command built it (`elastic`)
         self.progress = progress or SilentProgress()
         process = join_training(config)
         self.device = process.device
@@ -177,7 +179,9 @@ class Trainer(StepLoop):
         if not self.context.is_main:
             return None
         if resume_from is None:
-            return new_run_dir(self.config, self.spec.to_dict() if self.spec is not None else None)
+            run_dir = new_run_dir(self.config, self.spec.to_dict() if self.spec else None)
+            mark_run(run_dir, self.fingerprint)
+            return run_dir
         run_dir = run_dir_of(resume_from)
         remove_run_temp_files(run_dir)
         return run_dir

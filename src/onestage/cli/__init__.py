@@ -15,6 +15,7 @@ import sys
 from onestage.cli import (  # noqa: F401
     data_commands,
     train_commands,
+    tune_commands,
     model_commands,
     eval_commands,
     export_commands,

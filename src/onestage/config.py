@@ -112,6 +112,12 @@ class TrainConfig:
     bn_momentum: float | None = _knob(
         None, "BatchNorm running-average momentum; none = model's", PROBABILITY
     )
+    width_multiple: float = _knob(
+        1.0, "a spec model's channels x this (multiples of 8), as YOLO's width multiple", POSITIVE
+    )
+    depth_multiple: float = _knob(
+        1.0, "a spec model's block repeats (n) x this (at least 1), as YOLO's depth", POSITIVE
+    )
     data: str | None = _knob(None, "dataset folder (yolo/voc/coco); none = synthetic animals")
     imgsz: int | None = _knob(
         320, "model input side in pixels; none = from the dataset folder's images", AT_LEAST_1

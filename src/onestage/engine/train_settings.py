@@ -19,7 +19,8 @@ from onestage.priors.codings import BoxCoding
 
 
 def model_options_for(config: TrainConfig) -> dict[str, Any]:
-    """The model's build options: its input size, BatchNorm momentum (when set), and the priors
+    """The model's build options: its input size, BatchNorm momentum and a spec's width and
+    depth multiples (when set), and the priors
     and score mode its head is built with: the config's anchors, and the score mode its loss
     trains (`losses.loss_score_mode`; no loss named: the head's default)."""
     options: dict[str, Any] = {
@@ -29,6 +30,8 @@ def model_options_for(config: TrainConfig) -> dict[str, Any]:
     }
     if config.bn_momentum is not None:
         options["bn_momentum"] = config.bn_momentum
+    if (config.width_multiple, config.depth_multiple) != (1.0, 1.0):
+        options["width"], options["depth"] = config.width_multiple, config.depth_multiple
     return options
 
 

@@ -69,6 +69,11 @@ def _build_class(cls: type[nn.Module], num_classes: int, options: dict[str, Any]
     """A registered class built with `options`. A class written before heads declared their
     priors takes no `anchors` or `score_mode`: it is built without them, and the model says the
     ones asked for (unchecked, as the class's output was before)."""
+    if {"width", "depth"} & options.keys():
+        raise OnestageError(
+            f"width_multiple and depth_multiple scale a model built from a spec; "
+            f"{cls.__name__} is a registered class"
+        )
     accepted = inspect.signature(cls).parameters
     priors = {key: options.pop(key) for key in PRIOR_OPTIONS if key in options}
     model = cls(

@@ -51,9 +51,10 @@ argument or a shape mismatch in the dry run.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,40 @@ class Spec:
         data: dict[str, Any] = {"name": self.name, "input_size": self.input_size}
         data |= {"init": self.init, "imports": list(self.imports)}
         return data | {s: [layer.to_dict() for layer in getattr(self, s)] for s in SECTIONS}
+
+
+# The layer arguments `scaled_spec` scales: channel counts, and a block's repeats.
+CHANNEL_ARGS = ("out", "box_width", "class_width")
+REPEAT_ARGS = ("n",)
+
+
+def scaled_spec(spec: Spec, width: float = 1.0, depth: float = 1.0) -> Spec:
+    """`spec` with every layer's channel counts (CHANNEL_ARGS) times `width`, rounded up to a
+    multiple of 8, and its repeats (REPEAT_ARGS) times `depth`, rounded (at least
+    1): YOLO's width and depth multiples. Its name says the factors ("csp-t-w0.5-d0.33")."""
+    if width <= 0 or depth <= 0:
+        raise OnestageError(f"{spec.where()}: width and depth multiples are above 0")
+    if (width, depth) == (1.0, 1.0):
+        return spec
+
+    def scaled(layer: Layer) -> Layer:
+        args = dict(layer.args)
+        for key in CHANNEL_ARGS:
+            if isinstance(args.get(key), int):
+                args[key] = max(8, math.ceil(args[key] * width / 8) * 8)
+        for key in REPEAT_ARGS:
+            if isinstance(args.get(key), int):
+                args[key] = max(1, round(args[key] * depth))
+        return Layer(layer.name, layer.block, layer.sources, **args)
+
+    factors = (f"-w{width:g}" if width != 1.0 else "") + (f"-d{depth:g}" if depth != 1.0 else "")
+    return replace(
+        spec,
+        name=spec.name + factors,
+        backbone=[scaled(layer) for layer in spec.backbone],
+        neck=[scaled(layer) for layer in spec.neck],
+        head=[scaled(layer) for layer in spec.head],
+    )
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:

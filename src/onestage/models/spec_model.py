@@ -15,7 +15,7 @@ from torch import nn
 from onestage.errors import OnestageError, first_line
 from onestage.models.blocks import BLOCKS, keras_initialise
 from onestage.models.heads import HEAD_ATTRIBUTES, head_priors, is_head
-from onestage.models.spec import INITS, INPUT, Layer, Spec, as_spec, did_you_mean
+from onestage.models.spec import INITS, INPUT, Layer, Spec, as_spec, did_you_mean, scaled_spec
 from onestage.priors.numpy_codings import output_values
 
 MAX_LAYER_PARAMETERS = 50_000_000
@@ -351,12 +351,16 @@ def build_spec_model(
     bn_momentum: float | None = None,
     anchors: str | None = None,
     score_mode: str | None = None,
+    width: float = 1.0,
+    depth: float = 1.0,
 ) -> SpecModel:
-    """A fresh model from a spec (a Spec, its mapping, a YAML file or a built-in name).
+    """A fresh model from a spec (a Spec, its mapping, a YAML file or a built-in name), its
+    channels and repeats scaled by `width` and `depth` (`spec.scaled_spec`).
 
     Its blocks must be registered (onestage's own, or from plugins the user loaded). `input_size`
     replaces the spec's; `bn_momentum`, when given, replaces every BatchNorm's momentum (as
     `SeedModel`'s option does); `anchors` and `score_mode` are the head's priors and score mode
     (`heads.head_priors`).
     """
-    return SpecModel(as_spec(source), num_classes, input_size, bn_momentum, anchors, score_mode)
+    spec = scaled_spec(as_spec(source), width, depth)
+    return SpecModel(spec, num_classes, input_size, bn_momentum, anchors, score_mode)

@@ -33,6 +33,7 @@ from onestage.train_choices import (
     DEVICES,
     OPTIMIZERS,
     POINT_LOSS,
+    RUN_LOGGERS,
 )
 
 
@@ -231,6 +232,12 @@ class TrainConfig:
     val_split: str = _knob("val", "dataset split to validate on (dataset folders)")
     patience: int = _knob(
         0, "stop after this many validations without improvement; 0 = never", AT_LEAST_0
+    )
+    logger: str = _knob(
+        "none", "also log each run to: none | tensorboard (RUN/events...) | mlflow", RUN_LOGGERS
+    )
+    logger_uri: str | None = _knob(
+        None, "MLflow tracking URI; none = $MLFLOW_TRACKING_URI, else PROJECT/mlflow.db (SQLite)"
     )
     project: str = _knob("runs/train", "folder of run folders")
     name: str = _knob("exp", "run folder name (made unique unless resuming)")

@@ -1,5 +1,5 @@
 """The names a training choice takes where its implementation needs torch: optimisers, devices,
-mixed precisions, losses, loss terms and assigners.
+mixed precisions, run loggers, losses, loss terms and assigners.
 
 This is their one home: `onestage.config` checks a config against them before a run writes
 anything, and the modules that implement them (`engine.optim`, `engine.device`, `losses`) read
@@ -13,6 +13,7 @@ from __future__ import annotations
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "none", "bf16", "fp16")  # mixed precision; "none" = fp32
+RUN_LOGGERS = ("none", "tensorboard", "mlflow")  # `engine.run_logging`, beside results.csv
 # The losses of anchor heads, as `losses.anchor` registers them, and the one loss of
 # anchor-free heads (`losses.quality.QualityLoss`), all in `onestage.losses.LOSSES`.
 ANCHOR_LOSSES = ("seed", "ssd", "focal")

@@ -35,6 +35,7 @@ from onestage.engine.run_checkpoint import (
     saved_schedule,
 )
 from onestage.engine.run_folder import new_run_dir, remove_run_temp_files, run_dir_of
+from onestage.engine.run_logging import check_run_logger, open_run_logger
 from onestage.engine.schedule import describe_extension, extend_segments, initial_segments
 from onestage.engine.step_loop import StepLoop
 from onestage.engine.torch_forward import TorchForward
@@ -141,7 +142,9 @@ class Trainer(StepLoop):
         self.history: list[dict[str, float]] = []
         self.steps_per_epoch = config.steps or math.ceil(len(self.train_set) / config.batch)
         self.cosine_segments = initial_segments(config.epochs, self.steps_per_epoch)
+        check_run_logger(config.logger)
         self.run_dir = self._prepare_run_dir(resume_from)
+        self.run_logger = open_run_logger(config, self.run_dir) if self.run_dir else None
         self.ema = ModelEMA(self.model, config.ema, config.ema_tau) if config.ema else None
         self.phases: Phases = NO_PHASES  # a PhaseTimer here times each phase of training
         self.val_set = (
@@ -262,6 +265,8 @@ class Trainer(StepLoop):
                     improved = self.best.update(fitness(row, self.val_set is not None), epoch + 1)
                     with self.phases("checkpoint"):
                         self._save_epoch(epoch + 1, row, improved)
+                    if self.run_logger is not None:
+                        self.run_logger.log_epoch(row)
                     self.progress.end_epoch(row)
                 patience_spent = self.best.patience_spent(config.patience)
                 if distributed.broadcast_flag(patience_spent, self.context):
@@ -269,9 +274,14 @@ class Trainer(StepLoop):
                     break
             if self.run_dir is not None and self.history:
                 plot_results(self.run_dir / "results.csv", self.run_dir / "results.png")
+            if self.run_logger is not None:
+                best = self.run_dir / "weights" / "best.safetensors"
+                self.run_logger.finish(self.run_dir, best if self.best.epoch else None)
             distributed.broadcast_buffers(self.model, self.context)
             distributed.barrier(self.context)
         finally:
+            if self.run_logger is not None:
+                self.run_logger.close()
             distributed.shutdown(self.context)
         return TrainResult(
             run_dir=self.run_dir,

@@ -55,24 +55,31 @@ def predict_command(
 
     Without --backend, weights run on ONNX Runtime f32 when installed (the fastest accurate
     runtime measured; else OpenVINO f32, else torch; torch on a GPU or with --compile)."""
-    from onestage.engine.predict_folder import predict_source
+    from onestage.engine.predict_folder import Shard, predict_source
     from onestage.engine.predictor import PredictOptions, open_detector
+    from onestage.errors import OnestageError
     from onestage.fileio import unique_run_dir
 
     if backend is None and compile_model:
         backend = "torch"
     load_user_plugins(plugin, trust_plugin)
     detector = open_detector(weights, device, backend, precision)
-    console.print(
-        f"weights: {weights} ({detector.metadata['model']}, {len(detector.class_names)} classes)"
-        f"; backend: {detector.runtime_description}",
-        highlight=False,
-    )
+    shard = Shard.from_environment()
+    if shard.is_main:
+        console.print(
+            f"weights: {weights} ({detector.metadata['model']}, "
+            f"{len(detector.class_names)} classes); backend: {detector.runtime_description}",
+            highlight=False,
+        )
     if compile_model:
         detector.accelerate()
     options = PredictOptions(conf=conf, iou=iou, max_det=max_det, candidates=candidates)
+    if shard.world_size > 1 and out is None:
+        raise OnestageError("under torchrun every process writes to one folder: give --out")
     out_dir = out or unique_run_dir("runs/predict", "exp")
-    summary = predict_source(detector, source, out_dir, options, save_txt)
+    summary = predict_source(detector, source, out_dir, options, save_txt, shard=shard)
+    if summary is None:  # another rank's share is done; rank 0 merges and reports
+        return
     for message in summary.skipped:
         error_console.print(f"skipped: {message}", highlight=False)
     console.print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -26,6 +27,9 @@ class DistContext:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+
+SINGLE_PROCESS = DistContext()
 
 
 def init_distributed(device_type: str) -> DistContext:
@@ -85,6 +89,16 @@ def barrier(context: DistContext) -> None:
 def shutdown(context: DistContext) -> None:
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_to_main(value: Any, context: DistContext) -> list[Any] | None:
+    """Every rank's `value`, in rank order, on rank 0 (None on the others). The values travel
+    pickled between the job's own processes (`torch.distributed.gather_object`)."""
+    if not context.enabled:
+        return [value]
+    gathered: list[Any] | None = [None] * context.world_size if context.is_main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
 
 
 def broadcast_flag(flag: bool, context: DistContext) -> bool:

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,14 +216,31 @@ def evaluate_detector(
 ) -> EvaluationResult:
     """Detect on every image of `eval_set` and score VOC AP@0.5, COCO metrics and confusion
     (the latter from `shown_conf(options)`)."""
+    detections, seconds = detect_images(
+        detector, eval_set, range(len(eval_set)), options, batch_size
+    )
+    return score_detections(
+        eval_set, detections, options, iou_convention, seconds, detector.class_names
+    )
+
+
+def detect_images(
+    detector: Detector,
+    eval_set: EvalSet,
+    indices: Sequence[int],
+    options: PredictOptions = EVALUATION,
+    batch_size: int = 32,
+) -> tuple[list[ImageDetections], dict[str, float]]:
+    """The detections of the images of `eval_set` at `indices` (in that order), boxes in each
+    image's pixels, and the seconds spent loading and fitting, in the forward and after it."""
     detections: list[ImageDetections] = []
-    seconds = {"load_and_fit": 0.0, "forward": 0.0, "postprocess": 0.0, "metrics": 0.0}
-    for start in range(0, len(eval_set), batch_size):
+    seconds = {"load_and_fit": 0.0, "forward": 0.0, "postprocess": 0.0}
+    for start in range(0, len(indices), batch_size):
         began = time.perf_counter()
-        indices = range(start, min(start + batch_size, len(eval_set)))
+        chunk = indices[start : start + batch_size]
         fitted = [
             fit_image(eval_set.load_image(i), detector.input_size, detector.letterbox)
-            for i in indices
+            for i in chunk
         ]
         batch = np.stack([image for image, _ in fitted]).transpose(0, 3, 1, 2)  # (B, 3, S, S)
         seconds["load_and_fit"] += time.perf_counter() - began
@@ -231,14 +248,27 @@ def evaluate_detector(
         detections += detector.detect_fitted(
             batch,
             [transform for _, transform in fitted],
-            [eval_set.sizes[i] for i in indices],
+            [eval_set.sizes[i] for i in chunk],
             options,
             timing=timing,
         )
         seconds["forward"] += timing["forward"]
         seconds["postprocess"] += timing["postprocess"]
+    return detections, seconds
+
+
+def score_detections(
+    eval_set: EvalSet,
+    detections: list[ImageDetections],
+    options: PredictOptions = EVALUATION,
+    iou_convention: IouConvention = "continuous",
+    seconds: dict[str, float] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> EvaluationResult:
+    """VOC AP@0.5, COCO metrics and confusion of `detections`, one per image of `eval_set`,
+    over `class_names` (default: the set's)."""
     began = time.perf_counter()
-    class_names = list(detector.class_names)
+    class_names = list(class_names or eval_set.class_names)
     voc = evaluate_voc(
         eval_set.ground_truths, detections, class_names, iou_convention=iou_convention
     )
@@ -253,7 +283,7 @@ def evaluate_detector(
     confusion = confusion_matrix(
         eval_set.ground_truths, detections, len(class_names), conf_threshold=shown_conf(options)
     )
-    seconds["metrics"] = time.perf_counter() - began
+    seconds = {**(seconds or {}), "metrics": time.perf_counter() - began}
     return EvaluationResult(voc, coco, confusion, eval_set, detections, options, seconds)
 
 

@@ -147,9 +147,7 @@ class Trainer(StepLoop):
         self.run_logger = open_run_logger(config, self.run_dir) if self.run_dir else None
         self.ema = ModelEMA(self.model, config.ema, config.ema_tau) if config.ema else None
         self.phases: Phases = NO_PHASES  # a PhaseTimer here times each phase of training
-        self.val_set = (
-            validation_set(config, self.class_names, self.dataset) if self.context.is_main else None
-        )
+        self.val_set = validation_set(config, self.class_names, self.dataset)  # every rank's
         if resume_from is not None:
             self._restore(resume_from)
         self.ddp_model = distributed.wrap_model(self.model, self.device, self.context)
@@ -298,8 +296,9 @@ class Trainer(StepLoop):
         return self.ema.module if self.ema is not None else self.model
 
     def _validate(self, epochs_done: int) -> dict[str, float]:
-        """The validation columns of the epoch's row (rank 0): mAP50 and mAP50-95 when
-        validation is due, NaN between validations, none without a validation set."""
+        """The validation columns of the epoch's row: mAP50 and mAP50-95 when validation is
+        due (every rank detects its share, rank 0 scores: `validation.validate`), NaN between
+        validations, none without a validation set (and none on the other ranks)."""
         if self.val_set is None:
             return {}
         if not validation_due(epochs_done, self.config.val_every, self.config.epochs):
@@ -308,7 +307,7 @@ class Trainer(StepLoop):
         forward.amp_dtype = self.amp_dtype
         forward.channels_last = self.config.channels_last
         detector = Detector(forward, self.weights_metadata(epochs_done, {}))
-        return validate(detector, self.val_set, epochs_done, self.run_dir)
+        return validate(detector, self.val_set, epochs_done, self.run_dir, self.context)
 
     # ---- output ----
     def _save_epoch(self, epochs_done: int, row: dict[str, float], improved: bool) -> None:

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onestage.data.images import save_image
-from onestage.engine.evaluator import EvalSet, evaluate_detector, prediction_grid
+from onestage.detections import ImageDetections
+from onestage.engine.distributed import SINGLE_PROCESS, DistContext, gather_to_main
+from onestage.engine.evaluator import EvalSet, detect_images, prediction_grid, score_detections
 from onestage.engine.predictor import Detector
+from onestage.predict_options import EVALUATION
 
 VAL_COLUMNS = ("val/mAP50", "val/mAP50-95")
 
@@ -25,11 +28,26 @@ def validation_due(epochs_done: int, val_every: int, epochs: int) -> bool:
 
 
 def validate(
-    detector: Detector, val_set: EvalSet, epochs_done: int, run_dir: Path | None
+    detector: Detector,
+    val_set: EvalSet,
+    epochs_done: int,
+    run_dir: Path | None,
+    context: DistContext = SINGLE_PROCESS,
 ) -> dict[str, float]:
     """VOC mAP50 and COCO mAP50-95 on the validation set, and a grid of its predictions saved
-    as RUN/val/epoch_NNN.png (with a run folder)."""
-    result = evaluate_detector(detector, val_set, batch_size=VAL_BATCH)
+    as RUN/val/epoch_NNN.png (with a run folder). Under torchrun every rank detects its share
+    of the images (every world_size-th, from its rank), rank 0 gathers the detections in the
+    set's order and scores them, the same numbers as one process; other ranks return {}."""
+    mine = range(context.rank, len(val_set), context.world_size)
+    detections, _ = detect_images(detector, val_set, mine, EVALUATION, VAL_BATCH)
+    shares = gather_to_main((mine, detections), context)
+    if shares is None:
+        return {}
+    merged: list[ImageDetections | None] = [None] * len(val_set)
+    for indices, found in shares:
+        for index, image in zip(indices, found, strict=True):
+            merged[index] = image
+    result = score_detections(val_set, merged, EVALUATION, class_names=detector.class_names)
     if run_dir is not None:
         grid = prediction_grid(result, count=16)
         save_image(grid, run_dir / "val" / f"epoch_{epochs_done:03d}.png")

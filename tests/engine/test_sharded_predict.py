@@ -4,6 +4,7 @@ again skips the images already done, and two processes under torchrun write what
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 from helpers import run_in_process
 from onestage.data.images import save_image
 from onestage.engine.evaluator import synthetic_eval_set
-from onestage.engine.predict_folder import PARTS, Shard, predict_source
+from onestage.engine.predict_folder import PARTS, predict_source
 from onestage.engine.predictor import Detector
+from onestage.engine.shards import Shard
 
 IMAGES = 7
 
@@ -101,3 +103,24 @@ def test_under_torchrun_predict_needs_an_output_folder(folder, monkeypatch, caps
     assert done.stderr.strip() == (
         "error: under torchrun every process writes to one folder: give --out"
     )
+
+
+def test_two_processes_under_torchrun_evaluate_as_one_process_does(tmp_path):
+    common = ["--weights", "seed_animals", "--backend", "torch", "--synthetic", "9"]
+    reports = {}
+    for name, launcher in (
+        ("one", [sys.executable, "-m", "onestage"]),
+        ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                 "--standalone", "--local-addr", "127.0.0.1", "-m", "onestage"]),
+    ):  # fmt: skip
+        done = subprocess.run(
+            [*launcher, "evaluate", *common, "--out", str(tmp_path / name)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        metrics.pop("seconds")
+        reports[name] = metrics
+        assert not (tmp_path / name / "parts").exists()
+    assert reports["two"] == reports["one"]
+    assert reports["one"]["images"] == 9 and reports["one"]["voc"]["mAP50"] > 0.5

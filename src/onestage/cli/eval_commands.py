@@ -55,8 +55,9 @@ def predict_command(
 
     Without --backend, weights run on ONNX Runtime f32 when installed (the fastest accurate
     runtime measured; else OpenVINO f32, else torch; torch on a GPU or with --compile)."""
-    from onestage.engine.predict_folder import Shard, predict_source
+    from onestage.engine.predict_folder import predict_source
     from onestage.engine.predictor import PredictOptions, open_detector
+    from onestage.engine.shards import Shard
     from onestage.errors import OnestageError
     from onestage.fileio import unique_run_dir
 
@@ -134,6 +135,8 @@ def evaluate_command(
     from onestage.data.synthetic import parse_count_range
     from onestage.engine.evaluator import evaluate, write_report
     from onestage.engine.predictor import PredictOptions
+    from onestage.engine.shards import Shard
+    from onestage.errors import OnestageError
     from onestage.fileio import unique_run_dir
 
     load_user_plugins(plugin, trust_plugin)
@@ -144,6 +147,10 @@ def evaluate_command(
         "icons": icons,
         "backgrounds": backgrounds,
     }
+    shard = Shard.from_environment()
+    if shard.world_size > 1 and out is None:
+        raise OnestageError("under torchrun every process writes to one folder: give --out")
+    out_dir = out or unique_run_dir("runs/evaluate", "exp")
     with console.status("evaluating"):
         result = evaluate(
             weights,
@@ -158,8 +165,11 @@ def evaluate_command(
             strict,
             backend,
             precision,
+            shard,
+            out_dir / "parts",
         )
-    out_dir = out or unique_run_dir("runs/evaluate", "exp")
+    if result is None:  # another rank's share is handed in; rank 0 scores and reports
+        return
     write_report(result, out_dir, export_cartucho)
     _print_evaluation(result)
     console.print(f"report in [bold]{out_dir}[/]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -26,6 +27,7 @@ from onestage.data.transforms import fit_image
 from onestage.detections import ImageDetections
 from onestage.drawing import draw_boxes, image_grid
 from onestage.engine.predictor import Detector
+from onestage.engine.shards import Shard, collect, hand_in
 from onestage.errors import OnestageError
 from onestage.fileio import atomic_write_text
 from onestage.metrics import ImageGroundTruth
@@ -427,11 +429,15 @@ def evaluate(
     strict_labels: bool = False,
     backend: str | None = None,
     precision: str | None = None,
-) -> EvaluationResult:
+    shard: Shard | None = None,
+    parts: Path | None = None,
+) -> EvaluationResult | None:
     """Score weights on a dataset split or on `synthetic` fixed synthetic images (the Python API
     behind `onestage evaluate`); `synthetic_options` go to `synthetic_eval_set`; `strict_labels`
     refuses dataset boxes slightly outside their image instead of clipping them; `backend` and
-    `precision` as `Detector.load`'s."""
+    `precision` as `Detector.load`'s. With a `shard` of several (torchrun), this process
+    detects its share and hands it in to `parts`, a folder every process reaches; rank 0
+    scores them all and returns the result, the others None."""
     if (data is None) == (synthetic is None):
         raise OnestageError("give either a dataset folder or a number of synthetic images")
     if iou_convention not in IOU_CONVENTIONS:
@@ -446,4 +452,20 @@ def evaluate(
         eval_set = synthetic_eval_set(
             detector.class_names, synthetic, size=detector.input_size, **(synthetic_options or {})
         )
-    return evaluate_detector(detector, eval_set, options, batch_size, iou_convention)
+    if shard is None or shard.world_size == 1:
+        return evaluate_detector(detector, eval_set, options, batch_size, iou_convention)
+    if parts is None:
+        raise OnestageError("a sharded evaluation needs a folder to hand detections in to")
+    parts.mkdir(parents=True, exist_ok=True)
+    mine, seconds = detect_images(
+        detector, eval_set, shard.indices(len(eval_set)), options, batch_size
+    )
+    hand_in(parts, shard, mine)
+    if not shard.is_main:
+        return None
+    detections = collect(parts, shard, len(eval_set))
+    with contextlib.suppress(OSError):
+        parts.rmdir()  # emptied by `collect`
+    return score_detections(
+        eval_set, detections, options, iou_convention, seconds, detector.class_names
+    )

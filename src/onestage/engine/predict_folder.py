@@ -19,31 +19,12 @@ import numpy as np
 from onestage.data.images import IMAGE_SUFFIXES, load_image_rgb, save_image
 from onestage.drawing import draw_boxes
 from onestage.engine.predictor import Detector
+from onestage.engine.shards import WAIT_POLL_S, Shard
 from onestage.errors import DataError, OnestageError
 from onestage.fileio import atomic_write_text
 from onestage.predict_options import PredictOptions
 
 PARTS = "parts"  # OUT/parts/rank<R>.jsonl: a line per image done, until predictions.json
-WAIT_POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class Shard:
-    """This process's share of a folder: every `world_size`-th image from `rank` (torchrun's
-    RANK and WORLD_SIZE; one process: 0 of 1). Read from the environment, not from
-    torch.distributed, so an exported model shards without torch."""
-
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_environment(cls) -> Shard:
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        return cls(int(os.environ["RANK"]), world_size) if world_size > 1 else cls()
 
 
 @dataclass
@@ -118,7 +99,7 @@ def predict_source(
     with open(part, "a+", encoding="utf-8") as log:
         if log.tell() and not _ends_a_line(part):
             log.write("\n")  # after a line a kill cut short
-        for index in range(shard.rank, len(paths), shard.world_size):
+        for index in shard.indices(len(paths)):
             if stems[index] in done:
                 continue
             try:

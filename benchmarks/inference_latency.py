@@ -17,7 +17,7 @@ seed's icons and photos from ../shared/seed_animals when present, else OpenMoji 
 Cold start (Detector.load -> first detection, onestage already imported) is timed in a fresh
 process per variant, median of 3. A whole-graph variant's forward column is its plain twin's
 forward (the same network on the same runtime and precision): its own forward holds its NMS.
-Prints a Markdown table; --record appends it to BENCHMARKS.md.
+The variant `onestage export` gives by default on this CPU is marked. Prints a Markdown table; --record appends it to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from bench_common import command_line, report, seed_test_set
 from onestage.engine.device import machine_description
 from onestage.engine.evaluator import EvalSet, evaluate_detector
 from onestage.engine.predictor import Detector
-from onestage.export.exporter import export_weights
+from onestage.export.exporter import default_target, export_weights
 from onestage.runtime.openvino_backend import cpu_supports_bf16
 
 COLD_START = """
@@ -87,11 +87,14 @@ def main() -> None:
         "| cold start s | batch-32 images/s | mAP@0.5 | mAP@[.5:.95] |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    fmt, precision = default_target()
+    default = f"{'onnxruntime' if fmt == 'onnx' else fmt} {precision}"
     for name in variants:
         forward, end_to_end = latency[name]
         result = scores[name]
+        shown = f"{name} (the default export)" if name == default else name
         lines.append(
-            f"| {name} | {forward:.2f} | {end_to_end:.2f} | {end_to_end / forward:.2f} | "
+            f"| {shown} | {forward:.2f} | {end_to_end:.2f} | {end_to_end / forward:.2f} | "
             f"{end_to_end / torch_forward:.2f} | {cold[name]:.2f} | {throughput[name]:.0f} | "
             f"{result.voc.map:.4f} | {result.coco.ap:.4f} |"
         )

@@ -4,8 +4,9 @@ Usage:
   python benchmarks/scale_out.py [--images 240] [--repeats 3] [--out runs/scale_out] [--record]
 
 Validation: the shipped `seed_animals` validates a fixed synthetic set of --images images
-(`engine.validation.validate`), in one process (2 threads) and under torchrun in two (1 thread
-each), timed inside the processes. Prediction: `onestage predict FOLDER` on --images synthetic
+(`engine.validation.validate`), in one process (2 threads, then 1: one core's work) and under
+torchrun in two (1 thread each), timed inside the processes (rank 0's, merging and scoring
+included). Prediction: `onestage predict FOLDER` on --images synthetic
 PNG files with an ONNX export of `seed_animals`, one process against `torchrun --nproc-per-node
 2`, timed from launch to exit (process starts included). On two cores two processes share the
 cores one process used: the ratio, not a speed-up, is the figure. Medians of --repeats.
@@ -31,6 +32,11 @@ from onestage.export.exporter import export_weights
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr",
             "127.0.0.1", "--nproc-per-node", "2"]  # fmt: skip
+VALIDATION_RUNS = (  # name, launcher, threads per process
+    ("1 process, 2 threads", [sys.executable], "2"),
+    ("1 process, 1 thread", [sys.executable], "1"),
+    ("2 processes (torchrun), 1 thread each", TORCHRUN, "1"),
+)
 VALIDATION_WORKER = """
 import json, sys, time, torch
 from onestage.engine.distributed import init_distributed, shutdown
@@ -63,12 +69,9 @@ def main() -> None:
     worker.write_text(VALIDATION_WORKER)
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
 
-    validation: dict[str, list[dict]] = {"1 process": [], "2 processes": []}
+    validation: dict[str, list[dict]] = {name: [] for name, _, _ in VALIDATION_RUNS}
     for repeat in range(args.repeats):
-        for name, launcher, threads in (
-            ("1 process", [sys.executable], "2"),
-            ("2 processes", TORCHRUN, "1"),
-        ):
+        for name, launcher, threads in VALIDATION_RUNS:
             result = args.out / f"validation_{repeat}.json"
             command = [*launcher, str(worker), str(result), str(args.images), threads]
             subprocess.run(command, check=True, capture_output=True, env=env)
@@ -95,20 +98,24 @@ def main() -> None:
     outputs = [(args.out / f"predict_{n}_0" / "predictions.json").read_text() for n in "12"]
 
     lines = [
-        "| processes | validation s | validation mAP@[.5:.95] | predict s (launch to exit) "
-        "| predict images/s |",
-        "|---|---|---|---|---|",
+        "| validation | seconds | mAP@[.5:.95] |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {statistics.median(row['seconds'] for row in rows):.2f} | "
+            f"{rows[0]['val/mAP50-95']:.4f} |"
+            for name, rows in validation.items()
+        ),
+        "",
+        "| prediction | seconds, launch to exit | images/s |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {statistics.median(walls):.1f} | "
+            f"{args.images / statistics.median(walls):.1f} |"
+            for name, walls in prediction.items()
+        ),
     ]
-    for name in ("1 process", "2 processes"):
-        seconds = statistics.median(row["seconds"] for row in validation[name])
-        wall = statistics.median(prediction[name])
-        lines.append(
-            f"| {name} | {seconds:.2f} | {validation[name][0]['val/mAP50-95']:.4f} | "
-            f"{wall:.1f} | {args.images / wall:.1f} |"
-        )
-    same_scores = validation["1 process"][0] | {"seconds": 0} == validation["2 processes"][0] | {
-        "seconds": 0
-    }
+    scores = [{k: v for k, v in rows[0].items() if k != "seconds"} for rows in validation.values()]
+    same_scores = all(score == scores[0] for score in scores)
     lines.append(
         f"\nThe two runs' predictions.json identical: {outputs[0] == outputs[1]}; validation "
         f"numbers identical: {same_scores}."

@@ -17,7 +17,8 @@ seed's icons and photos from ../shared/seed_animals when present, else OpenMoji 
 Cold start (Detector.load -> first detection, onestage already imported) is timed in a fresh
 process per variant, median of 3. A whole-graph variant's forward column is its plain twin's
 forward (the same network on the same runtime and precision): its own forward holds its NMS.
-The variant `onestage export` gives by default on this CPU is marked. Prints a Markdown table; --record appends it to BENCHMARKS.md.
+The variant `onestage export` gives by default on this CPU is marked. Prints a Markdown table;
+--record appends it to BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -21,7 +21,15 @@ from onestage.config import load_yaml, make_config
 from onestage.engine.predictor import Detector
 from onestage.engine.training_data import validation_set
 from onestage.engine.validation import validate
-from onestage.tune.study import LEADERBOARD, PLOTS, STUDY_FILE
+from onestage.errors import OnestageError
+from onestage.tune.study import (
+    LEADERBOARD,
+    PLOTS,
+    STUDY_FILE,
+    StudySettings,
+    TrialProgress,
+    open_study,
+)
 
 WAIT_S = 300
 TRIAL_SETTINGS = ["epochs=2", "steps=10", "batch=8", "imgsz=64", "amp=none", "threads=1",
@@ -58,7 +66,7 @@ def load(project: Path) -> optuna.Study:
 
 def test_two_workers_share_one_study_and_the_best_weights_score_as_recorded(study_files, tmp_path):
     project = tmp_path / "tune"
-    workers = [worker(study_files, project, 2) for _ in range(2)]
+    workers = [worker(study_files, project, 2, "--pruner", "none") for _ in range(2)]
     for process in workers:
         assert "study study:" in finish(process)
     study = load(project)
@@ -109,3 +117,39 @@ def test_a_killed_workers_trial_is_marked_failed_and_the_study_goes_on(study_fil
     board = {row["trial"]: row["state"] for row in csv.DictReader(
         (project / "study" / LEADERBOARD).open())}  # fmt: skip
     assert board == {"0": "fail", "1": "complete"}
+
+
+class FakeTrial:
+    """The part of optuna.Trial the trial's progress calls; prunes after `prune_at` reports."""
+
+    def __init__(self, prune_at: int) -> None:
+        self.reports: list[tuple[float, int]] = []
+        self.prune_at = prune_at
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((value, step))
+
+    def should_prune(self) -> bool:
+        return len(self.reports) >= self.prune_at
+
+
+def test_each_validation_is_reported_and_a_pruned_trial_stops_after_its_epoch():
+    trial = FakeTrial(prune_at=2)
+    progress = TrialProgress(trial, "val/mAP50-95", optuna)
+    progress.end_epoch({"epoch": 1, "val/mAP50-95": 0.25})
+    progress.end_epoch({"epoch": 2, "val/mAP50-95": math.nan})  # no validation this epoch
+    with pytest.raises(optuna.TrialPruned):
+        progress.end_epoch({"epoch": 3, "val/mAP50-95": 0.5})
+    assert trial.reports == [(0.25, 1), (0.5, 3)]
+
+
+def test_a_journal_file_holds_a_study_and_bad_settings_are_one_line(tmp_path):
+    settings = StudySettings(tmp_path / "study", "j", 1, f"journal:{tmp_path / 'journal.log'}")
+    study = open_study(settings)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    again = open_study(settings)  # a second worker joins the same study
+    assert len(again.trials) == 2 and (tmp_path / "journal.log").stat().st_size > 0
+    for field, value in (("sampler", "grid"), ("pruner", "hyperband"), ("direction", "up")):
+        bad = StudySettings(tmp_path / "s", "x", 1, **{field: value})
+        with pytest.raises(OnestageError, match=f"unknown {field} '{value}'"):
+            open_study(bad)

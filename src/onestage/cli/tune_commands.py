@@ -9,6 +9,7 @@ import typer
 
 from onestage.cli.app import app, console
 from onestage.cli.options import PluginOption, TrustPluginOption, load_user_plugins
+from onestage.tune.study import DEFAULT_OBJECTIVE, DIRECTIONS, HEARTBEAT_S, PRUNERS, SAMPLERS
 
 
 @app.command(
@@ -33,10 +34,20 @@ def tune_command(
     ] = None,
     name: Annotated[str, typer.Option("--name", help="Study name and folder.")] = "study",
     project: Annotated[str, typer.Option("--project", help="Folder of studies.")] = "runs/tune",
+    objective: Annotated[
+        str, typer.Option("--objective", help="results.csv column scoring a trial.")
+    ] = DEFAULT_OBJECTIVE,
+    direction: Annotated[
+        str, typer.Option("--direction", help="maximize or minimize the objective.")
+    ] = DIRECTIONS[0],
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe or random.")] = SAMPLERS[0],
+    pruner: Annotated[
+        str, typer.Option("--pruner", help="median (stop poor trials early) or none.")
+    ] = PRUNERS[0],
     seed: Annotated[int | None, typer.Option("--seed", help="The sampler's seed.")] = None,
     heartbeat: Annotated[
         int, typer.Option("--heartbeat", help="Seconds between a worker's heartbeats.")
-    ] = 60,
+    ] = HEARTBEAT_S,
     config_file: Annotated[
         Path | None, typer.Option("--config", help="YAML file of config keys.")
     ] = None,
@@ -67,7 +78,9 @@ def tune_command(
     values.update({key: value for key, value in flags.items() if value is not None})
     base = make_config(recipe, config_file, values)
     folder = Path(project) / name
-    settings = StudySettings(folder, name, trials, storage, seed=seed, heartbeat_s=heartbeat)
+    settings = StudySettings(
+        folder, name, trials, storage, objective, direction, sampler, pruner, seed, heartbeat
+    )
     study = run_study(settings, dimensions, base)
     finished = [trial for trial in study.trials if trial.value is not None]
     line = f"study {name}: {len(study.trials)} trials ({len(finished)} scored)"

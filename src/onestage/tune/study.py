@@ -1,7 +1,8 @@
 """A tuning study on Optuna: each trial trains one ordinary run with the values its sampler
-(TPE) drew from the search space, reports every validation to the pruner (median: a trial below
-the median of earlier trials at the same epoch stops there) and is scored by its best validation
-mAP@[.5:.95] (`objective`).
+(TPE by default, or random) drew from the search space, reports every validation to the pruner
+(median by default: a trial below the median of earlier trials at the same epoch stops there;
+or none) and is scored by the best epoch of its objective column (validation mAP@[.5:.95] by
+default, maximised; a loss column is minimised with direction "minimize").
 
 The study lives in `runs/tune/NAME/`: `study.db` (SQLite, the default storage), `trials/` (one
 run folder per trial), `leaderboard.csv` and the plots. Any Optuna storage URL (a shared
@@ -32,6 +33,9 @@ LEADERBOARD = "leaderboard.csv"
 PLOTS = {"optimisation_history.png": "history", "parameter_importance.png": "importance"}
 DEFAULT_OBJECTIVE = "val/mAP50-95"
 HEARTBEAT_S = 60  # a worker's trial is marked failed after two heartbeats missed
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "none")
+DIRECTIONS = ("maximize", "minimize")
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,10 @@ class StudySettings:
     name: str
     trials: int  # run by this worker
     storage: str | None = None  # None: study.db in the folder
-    objective: str = DEFAULT_OBJECTIVE  # a results.csv column, maximised
+    objective: str = DEFAULT_OBJECTIVE  # a results.csv column: its best epoch scores a trial
+    direction: str = DIRECTIONS[0]  # maximize, or minimize (a loss column)
+    sampler: str = SAMPLERS[0]  # tpe
+    pruner: str = PRUNERS[0]  # median
     seed: int | None = None
     heartbeat_s: int = HEARTBEAT_S
 
@@ -61,13 +68,26 @@ def open_study(settings: StudySettings) -> Any:
     optuna = optuna_module()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    for value, valid, what in (
+        (settings.sampler, SAMPLERS, "sampler"),
+        (settings.pruner, PRUNERS, "pruner"),
+        (settings.direction, DIRECTIONS, "direction"),
+    ):
+        if value not in valid:
+            raise OnestageError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
     settings.folder.mkdir(parents=True, exist_ok=True)
+    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        if settings.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
     return optuna.create_study(
         study_name=settings.name,
         storage=_storage(optuna, settings),
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=settings.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        direction=settings.direction,
+        sampler=samplers[settings.sampler](seed=settings.seed),
+        pruner=pruner,
         load_if_exists=True,
     )
 
@@ -90,7 +110,7 @@ def _storage(optuna: Any, settings: StudySettings) -> Any:
         raise OnestageError(f"storage {url!r}: {str(error).splitlines()[0]}") from None
 
 
-class _TrialProgress(SilentProgress):
+class TrialProgress(SilentProgress):
     """Reports each validation to the trial and stops a trial the pruner gives up on."""
 
     def __init__(self, trial: Any, objective: str, optuna: Any) -> None:
@@ -117,7 +137,7 @@ def run_study(settings: StudySettings, space: tuple[Dimension, ...], base: Train
         run = {"project": str(settings.folder / "trials"), "name": f"trial_{trial.number:04d}"}
         config = make_config(overrides={**base.to_dict(), **values, **run, "exist_ok": True})
         began = time.perf_counter()
-        result = train(config, _TrialProgress(trial, settings.objective, optuna))
+        result = train(config, TrialProgress(trial, settings.objective, optuna))
         trial.set_user_attr("run", str(result.run_dir))
         trial.set_user_attr("seconds", round(time.perf_counter() - began, 1))
         column = (row.get(settings.objective, math.nan) for row in result.history)
@@ -127,7 +147,7 @@ def run_study(settings: StudySettings, space: tuple[Dimension, ...], base: Train
                 f"trial {trial.number}: its run has no {settings.objective!r} column to score "
                 "(validation off?)"
             )
-        return max(scores)
+        return max(scores) if settings.direction == "maximize" else min(scores)
 
     study.optimize(objective, n_trials=settings.trials, catch=(OnestageError,))
     write_reports(study, settings.folder)
@@ -136,7 +156,10 @@ def run_study(settings: StudySettings, space: tuple[Dimension, ...], base: Train
 
 def write_reports(study: Any, folder: Path) -> None:
     """The study's leaderboard CSV (best first) and its plots, in `folder`."""
-    trials = sorted(study.trials, key=lambda t: (t.value is None, -(t.value or 0.0), t.number))
+    sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
+    trials = sorted(
+        study.trials, key=lambda t: (t.value is None, sign * (t.value or 0.0), t.number)
+    )
     keys = sorted({key for trial in trials for key in trial.params})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -24,7 +24,7 @@ from typing import Any
 
 from onestage.config import TrainConfig, make_config
 from onestage.engine.progress import SilentProgress
-from onestage.errors import OnestageError
+from onestage.errors import OnestageError, first_line
 from onestage.fileio import atomic_write_bytes, atomic_write_text
 from onestage.tune.space import Dimension
 
@@ -33,6 +33,7 @@ LEADERBOARD = "leaderboard.csv"
 PLOTS = {"optimisation_history.png": "history", "parameter_importance.png": "importance"}
 DEFAULT_OBJECTIVE = "val/mAP50-95"
 HEARTBEAT_S = 60  # a worker's trial is marked failed after two heartbeats missed
+STORAGE_ATTEMPTS = 4
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 DIRECTIONS = ("maximize", "minimize")
@@ -99,15 +100,26 @@ def _storage(optuna: Any, settings: StudySettings) -> Any:
         backend = optuna.storages.journal.JournalFileBackend(url.removeprefix("journal:"))
         return optuna.storages.JournalStorage(backend)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
+
+    def connect() -> Any:
         return optuna.storages.RDBStorage(
             url,
             engine_kwargs=engine,
             heartbeat_interval=settings.heartbeat_s,
             grace_period=2 * settings.heartbeat_s,
         )
-    except Exception as error:  # SQLAlchemy's and Optuna's own errors for a bad URL
-        raise OnestageError(f"storage {url!r}: {str(error).splitlines()[0]}") from None
+
+    # Workers started together race to create a new database's tables: the loser finds them
+    # made when it tries again.
+    for attempt in range(STORAGE_ATTEMPTS - 1):
+        try:
+            return connect()
+        except Exception:  # SQLAlchemy's and Optuna's own errors
+            time.sleep(0.5 * (attempt + 1))
+    try:
+        return connect()
+    except Exception as error:  # a bad URL, an unreachable server
+        raise OnestageError(f"storage {url!r}: {first_line(error)}") from None
 
 
 class TrialProgress(SilentProgress):

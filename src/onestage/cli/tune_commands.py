@@ -9,7 +9,7 @@ import typer
 
 from onestage.cli.app import app, console
 from onestage.cli.options import PluginOption, TrustPluginOption, load_user_plugins
-from onestage.tune.study import DEFAULT_OBJECTIVE, DIRECTIONS, HEARTBEAT_S, PRUNERS, SAMPLERS
+from onestage.tune.choices import DEFAULT_OBJECTIVE, DIRECTIONS, HEARTBEAT_S, PRUNERS, SAMPLERS
 
 
 @app.command(

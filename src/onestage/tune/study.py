@@ -26,17 +26,13 @@ from onestage.config import TrainConfig, make_config
 from onestage.engine.progress import SilentProgress
 from onestage.errors import OnestageError, first_line
 from onestage.fileio import atomic_write_bytes, atomic_write_text
+from onestage.tune.choices import DEFAULT_OBJECTIVE, DIRECTIONS, HEARTBEAT_S, PRUNERS, SAMPLERS
 from onestage.tune.space import Dimension
 
 STUDY_FILE = "study.db"
 LEADERBOARD = "leaderboard.csv"
 PLOTS = {"optimisation_history.png": "history", "parameter_importance.png": "importance"}
-DEFAULT_OBJECTIVE = "val/mAP50-95"
-HEARTBEAT_S = 60  # a worker's trial is marked failed after two heartbeats missed
 STORAGE_ATTEMPTS = 4
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "none")
-DIRECTIONS = ("maximize", "minimize")
 
 
 @dataclass(frozen=True)

@@ -62,10 +62,21 @@ def collect(parts: Path, shard: Shard, count: int) -> list[ImageDetections]:
     files = [parts / f"rank{rank}.{shard.job}.json" for rank in range(shard.world_size)]
     while not all(path.is_file() for path in files):
         time.sleep(WAIT_POLL_S)  # torchrun stops the whole group if a process dies
-    merged: list[ImageDetections | None] = [None] * count
-    for rank, path in enumerate(files):
+    shares = []
+    for path in files:
         rows = json.loads(path.read_text(encoding="utf-8"))
-        for index, row in zip(Shard(rank, shard.world_size).indices(count), rows, strict=True):
-            merged[index] = ImageDetections(row["boxes"], row["scores"], row["classes"])
+        shares.append(
+            [ImageDetections(row["boxes"], row["scores"], row["classes"]) for row in rows]
+        )
         path.unlink()
+    return in_item_order(shares, count)
+
+
+def in_item_order(shares: list[list[ImageDetections]], count: int) -> list[ImageDetections]:
+    """Every rank's detections (its `Shard.indices` order, ranks in order) as one list in the
+    order of the `count` items."""
+    merged: list[ImageDetections | None] = [None] * count
+    for rank, found in enumerate(shares):
+        for index, image in zip(Shard(rank, len(shares)).indices(count), found, strict=True):
+            merged[index] = image
     return merged

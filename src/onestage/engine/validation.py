@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onestage.data.images import save_image
-from onestage.detections import ImageDetections
 from onestage.engine.distributed import SINGLE_PROCESS, DistContext, gather_to_main
 from onestage.engine.evaluator import EvalSet, detect_images, prediction_grid, score_detections
 from onestage.engine.predictor import Detector
+from onestage.engine.shards import Shard, in_item_order
 from onestage.predict_options import EVALUATION
 
 VAL_COLUMNS = ("val/mAP50", "val/mAP50-95")
@@ -38,15 +38,12 @@ def validate(
     as RUN/val/epoch_NNN.png (with a run folder). Under torchrun every rank detects its share
     of the images (every world_size-th, from its rank), rank 0 gathers the detections in the
     set's order and scores them, the same numbers as one process; other ranks return {}."""
-    mine = range(context.rank, len(val_set), context.world_size)
+    mine = Shard(context.rank, context.world_size).indices(len(val_set))
     detections, _ = detect_images(detector, val_set, mine, EVALUATION, VAL_BATCH)
-    shares = gather_to_main((mine, detections), context)
+    shares = gather_to_main(detections, context)
     if shares is None:
         return {}
-    merged: list[ImageDetections | None] = [None] * len(val_set)
-    for indices, found in shares:
-        for index, image in zip(indices, found, strict=True):
-            merged[index] = image
+    merged = in_item_order(shares, len(val_set))
     result = score_detections(val_set, merged, EVALUATION, class_names=detector.class_names)
     if run_dir is not None:
         grid = prediction_grid(result, count=16)

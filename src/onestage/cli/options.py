@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,6 +47,17 @@ StrictOption = Annotated[
 ModelOption = Annotated[
     str, typer.Option("--model", help="Built-in architecture name or spec file (.yaml).")
 ]
+# The config a training run starts from: `train` and `tune`.
+ConfigFileOption = Annotated[
+    Path | None, typer.Option("--config", help="YAML file of config keys.")
+]
+RecipeOption = Annotated[str | None, typer.Option("--recipe", help="Named recipe, e.g. seed.")]
+TrainModelOption = Annotated[
+    str | None, typer.Option("--model", help="Built-in architecture name or spec file (.yaml).")
+]
+DataOption = Annotated[
+    str | None, typer.Option("--data", help="Dataset folder (default: synthetic).")
+]
 PluginOption = Annotated[
     list[Path] | None,
     typer.Option("--plugin", help="Python file registering your own blocks (repeatable)."),
@@ -71,6 +82,16 @@ def load_user_plugins(plugin: list[Path] | None, trust_plugin: list[Path] | None
 
     load_plugins(plugin or [])
     load_plugins(trust_plugin or [], trusted=True)
+
+
+def config_values(overrides: list[str] | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """The config keys a training command was given: its KEY=VALUE overrides, then the flags
+    that were set (None: not given)."""
+    from onestage.config import parse_override
+
+    values = dict(parse_override(text) for text in overrides or [])
+    values.update({key: value for key, value in flags.items() if value is not None})
+    return values
 
 
 BackendOption = Annotated[

@@ -11,7 +11,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from onestage.cli.app import app, console
-from onestage.cli.options import PluginOption, TrustPluginOption, load_user_plugins
+from onestage.cli.options import (
+    ConfigFileOption,
+    DataOption,
+    PluginOption,
+    RecipeOption,
+    TrainModelOption,
+    TrustPluginOption,
+    config_values,
+    load_user_plugins,
+)
 from onestage.errors import OnestageError
 
 if TYPE_CHECKING:
@@ -96,17 +105,10 @@ def train_command(
             help="Config overrides KEY=VALUE (e.g. lr=0.001 hflip=0.5).", show_default=False
         ),
     ] = None,
-    config_file: Annotated[
-        Path | None, typer.Option("--config", help="YAML file of config keys.")
-    ] = None,
-    recipe: Annotated[str | None, typer.Option("--recipe", help="Named recipe, e.g. seed.")] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="Built-in architecture name or spec file (.yaml)."),
-    ] = None,
-    data: Annotated[
-        str | None, typer.Option("--data", help="Dataset folder (default: synthetic).")
-    ] = None,
+    config_file: ConfigFileOption = None,
+    recipe: RecipeOption = None,
+    model: TrainModelOption = None,
+    data: DataOption = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Number of epochs.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Optimiser steps per epoch.")] = None,
     batch: Annotated[
@@ -130,7 +132,7 @@ def train_command(
     trust_plugin: TrustPluginOption = None,
 ) -> None:
     """Train a detector; writes runs/train/NAME/ (config, results.csv, plots, weights)."""
-    from onestage.config import make_config, parse_override
+    from onestage.config import make_config
     from onestage.engine.elastic import continue_restarted_job
     from onestage.engine.run_folder import resume_config
     from onestage.engine.trainer import train
@@ -138,7 +140,6 @@ def train_command(
     load_user_plugins(plugin, trust_plugin)
 
     is_main = int(os.environ.get("RANK", "0")) == 0  # torchrun's rank 0, or a single process
-    values = dict(parse_override(text) for text in overrides or [])
     flags = {
         "model": model,
         "data": data,
@@ -153,7 +154,7 @@ def train_command(
         "name": name,
         "project": project,
     }
-    values.update({key: value for key, value in flags.items() if value is not None})
+    values = config_values(overrides, flags)
     if resume is not None:
         if recipe is not None or config_file is not None:
             raise OnestageError(

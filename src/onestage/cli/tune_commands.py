@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from onestage.cli.app import app, console
-from onestage.cli.options import PluginOption, TrustPluginOption, load_user_plugins
+from onestage.cli.options import (
+    ConfigFileOption,
+    DataOption,
+    PluginOption,
+    RecipeOption,
+    TrainModelOption,
+    TrustPluginOption,
+    config_values,
+    load_user_plugins,
+)
 from onestage.tune.choices import DEFAULT_OBJECTIVE, DIRECTIONS, HEARTBEAT_S, PRUNERS, SAMPLERS
 
 
@@ -48,23 +57,16 @@ def tune_command(
     heartbeat: Annotated[
         int, typer.Option("--heartbeat", help="Seconds between a worker's heartbeats.")
     ] = HEARTBEAT_S,
-    config_file: Annotated[
-        Path | None, typer.Option("--config", help="YAML file of config keys.")
-    ] = None,
-    recipe: Annotated[str | None, typer.Option("--recipe", help="Named recipe, e.g. seed.")] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="Built-in architecture name or spec file (.yaml)."),
-    ] = None,
-    data: Annotated[
-        str | None, typer.Option("--data", help="Dataset folder (default: synthetic).")
-    ] = None,
+    config_file: ConfigFileOption = None,
+    recipe: RecipeOption = None,
+    model: TrainModelOption = None,
+    data: DataOption = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per trial.")] = None,
     plugin: PluginOption = None,
     trust_plugin: TrustPluginOption = None,
 ) -> None:
     """Tune config keys with Optuna: each trial a training run in runs/tune/NAME/trials."""
-    from onestage.config import make_config, parse_override
+    from onestage.config import make_config
     from onestage.errors import OnestageError
     from onestage.tune.space import read_space
     from onestage.tune.study import LEADERBOARD, StudySettings, run_study
@@ -73,9 +75,7 @@ def tune_command(
     if trials < 1 or heartbeat < 1:
         raise OnestageError("--trials and --heartbeat take a whole number above 0")
     dimensions = read_space(space)
-    values = dict(parse_override(text) for text in overrides or [])
-    flags = {"model": model, "data": data, "epochs": epochs}
-    values.update({key: value for key, value in flags.items() if value is not None})
+    values = config_values(overrides, {"model": model, "data": data, "epochs": epochs})
     base = make_config(recipe, config_file, values)
     folder = Path(project) / name
     settings = StudySettings(

@@ -60,15 +60,13 @@ def _scalars(row: dict[str, Any]) -> dict[str, float]:
 
 
 def _parameters(config: TrainConfig) -> dict[str, str | float | int | bool]:
-    """The config as flat parameters (None as "none")."""
-    return {
-        key: "none"
-        if value is None
-        else value
-        if isinstance(value, int | float | bool)
-        else str(value)
-        for key, value in config.to_dict().items()
-    }
+    """The config as flat parameters: numbers and booleans as they are, None as "none", the
+    rest as text."""
+    parameters: dict[str, str | float | int | bool] = {}
+    for key, value in config.to_dict().items():
+        plain = isinstance(value, int | float | bool)
+        parameters[key] = value if plain else "none" if value is None else str(value)
+    return parameters
 
 
 class TensorBoardLogger:

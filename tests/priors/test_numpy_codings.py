@@ -114,30 +114,38 @@ def test_a_distance_is_the_expected_bin_times_the_stride() -> None:
     ids=["anchors-softmax", "anchors-sigmoid", "points"],
 )
 @pytest.mark.parametrize("conf", [0.0, 0.001, 0.25, 0.5, 0.9, 1.0])
-def test_candidate_priors_hold_every_prior_with_a_class_above_the_threshold(
-    layout: dict, conf: float
+@pytest.mark.parametrize("best_only", [False, True], ids=["all", "argmax"])
+def test_candidate_pairs_are_exactly_the_pairs_scoring_above_the_threshold(
+    layout: dict, conf: float, best_only: bool
 ) -> None:
     coding = numpy_coding(layout)
     priors = sum(coding.level_sizes)
     values = 4 * (layout["reg_max"] + 1) + 5 + (layout["box_coding"] == "anchors")
     rng = np.random.default_rng(int(conf * 1000))
-    pred = (rng.standard_normal((2, priors, values)) * 4).astype(np.float32)
+    pred = (rng.standard_normal((1, priors, values)) * 4).astype(np.float32)
+    pred[0, :3, -3:] = 30.0  # saturated scores: equal in float32, told apart by their logits
     _, logits = coding.split(pred)
-    exact = (coding.class_scores(logits) > np.float32(conf)).any(axis=-1)
-    possible = coding.candidate_priors(logits, conf)
-    assert possible.shape == exact.shape
-    assert not (exact & ~possible).any()  # no prior with a candidate is left out
-    if coding.score_mode == "sigmoid":  # a logit bound: exact but for BOUND_MARGIN
-        assert (possible == exact).all()
-    elif 0.25 <= conf < 1.0:  # the softmax bound is looser but still leaves priors unscored
-        assert possible.sum() < possible.size
+    scores = coding.class_scores(logits)[0]  # every pair scored
+    valid = scores > np.float32(conf)
+    if best_only:
+        ranked = logits[0] if coding.score_mode == "softmax" else scores
+        valid &= ranked.argmax(axis=-1)[:, None] == np.arange(scores.shape[-1])
+    expected_priors, expected_classes = np.nonzero(valid)
+    found_priors, found_classes, found_scores = coding.candidate_pairs(logits[0], conf, best_only)
+    np.testing.assert_array_equal(found_priors, expected_priors)
+    np.testing.assert_array_equal(found_classes, expected_classes)
+    np.testing.assert_array_equal(found_scores, scores[expected_priors, expected_classes])
+    assert found_scores.dtype == np.float32
 
 
-def test_candidate_priors_of_softmax_anchors_bound_by_the_background_logit() -> None:
+def test_candidate_pairs_of_softmax_anchors_bound_by_the_background_logit() -> None:
     coding = numpy_coding(ANCHOR_LAYOUT)
-    logits = np.full((1, sum(coding.level_sizes), 6), -9.0, dtype=np.float32)
-    logits[0, :, -1] = 0.0  # background
-    logits[0, 3, 2] = math.log(0.5)  # probability just under 1/3: a candidate at conf 0.25 only
-    logits[0, 7, 4] = 5.0
-    assert np.flatnonzero(coding.candidate_priors(logits, 0.25)[0]).tolist() == [3, 7]
-    assert np.flatnonzero(coding.candidate_priors(logits, 0.6)[0]).tolist() == [7]
+    logits = np.full((sum(coding.level_sizes), 6), -9.0, dtype=np.float32)
+    logits[:, -1] = 0.0  # background
+    logits[3, 2] = math.log(0.5)  # probability just over 1/3: a candidate at conf 0.25 only
+    logits[7, 4] = 5.0
+    anchors, class_ids, scores = coding.candidate_pairs(logits, 0.25)
+    assert (anchors.tolist(), class_ids.tolist()) == ([3, 7], [2, 4])
+    np.testing.assert_allclose(scores, [1 / 3, math.exp(5) / (math.exp(5) + 1)], atol=1e-3)
+    anchors, class_ids, _ = coding.candidate_pairs(logits, 0.6)
+    assert (anchors.tolist(), class_ids.tolist()) == ([7], [4])

@@ -192,7 +192,8 @@ class Detector:
         fitted, transforms = zip(
             *(fit_image(image, self.input_size, self.letterbox) for image in images), strict=True
         )
-        batch = np.stack(fitted).transpose(0, 3, 1, 2)  # (B, 3, S, S) uint8
+        stacked = fitted[0][None] if len(fitted) == 1 else np.stack(fitted)  # one: no copy
+        batch = stacked.transpose(0, 3, 1, 2)  # (B, 3, S, S) uint8
         return batch, list(transforms), [(image.shape[1], image.shape[0]) for image in images]
 
     def detect_fitted(
@@ -239,7 +240,8 @@ class Detector:
             if transforms is not None:
                 boxes = transforms[index].to_original(boxes)
             width, height = sizes[index]
-            boxes = np.clip(boxes, 0, [width, height, width, height])
+            limits = np.array([width, height, width, height], dtype=np.float64)
+            boxes = np.minimum(np.maximum(boxes, 0.0), limits)  # np.clip's overhead is 10x
             results.append(
                 ImageDetections(
                     boxes_xyxy=boxes,

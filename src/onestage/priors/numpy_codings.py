@@ -26,7 +26,7 @@ DEFAULT_VARIANCES = (0.1, 0.2)
 # A decoded log size ratio is clamped to this before exp (torchvision's log(1000 / 16)), so a
 # wild prediction cannot overflow to inf.
 MAX_LOG_SIZE_RATIO = math.log(1000.0 / 16)
-# `candidate_priors` widens its bound by this much (in logits) so float32 rounding in the exact
+# `candidate_pairs` widens its bound by this much (in logits) so float32 rounding in the exact
 # scores computed afterwards can never lose a candidate.
 BOUND_MARGIN = 1e-3
 
@@ -72,11 +72,26 @@ def logit(probability: float) -> float:
 
 
 def rows_with_any(mask: np.ndarray) -> np.ndarray:
-    """(B, A, C) bool -> (B, A) bool: whether each row holds a True (`mask.any(-1)`, without
+    """(..., C) bool -> (...) bool: whether each row holds a True (`mask.any(-1)`, without
     numpy's slow reduction over a short last axis)."""
     rows = np.zeros(mask.shape[:-1], dtype=bool)
     rows.reshape(-1)[np.flatnonzero(mask) // mask.shape[-1]] = True
     return rows
+
+
+def sigmoid_pairs(
+    logits: np.ndarray, conf_threshold: float, best_only: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, C) sigmoid logits -> the (prior, class) pairs scoring above `conf_threshold`: priors
+    (n,), class ids (n,), scores (n,) float32, in ascending pair order (`best_only`: each
+    prior's best-scoring class only). Pairs are found by their logit (the sigmoid keeps the
+    order; BOUND_MARGIN covers its float32 rounding), then only they are scored."""
+    priors, class_ids = np.nonzero(logits > logit(conf_threshold) - BOUND_MARGIN)
+    scores = sigmoid(logits[priors, class_ids])
+    valid = scores > np.float32(conf_threshold)
+    if best_only:
+        valid &= sigmoid(logits[priors]).argmax(axis=-1) == class_ids
+    return priors[valid], class_ids[valid], scores[valid]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -128,15 +143,27 @@ class AnchorArrays:
             return softmax(logits.astype(np.float32, copy=False))[..., :-1]
         return sigmoid(logits[..., :-1])
 
-    def candidate_priors(self, logits: np.ndarray, conf_threshold: float) -> np.ndarray:
-        """(B, A, num_classes + 1) logits -> (B, A) bool: the anchors that may score a class
-        above `conf_threshold` (a superset, from the logits alone, so only those need scoring).
-        Softmax: a class's probability is at most exp(its logit - the background's logit)."""
-        classes = logits[..., :-1]
+    def candidate_pairs(
+        self, logits: np.ndarray, conf_threshold: float, best_only: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One image's (A, num_classes + 1) logits -> its candidates: the (anchor, class) pairs
+        scoring above `conf_threshold`, as anchors (n,), class ids (n,) and scores (n,) float32,
+        in ascending pair order (`best_only`: each anchor's best class only, for a softmax
+        coding the best of all K, so an anchor whose best is background offers nothing). Only
+        the anchors whose logits allow a candidate are scored: for softmax, a class's
+        probability is at most exp(its logit - the background's)."""
         if self.score_mode == "sigmoid":
-            return rows_with_any(classes > logit(conf_threshold) - BOUND_MARGIN)
+            return sigmoid_pairs(logits[:, :-1], conf_threshold, best_only)
         bound = -math.inf if conf_threshold <= 0 else math.log(conf_threshold)
-        return rows_with_any(classes - logits[..., -1:] > bound - BOUND_MARGIN)
+        possible = rows_with_any(logits[:, :-1] - logits[:, -1:] > bound - BOUND_MARGIN)
+        anchors = np.flatnonzero(possible)
+        rows = logits[anchors]
+        scores = softmax(rows.astype(np.float32, copy=False))[:, :-1]
+        valid = scores > np.float32(conf_threshold)
+        if best_only:
+            valid &= rows.argmax(axis=-1)[:, None] == np.arange(scores.shape[-1])
+        picked, class_ids = np.nonzero(valid)
+        return anchors[picked], class_ids, scores[picked, class_ids]
 
     def decode(self, box_part: np.ndarray, prior_index: np.ndarray | None = None) -> np.ndarray:
         """(B, A, 4) offsets -> (B, A, 4) float32 normalised xyxy boxes; with `prior_index`
@@ -175,10 +202,11 @@ class PointArrays:
         """(B, A, C) logits -> float32 sigmoid probabilities."""
         return sigmoid(logits)
 
-    def candidate_priors(self, logits: np.ndarray, conf_threshold: float) -> np.ndarray:
-        """(B, A, C) logits -> (B, A) bool: the points that may score a class above
-        `conf_threshold` (a superset, from the logits alone, so only those need scoring)."""
-        return rows_with_any(logits > logit(conf_threshold) - BOUND_MARGIN)
+    def candidate_pairs(
+        self, logits: np.ndarray, conf_threshold: float, best_only: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One image's (A, C) logits -> its candidates as `AnchorArrays.candidate_pairs`."""
+        return sigmoid_pairs(logits, conf_threshold, best_only)
 
     def distances(self, box_part: np.ndarray) -> np.ndarray:
         """(B, A, 4 (reg_max + 1)) -> (B, A, 4) float32 ltrb distances in strides."""

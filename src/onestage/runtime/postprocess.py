@@ -4,8 +4,8 @@ detections for the same raw output; nothing here imports torch.
 
 The output `pred` (B, A, values) is read by its coding (`onestage.priors.numpy_codings`: SSD
 offsets against anchors, or anchor-free distances from cell points). Each image's candidates
-are its (prior, class) pairs scoring above the threshold (scored only on the priors whose logits
-allow it: `candidate_priors`), the best `pre_nms_topk` of them in
+are its (prior, class) pairs scoring above the threshold (`candidate_pairs`: found by their
+logits, so only they are scored), the best `pre_nms_topk` of them in
 score order (ties: the lower prior, then the lower class, first); only those are decoded.
 Detections come back as normalised xyxy boxes clipped to [0, 1].
 """
@@ -105,26 +105,6 @@ def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.
     return order[kept].astype(np.int64)
 
 
-def candidate_mask(
-    scores: np.ndarray, logits: np.ndarray, coding: AnchorArrays | PointArrays, rule: str
-) -> np.ndarray | None:
-    """(B, A, C) scores -> (B, A, C) bool candidate mask, or None when every pair is one.
-
-    "all": every (prior, class) pair is a candidate (None). "argmax": each prior offers only its
-    best class; for a softmax coding that is the argmax over all K logits, background included,
-    so a prior whose best class is background offers nothing (the seed's rule).
-    """
-    if rule == "all":
-        return None
-    if rule != "argmax":
-        raise OnestageError(
-            f"unknown candidates rule {rule!r}; valid: {', '.join(CANDIDATE_RULES)}"
-        )
-    ranked = logits if coding.score_mode == "softmax" else scores  # softmax keeps the order
-    best = ranked.argmax(axis=-1)[..., None]  # (B, A, 1)
-    return best == np.arange(scores.shape[-1])  # a background argmax matches no class
-
-
 def postprocess(
     pred: np.ndarray,
     coding: AnchorArrays | PointArrays,
@@ -139,57 +119,48 @@ def postprocess(
     are `PREDICTION`'s (`onestage.predict_options`).
 
     candidates: "all" = every (prior, class) pair scoring > conf_threshold (multi-label, for
-    mAP with a low threshold such as 0.001); "argmax" = each prior's best class only. Per image,
-    the `pre_nms_topk` best candidates are decoded, clipped to [0, 1] (a box left with zero width
-    or height is dropped) and go through per-class NMS (IoU > iou_threshold suppresses); at most
-    `max_det` survive. An NMS-free head's coding (`one_to_one`) skips the NMS: its `max_det`
-    best candidates are its detections. Computes in float32 whatever the input dtype.
+    mAP with a low threshold such as 0.001); "argmax" = each prior's best class only (for a
+    softmax coding the best of all K logits, background included, so a prior whose best class
+    is background offers nothing: the seed's rule). Per image, the `pre_nms_topk` best
+    candidates are decoded, clipped to [0, 1] (a box left with zero width or height is
+    dropped) and go through per-class NMS (IoU > iou_threshold suppresses); at most `max_det`
+    survive. An NMS-free head's coding (`one_to_one`) skips the NMS: its `max_det` best
+    candidates are its detections. Computes in float32 whatever the input dtype.
     """
+    if candidates not in CANDIDATE_RULES:
+        raise OnestageError(
+            f"unknown candidates rule {candidates!r}; valid: {', '.join(CANDIDATE_RULES)}"
+        )
     pred = np.asarray(pred, dtype=np.float32)
     box_part, logits = coding.split(pred)
-    possible = coding.candidate_priors(logits, conf_threshold)  # (B, A): only these are scored
-    found = []
-    for image in range(pred.shape[0]):
-        priors = np.flatnonzero(possible[image])
-        image_logits = logits[image, priors][None]  # (1, n, K)
-        scores = coding.class_scores(image_logits)  # (1, n, C)
-        valid = scores > np.float32(conf_threshold)
-        restriction = candidate_mask(scores, image_logits, coding, candidates)
-        if restriction is not None:
-            valid &= restriction
-        found.append(
-            _image_detections(
-                box_part[image],
-                priors,
-                scores[0],
-                valid[0],
-                coding,
-                iou_threshold,
-                pre_nms_topk,
-                max_det,
-            )
+    best_only = candidates == "argmax"
+    return [
+        _image_detections(
+            box_part[image],
+            *coding.candidate_pairs(logits[image], conf_threshold, best_only),
+            coding,
+            iou_threshold,
+            pre_nms_topk,
+            max_det,
         )
-    return found
+        for image in range(pred.shape[0])
+    ]
 
 
 def _image_detections(
     box_part: np.ndarray,
     priors: np.ndarray,
+    class_ids: np.ndarray,
     scores: np.ndarray,
-    valid: np.ndarray,
     coding: AnchorArrays | PointArrays,
     iou_threshold: float,
     pre_nms_topk: int,
     max_det: int,
 ) -> Detections:
-    """One image: box part (A, V), the priors scored (n,) ascending, their scores and candidate
-    mask (n, C) -> its Detections."""
-    num_classes = scores.shape[-1]
-    flat = np.flatnonzero(valid)  # candidate (prior, class) pairs, ascending
-    flat_scores = scores.reshape(-1)[flat]
-    order = np.argsort(-flat_scores, kind="stable")[:pre_nms_topk]  # ties: lower pair first
-    pairs, top_scores = flat[order], flat_scores[order]
-    priors, class_ids = priors[pairs // num_classes], pairs % num_classes
+    """One image: box part (A, V) and its candidate pairs (priors, class ids, scores; ascending
+    pair order) -> its Detections."""
+    order = np.argsort(-scores, kind="stable")[:pre_nms_topk]  # ties: lower pair first
+    priors, class_ids, scores = priors[order], class_ids[order], scores[order]
     boxes = coding.decode(box_part[None, priors], priors[None])[0]
     boxes = np.minimum(np.maximum(boxes, np.float32(0.0)), np.float32(1.0))
     drawn = (boxes[:, 2:] > boxes[:, :2]).all(axis=1)  # width and height > 0 after clipping
@@ -197,7 +168,7 @@ def _image_detections(
         kept = np.flatnonzero(drawn)[:max_det]
     else:
         kept = greedy_nms(boxes, class_ids, drawn, iou_threshold, max_det)
-    return Detections(boxes[kept], top_scores[kept], class_ids[kept].astype(np.int64))
+    return Detections(boxes[kept], scores[kept], class_ids[kept])
 
 
 def selected_detections(

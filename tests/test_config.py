@@ -319,7 +319,10 @@ def test_a_dataset_folder_without_a_recipe_starts_from_the_models_recipe_and_dat
         1.0,
         10,
     )
-    assert config.ema > 0 and config.loss == "quality" and config.optimizer == "adamw"
+    assert config.loss == "quality" and config.optimizer == "adamw"
+    # EMA over about the last 200 updates, within a few hundred images' first epochs (measured
+    # in BENCHMARKS.md; Ultralytics' 0.9999 with tau 2000 barely averages on such sets)
+    assert (config.ema, config.ema_tau) == (0.995, 100.0)
     assert make_config(overrides={"data": "d", "model": "csp-t", "epochs": 60}).epochs == 60
     named = make_config("csp-t", overrides={"data": "d"})
     assert named == TrainConfig(**{**RECIPES["csp-t"], "data": "d"}) and named.mosaic == 0.0

@@ -268,6 +268,29 @@ def test_predict_maps_boxes_back_to_any_image_size(
         assert np.array([d.box_xyxy for d in again]) == pytest.approx(ORIGINAL_BOXES, abs=1e-3)
 
 
+def test_one_read_only_image_reaches_the_model_as_a_batch_does(tmp_path: Path):
+    """One image is batched without a copy, yet the model gets it laid out as a stacked batch
+    (channels_last strides: torch's fast CPU path; a batch axis without a real stride lost it
+    and the forward took 2.4x as long), and a read-only image is left as it was."""
+    weights = save_fixed_weights(tmp_path / "w.safetensors", (1.0, 1.0), (0, 0), letterbox=True)
+    detector = Detector.load(weights, device="cpu")
+    layouts: list[bool] = []
+    detector.model.register_forward_pre_hook(
+        lambda module, args: layouts.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)
+        )
+    )
+    image = np.full((320, 320, 3), 50, dtype=np.uint8)
+    image.flags.writeable = False
+    batch = detector.fit_batch([image])[0]
+    assert np.shares_memory(batch, image)
+    assert batch.strides == np.stack([image]).transpose(0, 3, 1, 2).strides
+    detector.detect([image])
+    detector.detect([image, image])
+    assert layouts == [True, True]
+    assert (image == 50).all()
+
+
 def test_evaluation_maps_a_datasets_class_ids_to_the_weights_by_name(tmp_path: Path):
     """A YOLO dataset lists its classes as fish, cat, dog (the weights: cat, dog, fish); an oracle
     that outputs each object under the weights' id of its name scores mAP 1, and the counts land

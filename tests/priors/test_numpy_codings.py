@@ -123,7 +123,7 @@ def test_candidate_pairs_are_exactly_the_pairs_scoring_above_the_threshold(
     values = 4 * (layout["reg_max"] + 1) + 5 + (layout["box_coding"] == "anchors")
     rng = np.random.default_rng(int(conf * 1000))
     pred = (rng.standard_normal((1, priors, values)) * 4).astype(np.float32)
-    pred[0, :3, -3:] = 30.0  # saturated scores: equal in float32, told apart by their logits
+    pred[0, :3, -3:] = [30.0, 31.0, 32.0]  # sigmoid scores equal in float32 (1.0): ties
     _, logits = coding.split(pred)
     scores = coding.class_scores(logits)[0]  # every pair scored
     valid = scores > np.float32(conf)

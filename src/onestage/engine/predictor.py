@@ -192,7 +192,9 @@ class Detector:
         fitted, transforms = zip(
             *(fit_image(image, self.input_size, self.letterbox) for image in images), strict=True
         )
-        stacked = fitted[0][None] if len(fitted) == 1 else np.stack(fitted)  # one: no copy
+        # one image: a view (reshape, unlike [None], gives the batch axis a real stride, so torch
+        # still sees the transposed batch as channels_last)
+        stacked = fitted[0].reshape(1, *fitted[0].shape) if len(fitted) == 1 else np.stack(fitted)
         batch = stacked.transpose(0, 3, 1, 2)  # (B, 3, S, S) uint8
         return batch, list(transforms), [(image.shape[1], image.shape[0]) for image in images]
 

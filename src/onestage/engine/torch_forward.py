@@ -71,8 +71,9 @@ class TorchForward:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         was_training = self.model.training
         self.model.eval()
-        writable = np.require(images, requirements="W")  # a read-only image: copied for torch
-        batch = torch.from_numpy(writable).to(self.device).to(self.input_dtype)
+        if not images.flags.writeable:  # torch takes writable arrays; "K" keeps the strides
+            images = images.copy(order="K")
+        batch = torch.from_numpy(images).to(self.device).to(self.input_dtype)
         if images.dtype == np.uint8:  # a new tensor: dividing in place leaves `images` alone
             batch = batch.div_(255.0)
         if self.channels_last:

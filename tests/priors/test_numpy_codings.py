@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from onestage.errors import OnestageError
+from onestage.priors import numpy_codings
 from onestage.priors.codings import coding_from_layout
 from onestage.priors.numpy_codings import (
     AnchorArrays,
@@ -144,8 +145,51 @@ def test_candidate_pairs_of_softmax_anchors_bound_by_the_background_logit() -> N
     logits[:, -1] = 0.0  # background
     logits[3, 2] = math.log(0.5)  # probability just over 1/3: a candidate at conf 0.25 only
     logits[7, 4] = 5.0
-    anchors, class_ids, scores = coding.candidate_pairs(logits, 0.25)
+    anchors, class_ids, scores = coding.candidate_pairs(logits, 0.25, False)
     assert (anchors.tolist(), class_ids.tolist()) == ([3, 7], [2, 4])
     np.testing.assert_allclose(scores, [1 / 3, math.exp(5) / (math.exp(5) + 1)], atol=1e-3)
-    anchors, class_ids, _ = coding.candidate_pairs(logits, 0.6)
+    anchors, class_ids, _ = coding.candidate_pairs(logits, 0.6, False)
     assert (anchors.tolist(), class_ids.tolist()) == ([7], [4])
+
+
+def test_candidate_pairs_need_a_score_strictly_above_the_threshold_whatever_the_rule() -> None:
+    coding = numpy_coding(POINT_LAYOUT)
+    logits = np.full((sum(coding.level_sizes), 5), -20.0, dtype=np.float32)
+    logits[0, 1] = 0.0  # a score of exactly 0.5
+    logits[1, 2] = math.log(0.3 / 0.7) - 5e-4  # its prior's best, just under 0.3: within the margin
+    logits[2, [0, 3]] = [3.0, 2.0]  # two classes of one prior above 0.3
+    expected = {  # (conf, best_only): (priors, class ids)
+        (0.5, False): ([2, 2], [0, 3]),
+        (0.5, True): ([2], [0]),
+        (0.3, False): ([0, 2, 2], [1, 0, 3]),
+        (0.3, True): ([0, 2], [1, 0]),
+    }
+    for (conf, best_only), pairs in expected.items():
+        priors, class_ids, _ = coding.candidate_pairs(logits, conf, best_only)
+        assert (priors.tolist(), class_ids.tolist()) == pairs, (conf, best_only)
+    priors, _, _ = coding.candidate_pairs(logits, 0.4999, False)
+    assert priors.tolist() == [0, 2, 2]
+
+
+def test_candidate_pairs_score_only_what_their_bound_allows(monkeypatch) -> None:
+    """Scoring is the cost: a sigmoid coding scores only the pairs its logit bound lets through,
+    a softmax coding only the anchors its background bound lets through."""
+    scored: list[tuple[int, ...]] = []
+    for name in ("sigmoid", "softmax"):
+        exact = getattr(numpy_codings, name)
+        monkeypatch.setattr(
+            numpy_codings, name, lambda x, exact=exact: scored.append(x.shape) or exact(x)
+        )
+    points = numpy_coding(POINT_LAYOUT)
+    logits = np.full((sum(points.level_sizes), 5), -20.0, dtype=np.float32)
+    logits[[3, 9, 9], [1, 0, 4]] = 1.0
+    assert len(points.candidate_pairs(logits, 0.25, False)[0]) == 3
+    assert scored == [(3,)]
+    scored.clear()
+    anchors = numpy_coding(ANCHOR_LAYOUT)
+    logits = np.full((sum(anchors.level_sizes), 6), -9.0, dtype=np.float32)
+    logits[:, -1] = 0.0
+    logits[3, 2], logits[7, 4] = math.log(0.5), 5.0
+    anchors.candidate_pairs(logits, 0.6, False)
+    anchors.candidate_pairs(logits, 0.25, False)
+    assert scored == [(1, 6), (2, 6)]

@@ -144,7 +144,7 @@ class AnchorArrays:
         return sigmoid(logits[..., :-1])
 
     def candidate_pairs(
-        self, logits: np.ndarray, conf_threshold: float, best_only: bool = False
+        self, logits: np.ndarray, conf_threshold: float, best_only: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One image's (A, num_classes + 1) logits -> its candidates: the (anchor, class) pairs
         scoring above `conf_threshold`, as anchors (n,), class ids (n,) and scores (n,) float32,
@@ -203,7 +203,7 @@ class PointArrays:
         return sigmoid(logits)
 
     def candidate_pairs(
-        self, logits: np.ndarray, conf_threshold: float, best_only: bool = False
+        self, logits: np.ndarray, conf_threshold: float, best_only: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One image's (A, C) logits -> its candidates as `AnchorArrays.candidate_pairs`."""
         return sigmoid_pairs(logits, conf_threshold, best_only)

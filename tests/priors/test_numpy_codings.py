@@ -183,6 +183,7 @@ def test_candidate_pairs_score_only_what_their_bound_allows(monkeypatch) -> None
     points = numpy_coding(POINT_LAYOUT)
     logits = np.full((sum(points.level_sizes), 5), -20.0, dtype=np.float32)
     logits[[3, 9, 9], [1, 0, 4]] = 1.0
+    logits[[4, 5], [2, 3]] = -1.5  # scores of 0.18, under 0.25: left unscored
     assert len(points.candidate_pairs(logits, 0.25, False)[0]) == 3
     assert scored == [(3,)]
     scored.clear()

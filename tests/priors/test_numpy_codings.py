@@ -194,3 +194,19 @@ def test_candidate_pairs_score_only_what_their_bound_allows(monkeypatch) -> None
     anchors.candidate_pairs(logits, 0.6, False)
     anchors.candidate_pairs(logits, 0.25, False)
     assert scored == [(1, 6), (2, 6)]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [ANCHOR_LAYOUT, POINT_LAYOUT, {**POINT_LAYOUT, "reg_max": 0}],
+    ids=["anchors", "points-dfl", "points-softplus"],
+)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_decoding_and_scoring_give_float32_whatever_the_outputs_dtype(layout: dict, dtype) -> None:
+    coding = numpy_coding(layout)
+    values = 4 * (layout["reg_max"] + 1) + 5 + (layout["box_coding"] == "anchors")
+    rng = np.random.default_rng(3)
+    pred = rng.standard_normal((2, sum(coding.level_sizes), values)).astype(dtype)
+    box_part, logits = coding.split(pred)
+    assert coding.decode(box_part).dtype == np.float32
+    assert coding.class_scores(logits).dtype == np.float32

@@ -47,7 +47,8 @@ def steps(detector: Detector) -> dict[str, Callable[[np.ndarray], object]]:
 
     def pairs(raw: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         box_part, logits = split(raw)
-        return box_part[0], coding.candidate_pairs(logits[0], options.conf)
+        best_only = options.candidates == "argmax"
+        return box_part[0], coding.candidate_pairs(logits[0], options.conf, best_only)
 
     def ordered(raw: np.ndarray) -> tuple[np.ndarray, ...]:
         box_part, (priors, class_ids, scores) = pairs(raw)

@@ -38,7 +38,8 @@ from bench_common import command_line, report, seed_test_set
 from onestage.engine.device import machine_description
 from onestage.engine.evaluator import EvalSet, evaluate_detector
 from onestage.engine.predictor import Detector
-from onestage.export.exporter import default_target, export_weights
+from onestage.export.exporter import SUFFIXES, default_target, export_weights
+from onestage.runtime import EXPORTED_SUFFIXES
 from onestage.runtime.openvino_backend import cpu_supports_bf16
 
 COLD_START = """
@@ -89,7 +90,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     fmt, precision = default_target()
-    default = f"{'onnxruntime' if fmt == 'onnx' else fmt} {precision}"
+    default = f"{EXPORTED_SUFFIXES[SUFFIXES[fmt]]} {precision}"  # the variant's name
     for name in variants:
         forward, end_to_end = latency[name]
         result = scores[name]

@@ -29,7 +29,7 @@ import numpy as np
 from bench_common import command_line, report, seed_test_set
 from onestage.engine.device import machine_description
 from onestage.engine.predictor import Detector
-from onestage.export.exporter import default_target, export_weights
+from onestage.export.exporter import SUFFIXES, default_target, export_weights
 from onestage.predict_options import PREDICTION
 from onestage.runtime.postprocess import greedy_nms, postprocess
 
@@ -83,8 +83,7 @@ def main() -> None:
 
     fmt, precision = default_target()
     with tempfile.TemporaryDirectory() as folder:
-        suffix = ".xml" if fmt == "openvino" else ".onnx"
-        path = Path(folder) / f"model{suffix}"
+        path = Path(folder) / f"model{SUFFIXES[fmt]}"
         export_weights(args.weights, fmt, precision, path)
         detector = Detector.load(path)
         eval_set, data = seed_test_set(detector.class_names, 20, args.seed_assets)
